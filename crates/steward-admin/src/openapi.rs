@@ -1,0 +1,69 @@
+//! The OpenAPI 3.1 document of the admin API, generated from the route table.
+
+use axum::Json;
+use serde_json::{Map, Value, json};
+
+use crate::auth::{ROUTES, RouteAccess};
+
+fn roles(access: RouteAccess) -> &'static str {
+    match access {
+        RouteAccess::Admin => "admin",
+        RouteAccess::Approve => "admin, approver",
+        RouteAccess::Read => "admin, auditor, approver",
+        RouteAccess::Owner => "admin, owner (own identities only)",
+        RouteAccess::Any => "any admin role",
+    }
+}
+
+/// Builds the document.
+pub fn build() -> Value {
+    let mut paths: Map<String, Value> = Map::new();
+    for (method, path, access, summary) in ROUTES {
+        let params: Vec<Value> = path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "minLength": 1}}))
+            .collect();
+        let mut op = json!({
+            "summary": summary,
+            "description": format!("Roles: {}.", roles(*access)),
+            "operationId": format!("{}{}", method.to_lowercase(), path.replace(['/', '{', '}'], "_")),
+            "parameters": params,
+            "security": [{"bearer": []}],
+            "responses": {
+                "200": {"description": "OK", "content": {"application/json": {"schema": {}}}},
+                "400": {"$ref": "#/components/responses/Problem"},
+                "401": {"$ref": "#/components/responses/Problem"},
+                "403": {"$ref": "#/components/responses/Problem"},
+                "404": {"$ref": "#/components/responses/Problem"},
+                "409": {"$ref": "#/components/responses/Problem"},
+                "503": {"$ref": "#/components/responses/Problem"}
+            }
+        });
+        if matches!(*method, "POST" | "PUT" | "PATCH") {
+            op["requestBody"] = json!({"required": false, "content": {"application/json": {"schema": {"type": "object"}}}});
+        }
+        let entry = paths.entry((*path).to_owned()).or_insert_with(|| json!({}));
+        if let Some(obj) = entry.as_object_mut() {
+            obj.insert(method.to_lowercase(), op);
+        }
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Steward admin API", "version": env!("CARGO_PKG_VERSION")},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "responses": {"Problem": {"description": "RFC 9457 problem", "content": {"application/problem+json": {"schema": {
+                "type": "object",
+                "properties": {"type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"}, "detail": {"type": "string"}},
+                "required": ["type", "title", "status"]
+            }}}}}
+        }
+    })
+}
+
+/// `GET /admin/v1/openapi.json`.
+pub async fn document() -> Json<Value> {
+    Json(build())
+}

@@ -1,0 +1,526 @@
+//! The HTTP adapter of the pipeline: `/gw/{service}/{path}` to the upstream REST API.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use steward_audit::Outcome;
+use steward_core::OperationName;
+use steward_policy::Permit;
+
+use crate::openapi::{RequestBody, extract_args_from, parse_json_body};
+use crate::path::{NormalizedPath, check_query};
+use crate::pipeline::{self, CallMeta, Caller, ResolvedCall};
+use crate::problem::Problem;
+use crate::runtime::{Runtime, RuntimeError, sha256_hex};
+use crate::service::{ServiceRuntime, UpstreamAuth};
+use crate::upstream::UpstreamBody;
+
+/// Response header naming the request.
+pub const REQUEST_ID_HEADER: &str = "steward-request-id";
+
+/// Request headers never forwarded: hop-by-hop (RFC 9110 §7.6.1), the agent's own
+/// credentials, and identity headers a client could forge.
+const STRIPPED: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "authorization",
+    "cookie",
+    "forwarded",
+    "x-real-ip",
+    "content-length",
+];
+
+fn is_stripped(name: &HeaderName, connection_listed: &[String]) -> bool {
+    let n = name.as_str();
+    STRIPPED.contains(&n)
+        || n.starts_with("steward-")
+        || n.starts_with("x-forwarded-")
+        || connection_listed.iter().any(|c| c == n)
+}
+
+fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// Rejects request framings that let two parsers disagree about where a request ends.
+fn check_framing(headers: &HeaderMap) -> Result<(), Problem> {
+    let cls: Vec<&HeaderValue> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
+    if !cls.is_empty() && headers.contains_key(header::TRANSFER_ENCODING) {
+        return Err(Problem::bad_request("both Content-Length and Transfer-Encoding are present"));
+    }
+    let mut seen: Option<&[u8]> = None;
+    for v in &cls {
+        let b = v.as_bytes();
+        if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
+            return Err(Problem::bad_request("malformed Content-Length"));
+        }
+        if seen.is_some_and(|s| s != b) {
+            return Err(Problem::bad_request("conflicting Content-Length headers"));
+        }
+        seen = Some(b);
+    }
+    Ok(())
+}
+
+fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(1024).collect())
+}
+
+fn prefer_wait(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|p| p.trim().strip_prefix("wait="))
+        .filter_map(|n| n.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .next()
+}
+
+/// Removes the agent's token from a query string; returns the cleaned query.
+fn strip_token_from_query(query: &str, token: &str) -> String {
+    query
+        .split('&')
+        .filter(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let decoded = crate::path::form_decode(v).unwrap_or_else(|_| v.to_owned());
+            !(k.eq_ignore_ascii_case("access_token") || decoded.contains(token) || v.contains(token))
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn with_request_id(mut resp: Response, rid: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(rid) {
+        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    resp
+}
+
+/// The `/gw/{service}/{*path}` handler.
+pub async fn handle(
+    State(rt): State<Arc<Runtime>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request<Body>,
+) -> Response {
+    let rid = pipeline::request_id();
+    let span = tracing::info_span!("gateway", request.id = %rid, identity.id = tracing::field::Empty, operation.name = tracing::field::Empty);
+    let _enter = span.enter();
+    drop(_enter);
+    let resp = match proxy(&rt, peer, req, &rid, &span).await {
+        Ok(resp) => resp,
+        Err(problem) => problem.request_id(&rid).into_response(),
+    };
+    with_request_id(resp, &rid)
+}
+
+async fn proxy(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Body>, rid: &str, span: &tracing::Span) -> Result<Response, Problem> {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    check_framing(&parts.headers)?;
+    // Authenticate before looking at the path, so probing reveals nothing.
+    let caller = pipeline::authenticate(rt, &parts.headers, Some(peer.ip())).await?;
+    span.record("identity.id", caller.identity.id.as_str());
+    let token = pipeline::bearer(&parts.headers)?.to_owned();
+
+    // Resolve: exact bytes in, ambiguity refused.
+    let raw_path = parts.uri.path();
+    let path = NormalizedPath::parse(raw_path).map_err(|e| Problem::bad_request(format!("ambiguous or malformed path: {e}")))?;
+    let query = parts.uri.query().map(|q| strip_token_from_query(q, &token)).filter(|q| !q.is_empty());
+    if let Some(q) = &query {
+        check_query(q).map_err(|e| Problem::bad_request(format!("malformed query: {e}")))?;
+    }
+    let service = rt
+        .service_table()
+        .get(&path.service)
+        .filter(|s| s.spec.kind == "http")
+        .ok_or_else(|| Problem::not_found(format!("no HTTP service named `{}`", path.service)))?;
+
+    let matched = service.catalog.match_request(parts.method.as_str(), &path);
+    let (op_name, class, needs_body, sensitive) = match &matched {
+        Some(m) => (
+            m.operation.name.clone(),
+            m.operation.class,
+            m.operation.needs_body(),
+            m.operation.sensitive_args().map(str::to_owned).collect::<Vec<_>>(),
+        ),
+        None if service.spec.allow_unmatched => (
+            "unmatched".to_owned(),
+            steward_core::OperationClass::from_http_method(parts.method.as_str()),
+            false,
+            Vec::new(),
+        ),
+        None => {
+            return Err(Problem::new(StatusCode::FORBIDDEN, "unknown_operation", "Unknown operation")
+                .detail(format!(
+                    "`{} {}` matches no operation of service `{}`, and unmatched requests are denied",
+                    parts.method, path.raw_rest, path.service
+                )));
+        }
+    };
+    span.record("operation.name", format!("{}:{}", path.service, op_name).as_str());
+
+    // Buffer the body only when policy needs it (or it is small enough to scan).
+    let declared_len = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let max = rt.settings.max_body_bytes;
+    let must_buffer = needs_body || declared_len.is_some_and(|l| l as usize <= max);
+    let (body_bytes, streamed): (Option<Bytes>, Option<Body>) = if must_buffer {
+        if declared_len.is_some_and(|l| l as usize > max) {
+            return Err(Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "Body too large")
+                .detail(format!("the body exceeds the {max}-byte limit for inspected requests")));
+        }
+        let collected = Limited::new(body, max).collect().await.map_err(|_| {
+            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "Body too large")
+                .detail(format!("the body exceeds the {max}-byte limit for inspected requests"))
+        })?;
+        (Some(collected.to_bytes()), None)
+    } else {
+        (None, Some(body))
+    };
+    if let Some(b) = &body_bytes {
+        // The agent's token must never travel upstream, not even inside a body.
+        if memchr_find(b, token.as_bytes()) {
+            return Err(Problem::bad_request("the request body contains the caller's Steward token; refusing to forward it"));
+        }
+    }
+    let args = match (&matched, &body_bytes) {
+        (Some(m), body) => {
+            let json_body;
+            let form_text;
+            let rb = match body {
+                Some(b) if m.operation.needs_body() && !b.is_empty() => {
+                    let ct = header_str(&parts.headers, "content-type").unwrap_or_default().to_ascii_lowercase();
+                    if ct.starts_with("application/x-www-form-urlencoded") {
+                        form_text = String::from_utf8(b.to_vec()).map_err(|_| Problem::bad_request("form body is not UTF-8"))?;
+                        RequestBody::Form(&form_text)
+                    } else {
+                        json_body = parse_json_body(b).map_err(|e| Problem::bad_request(e.to_string()))?;
+                        RequestBody::Json(&json_body)
+                    }
+                }
+                _ => RequestBody::None,
+            };
+            extract_args_from(m, query.as_deref(), rb).map_err(|e| Problem::bad_request(format!("arguments: {e}")))?
+        }
+        (None, _) => json!({}),
+    };
+    let body_hash = body_bytes.as_ref().map(|b| sha256_hex(b)).unwrap_or_else(|| "streamed".into());
+    let digest = sha256_hex(
+        format!(
+            "{}\n/gw/{}{}\n{}\n{}",
+            parts.method,
+            path.service,
+            path.raw_rest,
+            query.as_deref().unwrap_or(""),
+            body_hash
+        )
+        .as_bytes(),
+    );
+    let call = ResolvedCall {
+        operation: OperationName::new(path.service.clone(), op_name),
+        class,
+        args,
+        sensitive,
+        digest,
+    };
+    let meta = CallMeta {
+        request_id: rid.to_owned(),
+        reason: header_str(&parts.headers, "steward-reason"),
+        traceparent: header_str(&parts.headers, "traceparent"),
+        approval_id: header_str(&parts.headers, "steward-approval"),
+        wait: prefer_wait(&parts.headers),
+    };
+
+    // Authorize and write the durable decision record.
+    let admitted = pipeline::admit(rt, &caller, &call, &meta).await?;
+
+    // Inject and forward.
+    let upstream_req = build_upstream_request(
+        rt,
+        &admitted.permit,
+        &service,
+        &parts.method,
+        &parts.headers,
+        &path.raw_rest,
+        query.as_deref(),
+        body_bytes,
+        streamed,
+    )
+    .await
+    .map_err(|e| pipeline::credential_problem(&e, rid))?;
+    let client = service_client(rt, &service).map_err(|e| {
+        tracing::error!(error = %e, "upstream client");
+        Problem::new(StatusCode::BAD_GATEWAY, "upstream_error", "Upstream unavailable")
+    })?;
+    let timeout = Duration::from_millis(rt.settings.request_timeout_ms);
+    let result = tokio::time::timeout(timeout, client.request(upstream_req)).await;
+    let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let upstream_resp = match result {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(e)) => {
+            let blocked = format!("{e:?}").contains("PermissionDenied");
+            let outcome = Outcome { status: None, bytes_in: 0, bytes_out: 0, latency_ms, outcome_unknown: false };
+            pipeline::audit_outcome(rt, &caller, &call, &meta, &admitted, outcome, json!({"error": if blocked { "egress_blocked" } else { "upstream_unreachable" }}))
+                .await
+                .map_err(|e| e.to_problem())?;
+            if blocked {
+                return Err(Problem::new(StatusCode::FORBIDDEN, "egress_blocked", "Upstream address not allowed")
+                    .detail("the upstream resolves to an address this service may not reach"));
+            }
+            tracing::warn!(error = %e, "upstream request failed");
+            return Err(Problem::new(StatusCode::BAD_GATEWAY, "upstream_error", "Upstream unavailable"));
+        }
+        Err(_) => {
+            let outcome = Outcome { status: None, bytes_in: 0, bytes_out: 0, latency_ms, outcome_unknown: true };
+            pipeline::audit_outcome(rt, &caller, &call, &meta, &admitted, outcome, json!({"error": "timeout"}))
+                .await
+                .map_err(|e| e.to_problem())?;
+            return Err(Problem::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "Upstream timed out"));
+        }
+    };
+    respond(rt, &caller, &call, &meta, &admitted, upstream_resp, latency_ms).await
+}
+
+fn memchr_find(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn service_client(rt: &Runtime, service: &ServiceRuntime) -> Result<crate::upstream::UpstreamClient, String> {
+    if let Some(c) = service.client.get() {
+        return Ok(c.clone());
+    }
+    let client = rt.upstream.client(service.spec.egress(), service.spec.ca_bundle.as_deref())?;
+    let _ = service.client.set(client.clone());
+    Ok(client)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn build_upstream_request(
+    rt: &Runtime,
+    _permit: &Permit,
+    service: &ServiceRuntime,
+    method: &http::Method,
+    headers: &HeaderMap,
+    raw_rest: &str,
+    query: Option<&str>,
+    body_bytes: Option<Bytes>,
+    streamed: Option<Body>,
+) -> Result<Request<UpstreamBody>, RuntimeError> {
+    let base = &service.base;
+    let base_path = base.path().trim_end_matches('/');
+    let mut query = query.map(str::to_owned);
+    let mut out_headers = HeaderMap::new();
+    let listed = connection_tokens(headers);
+    for (name, value) in headers {
+        if !is_stripped(name, &listed) {
+            out_headers.append(name.clone(), value.clone());
+        }
+    }
+    // Inject the upstream credential (phase 5). The permit proves authorization.
+    match &service.spec.auth {
+        UpstreamAuth::None => {}
+        UpstreamAuth::Bearer { secret } => {
+            let (_, value) = rt.secret_value(secret).await?;
+            let v = secret_header(b"Bearer ", value.expose_secret())?;
+            out_headers.insert(header::AUTHORIZATION, v);
+        }
+        UpstreamAuth::Basic { username, secret } => {
+            let (_, value) = rt.secret_value(secret).await?;
+            let mut raw = zeroize::Zeroizing::new(Vec::with_capacity(username.len() + 1 + value.expose_secret().len()));
+            raw.extend_from_slice(username.as_bytes());
+            raw.push(b':');
+            raw.extend_from_slice(value.expose_secret());
+            let encoded = zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*raw));
+            let v = secret_header(b"Basic ", encoded.as_bytes())?;
+            out_headers.insert(header::AUTHORIZATION, v);
+        }
+        UpstreamAuth::Header { name, secret, prefix } => {
+            let (_, value) = rt.secret_value(secret).await?;
+            let hname = HeaderName::from_bytes(name.as_bytes()).map_err(|_| RuntimeError::Invalid(format!("bad header name `{name}`")))?;
+            out_headers.insert(hname, secret_header(prefix.as_bytes(), value.expose_secret())?);
+        }
+        UpstreamAuth::Query { param, secret } => {
+            let (_, value) = rt.secret_value(secret).await?;
+            let v = String::from_utf8(value.expose_secret().to_vec()).map_err(|_| RuntimeError::Invalid("secret is not UTF-8".into()))?;
+            let enc: String = percent_encoding::utf8_percent_encode(&v, percent_encoding::NON_ALPHANUMERIC).collect();
+            let pair = format!("{param}={enc}");
+            query = Some(match query {
+                Some(q) => format!("{q}&{pair}"),
+                None => pair,
+            });
+        }
+        UpstreamAuth::Oauth2ClientCredentials { .. } => {
+            let token = crate::oauth_client::access_token(rt, service).await?;
+            out_headers.insert(header::AUTHORIZATION, secret_header(b"Bearer ", token.as_bytes())?);
+        }
+    }
+    let mut target = format!("{}://{}", base.scheme(), base.host_str().unwrap_or_default());
+    if let Some(port) = base.port() {
+        target.push_str(&format!(":{port}"));
+    }
+    target.push_str(base_path);
+    target.push_str(if raw_rest.is_empty() { "/" } else { raw_rest });
+    if let Some(q) = &query {
+        target.push('?');
+        target.push_str(q);
+    }
+    let uri: Uri = target.parse().map_err(|e| RuntimeError::Invalid(format!("upstream uri: {e}")))?;
+    let body: UpstreamBody = match (body_bytes, streamed) {
+        (Some(b), _) => {
+            out_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
+            Full::new(b).map_err(|never| match never {}).boxed_unsync()
+        }
+        (None, Some(body)) => {
+            if let Some(cl) = headers.get(header::CONTENT_LENGTH) {
+                out_headers.insert(header::CONTENT_LENGTH, cl.clone());
+            }
+            body.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>).boxed_unsync()
+        }
+        (None, None) => Full::new(Bytes::new()).map_err(|never| match never {}).boxed_unsync(),
+    };
+    let mut req = Request::builder().method(method.clone()).uri(uri).body(body).map_err(|e| RuntimeError::Invalid(e.to_string()))?;
+    *req.headers_mut() = out_headers;
+    Ok(req)
+}
+
+fn secret_header(prefix: &[u8], value: &[u8]) -> Result<HeaderValue, RuntimeError> {
+    let mut raw = zeroize::Zeroizing::new(Vec::with_capacity(prefix.len() + value.len()));
+    raw.extend_from_slice(prefix);
+    raw.extend_from_slice(value);
+    let mut v = HeaderValue::from_bytes(&raw).map_err(|_| RuntimeError::Invalid("the secret is not a valid header value".into()))?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// Small responses are buffered so the outcome record carries exact bytes; larger ones
+/// stream, with the outcome written when headers arrive and a completion record after.
+const BUFFER_RESPONSE_UP_TO: u64 = 256 * 1024;
+
+async fn respond(
+    rt: &Arc<Runtime>,
+    caller: &Caller,
+    call: &ResolvedCall,
+    meta: &CallMeta,
+    admitted: &pipeline::Admitted,
+    resp: http::Response<hyper::body::Incoming>,
+    latency_ms: u64,
+) -> Result<Response, Problem> {
+    let (parts, body) = resp.into_parts();
+    let status = i64::from(parts.status.as_u16());
+    let len = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let mut headers = HeaderMap::new();
+    let listed = connection_tokens(&parts.headers);
+    for (name, value) in &parts.headers {
+        let n = name.as_str();
+        if matches!(n, "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade" | "trailer" | "te" | "set-cookie")
+            || listed.iter().any(|c| c == n)
+        {
+            continue;
+        }
+        headers.append(name.clone(), value.clone());
+    }
+    if len.is_some_and(|l| l <= BUFFER_RESPONSE_UP_TO) {
+        let bytes = Limited::new(body, BUFFER_RESPONSE_UP_TO as usize)
+            .collect()
+            .await
+            .map_err(|_| Problem::new(StatusCode::BAD_GATEWAY, "upstream_error", "Upstream response failed"))?
+            .to_bytes();
+        let outcome = Outcome { status: Some(status), bytes_in: 0, bytes_out: bytes.len() as u64, latency_ms, outcome_unknown: false };
+        pipeline::audit_outcome(rt, caller, call, meta, admitted, outcome, Value::Null)
+            .await
+            .map_err(|e| e.to_problem())?;
+        let mut out = Response::new(Body::from(bytes));
+        *out.status_mut() = parts.status;
+        *out.headers_mut() = headers;
+        return Ok(out);
+    }
+    let outcome = Outcome { status: Some(status), bytes_in: 0, bytes_out: len.unwrap_or(0), latency_ms, outcome_unknown: len.is_none() };
+    pipeline::audit_outcome(rt, caller, call, meta, admitted, outcome, json!({"streamed": true}))
+        .await
+        .map_err(|e| e.to_problem())?;
+    let counted = crate::stream::CountingBody::new(body, {
+        let rt = Arc::clone(rt);
+        let caller = caller.clone();
+        let call = call.clone();
+        let rid = meta.request_id.clone();
+        move |bytes, complete| {
+            tokio::spawn(async move {
+                let mut event = steward_audit::AuditEvent::new(steward_audit::EventKind::Other("stream_end".into()), caller.actor());
+                event.request_id = Some(rid);
+                event.operation = Some(call.operation.to_string());
+                event.detail = json!({"bytes_out": bytes, "complete": complete});
+                let _ = rt.audit(event).await;
+            });
+        }
+    });
+    let mut out = Response::new(Body::new(counted));
+    *out.status_mut() = parts.status;
+    *out.headers_mut() = headers;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_removed_from_queries() {
+        assert_eq!(strip_token_from_query("a=1&access_token=x&b=2", "zzz"), "a=1&b=2");
+        assert_eq!(strip_token_from_query("a=1&t=stwt_abc&b=2", "stwt_abc"), "a=1&b=2");
+        assert_eq!(strip_token_from_query("t=pre%20stwt_abc", "stwt_abc"), "");
+    }
+
+    #[test]
+    fn ambiguous_framing_is_refused() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        assert!(check_framing(&h).is_err());
+        let mut h = HeaderMap::new();
+        h.append(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        h.append(header::CONTENT_LENGTH, HeaderValue::from_static("6"));
+        assert!(check_framing(&h).is_err());
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("+5"));
+        assert!(check_framing(&h).is_err());
+    }
+
+    #[test]
+    fn hop_by_hop_and_identity_headers_are_stripped() {
+        let listed = vec!["x-secret-hop".to_owned()];
+        for h in ["authorization", "cookie", "steward-reason", "x-forwarded-for", "x-secret-hop", "connection"] {
+            assert!(is_stripped(&HeaderName::from_static(h), &listed), "{h}");
+        }
+        assert!(!is_stripped(&HeaderName::from_static("accept"), &listed));
+    }
+}

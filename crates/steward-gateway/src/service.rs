@@ -1,0 +1,287 @@
+//! Upstream services: their stored definition, and the routing table built from them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use steward_core::OperationClass;
+use steward_policy::{ArgDef, ArgType as PolicyArgType, Catalog, OperationDef, ServiceDef};
+use steward_store::Store;
+
+use crate::openapi::{ArgType, Operation, ServiceCatalog};
+use crate::runtime::RuntimeError;
+use crate::ssrf::EgressPolicy;
+
+/// How Steward authenticates to an upstream. Every variant names a vault secret; the
+/// agent never sees its value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum UpstreamAuth {
+    /// No credential.
+    #[default]
+    None,
+    /// `Authorization: Bearer <secret>`.
+    Bearer {
+        /// Vault secret name.
+        secret: String,
+    },
+    /// `Authorization: Basic base64(username:secret)`.
+    Basic {
+        /// User name (not secret).
+        username: String,
+        /// Vault secret holding the password.
+        secret: String,
+    },
+    /// A custom header, e.g. `X-Api-Key: <secret>`.
+    Header {
+        /// Header name.
+        name: String,
+        /// Vault secret name.
+        secret: String,
+        /// Optional prefix, e.g. `Token `.
+        #[serde(default)]
+        prefix: String,
+    },
+    /// A query parameter, e.g. `?api_key=<secret>`.
+    Query {
+        /// Parameter name.
+        param: String,
+        /// Vault secret name.
+        secret: String,
+    },
+    /// OAuth 2.0 client credentials: Steward fetches, caches and refreshes the token.
+    Oauth2ClientCredentials {
+        /// Token endpoint.
+        token_url: String,
+        /// Client id (not secret).
+        client_id: String,
+        /// Vault secret holding the client secret.
+        secret: String,
+        /// Optional scope.
+        #[serde(default)]
+        scope: Option<String>,
+    },
+}
+
+impl UpstreamAuth {
+    /// The vault secret this auth uses, if any.
+    pub fn secret_name(&self) -> Option<&str> {
+        match self {
+            Self::None => None,
+            Self::Bearer { secret }
+            | Self::Basic { secret, .. }
+            | Self::Header { secret, .. }
+            | Self::Query { secret, .. }
+            | Self::Oauth2ClientCredentials { secret, .. } => Some(secret),
+        }
+    }
+}
+
+/// A service as stored and as written in `apply` files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    /// Unique name, used in `/gw/{name}/…` and in operation names.
+    pub name: String,
+    /// `http` (default) or `mcp`.
+    #[serde(default = "default_kind")]
+    pub kind: String,
+    /// Upstream base URL, e.g. `https://api.github.com`.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Upstream authentication.
+    #[serde(default)]
+    pub auth: UpstreamAuth,
+    /// Allow a plain-HTTP upstream.
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Allow loopback, private and link-local upstream addresses (never metadata).
+    #[serde(default)]
+    pub allow_private: bool,
+    /// PEM CA bundle to verify the upstream with, instead of the system roots.
+    #[serde(default)]
+    pub ca_bundle: Option<String>,
+    /// The OpenAPI document the operations came from (JSON or YAML text).
+    #[serde(default)]
+    pub openapi: Option<String>,
+    /// Operations; filled from `openapi` on import.
+    #[serde(default)]
+    pub operations: Vec<Operation>,
+    /// Class overrides by operation name.
+    #[serde(default)]
+    pub class_overrides: BTreeMap<String, OperationClass>,
+    /// Forward requests that match no operation (as operation `unmatched`) instead of denying.
+    #[serde(default)]
+    pub allow_unmatched: bool,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+}
+
+fn default_kind() -> String {
+    "http".into()
+}
+
+impl ServiceSpec {
+    /// Checks the definition and fills `operations` from `openapi` when present.
+    pub fn validate(mut self) -> Result<Self, RuntimeError> {
+        steward_core::name::validate(&self.name).map_err(|e| RuntimeError::Invalid(format!("service name: {e}")))?;
+        if !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(RuntimeError::Invalid(format!(
+                "service name `{}` may contain only ASCII letters, digits, `-` and `_`",
+                self.name
+            )));
+        }
+        if self.kind != "http" && self.kind != "mcp" {
+            return Err(RuntimeError::Invalid(format!("service kind `{}` is neither `http` nor `mcp`", self.kind)));
+        }
+        if self.kind == "http" {
+            let base = self
+                .base_url
+                .as_deref()
+                .ok_or_else(|| RuntimeError::Invalid(format!("service `{}` needs a base_url", self.name)))?;
+            let url = url::Url::parse(base).map_err(|e| RuntimeError::Invalid(format!("base_url `{base}`: {e}")))?;
+            match url.scheme() {
+                "https" => {}
+                "http" if self.allow_http => {}
+                "http" => {
+                    return Err(RuntimeError::Invalid(format!(
+                        "base_url `{base}` is plain http; set allow_http to permit it"
+                    )));
+                }
+                other => return Err(RuntimeError::Invalid(format!("base_url scheme `{other}` is not http(s)"))),
+            }
+            if url.host_str().is_none() {
+                return Err(RuntimeError::Invalid(format!("base_url `{base}` has no host")));
+            }
+        }
+        if let Some(text) = &self.openapi {
+            let catalog = ServiceCatalog::from_openapi(text).map_err(|e| RuntimeError::Invalid(format!("openapi: {e}")))?;
+            self.operations = catalog.into_operations();
+        }
+        for op in &mut self.operations {
+            if let Some(class) = self.class_overrides.get(&op.name) {
+                op.class = *class;
+            }
+        }
+        // Building the router also checks the operations are consistent.
+        ServiceCatalog::new(self.operations.clone()).map_err(|e| RuntimeError::Invalid(format!("operations: {e}")))?;
+        Ok(self)
+    }
+
+    /// The egress policy implied by the service's flags.
+    pub fn egress(&self) -> EgressPolicy {
+        if self.allow_private {
+            EgressPolicy { allow_loopback: true, allow_private: true, allow_link_local: true, ..EgressPolicy::public_only() }
+        } else {
+            EgressPolicy::public_only()
+        }
+    }
+}
+
+/// One service ready for routing.
+#[derive(Debug)]
+pub struct ServiceRuntime {
+    /// Its definition.
+    pub spec: ServiceSpec,
+    /// Its operation router.
+    pub catalog: ServiceCatalog,
+    /// Parsed base URL.
+    pub base: url::Url,
+    /// The pooled upstream client, built on first use.
+    pub client: std::sync::OnceLock<crate::upstream::UpstreamClient>,
+}
+
+/// All services by name.
+#[derive(Debug, Default)]
+pub struct ServiceTable {
+    services: HashMap<String, Arc<ServiceRuntime>>,
+}
+
+impl ServiceTable {
+    /// Loads every stored service; a malformed one is skipped with an error log (its
+    /// calls then fail as unknown service, which denies).
+    pub async fn load(store: &Store) -> Result<Self, RuntimeError> {
+        let mut services = HashMap::new();
+        for record in store.service_list().await? {
+            match serde_json::from_value::<ServiceSpec>(record.spec.clone())
+                .map_err(|e| RuntimeError::Invalid(e.to_string()))
+                .and_then(Self::build)
+            {
+                Ok(rt) => {
+                    services.insert(record.name.clone(), Arc::new(rt));
+                }
+                Err(e) => tracing::error!(service = %record.name, error = %e, "service definition rejected"),
+            }
+        }
+        Ok(Self { services })
+    }
+
+    /// Builds one service's runtime form.
+    pub fn build(spec: ServiceSpec) -> Result<ServiceRuntime, RuntimeError> {
+        let catalog = ServiceCatalog::new(spec.operations.clone()).map_err(|e| RuntimeError::Invalid(e.to_string()))?;
+        let base_text = spec.base_url.clone().unwrap_or_else(|| format!("mcp://{}", spec.name));
+        let base = url::Url::parse(&base_text).map_err(|e| RuntimeError::Invalid(e.to_string()))?;
+        Ok(ServiceRuntime { spec, catalog, base, client: std::sync::OnceLock::new() })
+    }
+
+    /// A service by name.
+    pub fn get(&self, name: &str) -> Option<Arc<ServiceRuntime>> {
+        self.services.get(name).cloned()
+    }
+
+    /// All services.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<ServiceRuntime>> {
+        self.services.values()
+    }
+
+    /// The policy catalog: every service's operations with typed arguments.
+    pub fn catalog(&self) -> Catalog {
+        let mut names: Vec<&String> = self.services.keys().collect();
+        names.sort();
+        let services = names
+            .into_iter()
+            .filter_map(|name| self.services.get(name))
+            .map(|svc| ServiceDef {
+                name: svc.spec.name.clone(),
+                operations: svc
+                    .spec
+                    .operations
+                    .iter()
+                    .map(|op| OperationDef {
+                        name: op.name.clone(),
+                        class: op.class,
+                        args: op
+                            .args
+                            .iter()
+                            .filter_map(|a| {
+                                policy_arg_type(a.ty, a.item_ty).map(|t| ArgDef {
+                                    name: a.name.clone(),
+                                    arg_type: t,
+                                    optional: !a.required,
+                                })
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        Catalog { version: 1, identity_labels: Vec::new(), services }
+    }
+}
+
+/// The policy type of an OpenAPI argument; objects and untyped values are not exposed.
+pub fn policy_arg_type(ty: ArgType, item: ArgType) -> Option<PolicyArgType> {
+    match ty {
+        ArgType::String => Some(PolicyArgType::String),
+        ArgType::Integer => Some(PolicyArgType::Long),
+        ArgType::Number => Some(PolicyArgType::Decimal),
+        ArgType::Boolean => Some(PolicyArgType::Bool),
+        ArgType::Array => match item {
+            ArgType::Integer => Some(PolicyArgType::SetOfLong),
+            ArgType::String => Some(PolicyArgType::SetOfString),
+            _ => None,
+        },
+        ArgType::Object | ArgType::Any => None,
+    }
+}

@@ -1,0 +1,293 @@
+//! `steward.toml`: raw user-facing structs, validated into typed configuration.
+//!
+//! Precedence, highest first: command-line flags, `STEWARD_*` environment variables,
+//! the config file, built-in defaults. Flags and environment variables are merged by
+//! clap before the file is consulted, so a value set in either wins over the file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// The config file format version this build reads.
+pub const CONFIG_VERSION: u32 = 1;
+
+/// `steward.toml` as written by users.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Config format version; must be 1.
+    pub version: u32,
+    /// Listener, storage and TLS.
+    #[serde(default)]
+    pub server: RawServer,
+    /// Logging.
+    #[serde(default)]
+    pub log: RawLog,
+    /// Agent access tokens.
+    #[serde(default)]
+    pub tokens: RawTokens,
+    /// Policy evaluation.
+    #[serde(default)]
+    pub policy: RawPolicy,
+    /// HTTP gateway behaviour.
+    #[serde(default)]
+    pub gateway: RawGateway,
+    /// Audit log.
+    #[serde(default)]
+    pub audit: RawAudit,
+    /// Human approvals.
+    #[serde(default)]
+    pub approvals: RawApprovals,
+    /// Vault.
+    #[serde(default)]
+    pub vault: RawVault,
+}
+
+/// `[server]`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Address for the gateway and admin API, e.g. `127.0.0.1:8080`.
+    pub listen: Option<String>,
+    /// Data directory (SQLite database, master key file).
+    pub data_dir: Option<PathBuf>,
+    /// Database URL: `sqlite://PATH` or `postgres://…`.
+    pub database: Option<String>,
+    /// Serve without TLS on a non-loopback address (tokens would cross the network in clear).
+    pub insecure_no_tls: Option<bool>,
+    /// Seconds to drain in-flight requests on shutdown.
+    pub shutdown_grace_secs: Option<u64>,
+    /// TLS for the listener.
+    pub tls: Option<RawTls>,
+    /// Identifier of this instance in audit chains (default: generated once and stored).
+    pub instance_id: Option<String>,
+}
+
+/// `[server.tls]`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// PEM CA bundle; when set, clients must present a certificate signed by it (mTLS).
+    pub client_ca: Option<PathBuf>,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// `text` (default) or `json`.
+    pub format: Option<String>,
+    /// A tracing filter such as `info` or `steward=debug`.
+    pub level: Option<String>,
+}
+
+/// `[tokens]`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokens {
+    /// Default access-token lifetime in seconds (900).
+    pub ttl_secs: Option<u64>,
+    /// Hard maximum lifetime in seconds (3600).
+    pub max_ttl_secs: Option<u64>,
+    /// Audience bound into tokens (default: `steward:<instance family>`).
+    pub audience: Option<String>,
+}
+
+/// `[policy]`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    /// IANA time zone for `context.time`, e.g. `Europe/Berlin` (default UTC).
+    pub timezone: Option<String>,
+}
+
+/// `[gateway]`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateway {
+    /// Largest request body buffered for policy, in bytes (1 MiB).
+    pub max_body_bytes: Option<usize>,
+    /// Upstream connect timeout in milliseconds (5000).
+    pub connect_timeout_ms: Option<u64>,
+    /// Upstream total timeout in milliseconds (60000).
+    pub request_timeout_ms: Option<u64>,
+    /// Longest `Prefer: wait=N` honoured, in seconds (120).
+    pub max_approval_wait_secs: Option<u64>,
+}
+
+/// `[audit]`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// Group-commit window in milliseconds (2).
+    pub batch_window_ms: Option<u64>,
+}
+
+/// `[approvals]`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawApprovals {
+    /// Default expiry of an approval request in seconds (3600).
+    pub default_expiry_secs: Option<u64>,
+    /// Let an owner approve requests from identities they own (false).
+    pub allow_owner_approval: Option<bool>,
+    /// Maximum approval requests per identity per hour (20).
+    pub max_requests_per_hour: Option<u32>,
+}
+
+/// `[vault]`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawVault {
+    /// Allow admins to reveal secret plaintext (false). Every reveal is audited.
+    pub allow_reveal: Option<bool>,
+}
+
+/// A config problem, located in the file where possible.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}:{line}:{column}: {message}")]
+pub struct ConfigError {
+    /// File name.
+    pub path: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Parses `steward.toml` text; errors carry file, line and column.
+pub fn parse(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let (line, column) = e
+            .span()
+            .map(|s| line_col(text, s.start))
+            .unwrap_or((1, 1));
+        ConfigError {
+            path: path.display().to_string(),
+            line,
+            column,
+            message: e.message().trim().to_owned(),
+        }
+    })?;
+    let locate = |key: &str, message: String| {
+        let (line, column) = find_key(text, key);
+        ConfigError { path: path.display().to_string(), line, column, message }
+    };
+    if raw.version != CONFIG_VERSION {
+        return Err(locate(
+            "version",
+            format!("unsupported config version `{}`; this steward reads version {CONFIG_VERSION}", raw.version),
+        ));
+    }
+    if let Some(listen) = &raw.server.listen {
+        listen
+            .parse::<SocketAddr>()
+            .map_err(|_| locate("listen", format!("invalid listen address `{listen}`; expected IP:PORT")))?;
+    }
+    if let Some(tz) = &raw.policy.timezone {
+        jiff::tz::TimeZone::get(tz).map_err(|_| locate("timezone", format!("unknown time zone `{tz}`")))?;
+    }
+    if let Some(format) = &raw.log.format {
+        if format != "text" && format != "json" {
+            return Err(locate("format", format!("log format `{format}` is neither `text` nor `json`")));
+        }
+    }
+    if let Some(db) = &raw.server.database {
+        steward_store::Backend::from_url(db).map_err(|e| locate("database", e.to_string()))?;
+    }
+    if let (Some(ttl), Some(max)) = (raw.tokens.ttl_secs, raw.tokens.max_ttl_secs) {
+        if ttl > max {
+            return Err(locate("ttl_secs", format!("ttl_secs {ttl} exceeds max_ttl_secs {max}")));
+        }
+    }
+    Ok(raw)
+}
+
+/// Reads and parses a config file.
+pub fn load(path: &Path) -> Result<RawConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        path: path.display().to_string(),
+        line: 0,
+        column: 0,
+        message: format!("cannot read config file: {e}"),
+    })?;
+    parse(path, &text)
+}
+
+/// The JSON schema of `steward.toml`.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(RawConfig)).unwrap_or_default()
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    (line, column)
+}
+
+fn find_key(text: &str, key: &str) -> (usize, usize) {
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if let Some(rest) = trimmed.strip_prefix(key) {
+            if rest.trim_start().starts_with('=') {
+                return (i + 1, line.len() - trimmed.len() + 1);
+            }
+        }
+    }
+    (1, 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syntax_and_unknown_field_errors_carry_line_and_column() {
+        let e = parse(Path::new("s.toml"), "version = 1\n[server]\nlisten = \n").unwrap_err();
+        assert_eq!((e.line, e.path.as_str()), (3, "s.toml"));
+        let e = parse(Path::new("s.toml"), "version = 1\n[server]\nlistne = \"x\"\n").unwrap_err();
+        assert_eq!(e.line, 3);
+        assert!(e.message.contains("unknown field"), "{}", e.message);
+    }
+
+    #[test]
+    fn semantic_errors_point_at_the_key() {
+        let e = parse(Path::new("s.toml"), "version = 1\n\n[policy]\n  timezone = \"Mars/Base\"\n").unwrap_err();
+        assert_eq!((e.line, e.column), (4, 3));
+        assert!(e.message.contains("Mars/Base"));
+        let e = parse(Path::new("s.toml"), "version = 2\n").unwrap_err();
+        assert!(e.message.contains("unsupported config version"));
+        assert!(parse(Path::new("s.toml"), "").is_err(), "version is required");
+    }
+
+    #[test]
+    fn every_example_config_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                load(&path).unwrap_or_else(|e| panic!("{e}"));
+                seen += 1;
+            }
+        }
+        assert!(seen >= 1, "no example configs found in {}", dir.display());
+    }
+
+    #[test]
+    fn committed_schema_is_current() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/steward.toml.schema.json");
+        let committed: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(committed, json_schema(), "run `steward config schema > docs/steward.toml.schema.json`");
+    }
+}

@@ -1,0 +1,36 @@
+//! Steward command-line interface and server entry point.
+//!
+//! `steward serve` runs the gateway; every other command talks to a running Steward's
+//! admin API (`--server`, `--token`) or works offline (`config check`, `policy validate`,
+//! `policy test`, `token attenuate`, `audit verify --file`, `scan`).
+
+mod background;
+mod cli;
+mod client;
+mod config;
+mod http;
+mod logging;
+mod serve;
+mod tls;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(cli::run(args)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
