@@ -4,6 +4,9 @@
 //!
 //! Besides criterion's means, it prints p50/p99 and decisions/s measured with its own loop.
 //! Run: `cargo bench -p steward-bench --bench policy -- --warm-up-time 1 --measurement-time 3`
+//! With `POLICY_BENCH_BREAKDOWN=1` it prints the cost of the parts of Cedar's inputs instead;
+//! with `POLICY_BENCH_BREAKDOWN=authorize` it loops `authorize` for 3 s (for `perf record`).
+#![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -219,15 +222,25 @@ fn latency_table() {
     let r = request(&catalog);
     let budget = Duration::from_millis(1_500);
     println!(
-        "\n| policies | authorize p50 µs | p99 µs | decisions/s | bare Cedar p50 µs | Cedar/ours (p50) | regorus linear dec/s | ours/regorus linear | regorus indexed dec/s | ours/regorus indexed |"
+        "\n| policies | authorize p50 µs | p99 µs | decisions/s (1/mean) | bare Cedar p50 µs | bare Cedar / ours | regorus linear p50 µs | regorus / ours | regorus indexed p50 µs | regorus indexed / ours |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut p50_at_10 = None;
+    let mut compile_times = Vec::new();
     for n in SIZES {
+        let compile_start = Instant::now();
         let compiled: CompiledPolicies = compile(&catalog, &cedar_sources(n), 1).expect("compile");
+        let compile_time = compile_start.elapsed();
         assert_eq!(authorize(&compiled, &r).effect(), Effect::Allow);
+        // Alternate two requests so no engine can reuse a previous answer.
+        let mut r2 = r.clone();
+        r2.args = json!({"amount": 501, "to": "y@example.com"});
+        let pair = [&r, &r2];
+        let mut i = 0usize;
         let ours = measure(budget, || {
-            black_box(authorize(black_box(&compiled), black_box(&r)));
+            i += 1;
+            let req = pair.get(i % 2).copied().unwrap_or(&r);
+            black_box(authorize(black_box(&compiled), black_box(req)));
         });
         let (cedar_request, entities) = compiled.cedar_inputs(&r).expect("inputs");
         let authorizer = cedar_policy::Authorizer::new();
@@ -244,30 +257,41 @@ fn latency_table() {
         let mut linear = rego_engine(n, false);
         assert!(rego_decide(&mut linear, &r));
         let rego_linear = measure(budget, || {
-            black_box(rego_decide(&mut linear, black_box(&r)));
+            i += 1;
+            let req = pair.get(i % 2).copied().unwrap_or(&r);
+            black_box(rego_decide(&mut linear, black_box(req)));
         });
         let mut indexed = rego_engine(n, true);
         assert!(rego_decide(&mut indexed, &r));
         let rego_indexed = measure(budget, || {
-            black_box(rego_decide(&mut indexed, black_box(&r)));
+            i += 1;
+            let req = pair.get(i % 2).copied().unwrap_or(&r);
+            black_box(rego_decide(&mut indexed, black_box(req)));
         });
+        // Ratios of medians: how many more decisions per second we make than the other engine
+        // at the median (robust to the preemption that skews means on a shared machine).
         println!(
-            "| {n} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1}× | {:.0} | {:.1}× | {:.0} | {:.1}× |",
+            "| {n} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1}× | {:.1} | {:.1}× | {:.1} | {:.1}× |",
             us(ours.p50),
             us(ours.p99),
             ours.per_second,
             us(cedar.p50),
             us(cedar.p50) / us(ours.p50),
-            rego_linear.per_second,
-            ours.per_second / rego_linear.per_second,
-            rego_indexed.per_second,
-            ours.per_second / rego_indexed.per_second,
+            us(rego_linear.p50),
+            us(rego_linear.p50) / us(ours.p50),
+            us(rego_indexed.p50),
+            us(rego_indexed.p50) / us(ours.p50),
         );
+        compile_times.push(format!("{n}: {:.0} ms", compile_time.as_secs_f64() * 1e3));
         let base = *p50_at_10.get_or_insert(us(ours.p50));
         if n == 10_000 {
             println!("\np50 at 10,000 / p50 at 10: {:.2}", us(ours.p50) / base);
         }
     }
+    println!(
+        "compile (validate + slice) time by policy count: {}",
+        compile_times.join(", ")
+    );
 }
 
 fn criterion_benches(c: &mut Criterion) {
@@ -299,6 +323,17 @@ fn breakdown() {
     let catalog = catalog();
     let r = request(&catalog);
     let compiled = compile(&catalog, &cedar_sources(10), 1).expect("compile");
+    if std::env::var("POLICY_BENCH_BREAKDOWN").as_deref() == Ok("compile") {
+        black_box(compile(&catalog, &cedar_sources(10_000), 1).expect("compile"));
+        return;
+    }
+    if std::env::var("POLICY_BENCH_BREAKDOWN").as_deref() == Ok("authorize") {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(3) {
+            black_box(authorize(black_box(&compiled), black_box(&r)));
+        }
+        return;
+    }
     let budget = Duration::from_millis(1_000);
     let inputs = measure(budget, || {
         black_box(compiled.cedar_inputs(black_box(&r)));
@@ -357,26 +392,61 @@ fn breakdown() {
         black_box(Entities::from_entities([e, a, g], None).expect("es"));
     });
     let ctx_real = measure(budget, || {
-        let args = RE::new_record([("amount".to_owned(), RE::new_long(500)), ("to".to_owned(), RE::new_string("x@example.com".into()))]).expect("r");
+        let args = RE::new_record([
+            ("amount".to_owned(), RE::new_long(500)),
+            ("to".to_owned(), RE::new_string("x@example.com".into())),
+        ])
+        .expect("r");
         let local = r.tz.to_datetime(r.now);
         let time = RE::new_record([
             ("hour".to_owned(), RE::new_long(i64::from(local.hour()))),
             ("minute".to_owned(), RE::new_long(i64::from(local.minute()))),
-            ("weekday".to_owned(), RE::new_long(i64::from(local.weekday().to_monday_one_offset()))),
-            ("date".to_owned(), RE::new_string(format!("{:04}-{:02}-{:02}", local.year(), local.month(), local.day()))),
-        ]).expect("t");
-        black_box(Context::from_pairs([("args".to_owned(), args), ("time".to_owned(), time), ("risk_score".to_owned(), RE::new_long(10))]).expect("c"));
+            (
+                "weekday".to_owned(),
+                RE::new_long(i64::from(local.weekday().to_monday_one_offset())),
+            ),
+            (
+                "date".to_owned(),
+                RE::new_string(format!(
+                    "{:04}-{:02}-{:02}",
+                    local.year(),
+                    local.month(),
+                    local.day()
+                )),
+            ),
+        ])
+        .expect("t");
+        black_box(
+            Context::from_pairs([
+                ("args".to_owned(), args),
+                ("time".to_owned(), time),
+                ("risk_score".to_owned(), RE::new_long(10)),
+            ])
+            .expect("c"),
+        );
     });
     let ent_real = measure(budget, || {
-        let labels = RE::new_record([("env".to_owned(), RE::new_string("prod".into()))]).expect("l");
-        let e = Entity::new_with_tags(uid.clone(), [
-            ("kind".to_owned(), RE::new_string("agent".into())),
-            ("owner".to_owned(), RE::new_string("ops".into())),
-            ("risk_score".to_owned(), RE::new_long(10)),
-            ("labels".to_owned(), labels)], [], [("env".to_owned(), RE::new_string("prod".into()))]).expect("e");
+        let labels =
+            RE::new_record([("env".to_owned(), RE::new_string("prod".into()))]).expect("l");
+        let e = Entity::new_with_tags(
+            uid.clone(),
+            [
+                ("kind".to_owned(), RE::new_string("agent".into())),
+                ("owner".to_owned(), RE::new_string("ops".into())),
+                ("risk_score".to_owned(), RE::new_long(10)),
+                ("labels".to_owned(), labels),
+            ],
+            [],
+            [("env".to_owned(), RE::new_string("prod".into()))],
+        )
+        .expect("e");
         black_box(Entities::from_entities([e], None).expect("es"));
     });
-    println!("real context {:.1} µs, real principal entities {:.1} µs", us(ctx_real.p50), us(ent_real.p50));
+    println!(
+        "real context {:.1} µs, real principal entities {:.1} µs",
+        us(ctx_real.p50),
+        us(ent_real.p50)
+    );
     println!(
         "context 3 attrs {:.1} µs, context datetime only {:.1} µs, entity {:.1} µs, entities of 3 {:.1} µs",
         us(ctx_plain.p50),

@@ -61,7 +61,7 @@ def run_tool(name, tool, corpus, work):
     if out.exists():
         out.unlink()
     if name == "steward":
-        cmd = tool + [str(corpus), "--format", "json", "--no-progress", "--exit-code", "0", "-o", str(out)]
+        cmd = tool + [str(corpus), "--format", "json", "--no-progress", "--exit-code", "0", "--output-file", str(out)]
     elif name == "gitleaks":
         cmd = [str(tool), "dir", str(corpus), "--report-format", "json", "--report-path", str(out), "--no-banner", "--exit-code", "0"]
     elif name == "betterleaks":

@@ -40,7 +40,9 @@ class Gen:
     def stw(self):
         raw = bytes(self.r.getrandbits(8) for _ in range(32))
         n = int.from_bytes(raw, "big")
-        return "stw_" + self.b62_fixed(n, 43) + self.b62_fixed(zlib.crc32(raw))
+        body = self.b62_fixed(n, 43)
+        # The checksum is the CRC32 of the 43-character text (steward_token::api_key).
+        return "stw_" + body + self.b62_fixed(zlib.crc32(body.encode()))
 
     def password(self, n=None, url=False):
         n = n or self.r.randint(12, 22)

@@ -31,7 +31,7 @@ fn identity_json(i: &Identity) -> Value {
     serde_json::to_value(i).unwrap_or(Value::Null)
 }
 
-async fn load_identity(rt: &Runtime, who: &AdminPrincipal, id_or_name: &str) -> Result<Identity, Problem> {
+pub(crate) async fn load_identity(rt: &Runtime, who: &AdminPrincipal, id_or_name: &str) -> Result<Identity, Problem> {
     let found = match rt.store.identity_get(id_or_name).await.map_err(p)? {
         Some(i) => Some(i),
         None => rt.store.identity_by_name(&steward_core::name::normalize(id_or_name)).await.map_err(p)?,
@@ -69,6 +69,8 @@ pub async fn status(State(rt): State<Arc<Runtime>>) -> R {
         "policy_last_error": policy.last_error,
         "audit_records": rt.audit.head().tree_size,
         "secret_expiry_warnings": warnings,
+        "rotation_reminders": steward_gateway::rotation::reminders(&secrets, now),
+        "monitoring": crate::incident::status_section(&rt).await,
     })))
 }
 
@@ -257,7 +259,11 @@ async fn set_status(rt: &Runtime, who: &AdminPrincipal, id: &str, status: &str, 
             rt.store.api_key_revoke(&identity.id, None, now).await.map_err(p)?;
             let _ = rt.store.approval_cancel_pending(&identity.id, now).await;
         }
-        _ => rt.tokens.reinstate_identity(&identity.id),
+        _ => {
+            rt.tokens.reinstate_identity(&identity.id);
+            // A human decided: reset the risk score and re-arm the circuit breaker.
+            rt.monitor.reinstate(&identity.id, now);
+        }
     }
     rt.invalidate_identity(&identity.id);
     Ok(Json(identity_json(&identity)))
@@ -409,6 +415,9 @@ async fn secret_usage(rt: &Runtime) -> BTreeMap<String, Vec<String>> {
         if let Some(secret) = svc.spec.auth.secret_name() {
             usage.entry(secret.to_owned()).or_default().push(svc.spec.name.clone());
         }
+        if let Some(pg) = &svc.spec.postgres {
+            usage.entry(pg.admin_dsn_secret.clone()).or_default().push(svc.spec.name.clone());
+        }
     }
     usage
 }
@@ -476,6 +485,9 @@ pub async fn secret_set(
     );
     if value.is_empty() {
         return Err(Problem::bad_request("the secret value is empty"));
+    }
+    if let Some(rotation) = &input.rotation {
+        steward_gateway::rotation::RotationPolicy::from_json(rotation).map_err(p)?;
     }
     rt.audit_admin(&who.principal, "secret.set", &name, json!({"fingerprint": steward_scan::fingerprint(&value)}))
         .await
@@ -752,30 +764,22 @@ pub async fn audit_search(State(rt): State<Arc<Runtime>>, Query(q): Query<AuditP
 pub async fn audit_verify(State(rt): State<Arc<Runtime>>) -> R {
     let mut chains = Vec::new();
     let mut ok = true;
+    // Starts from each chain's archive anchor and compares the stored signed checkpoints.
+    let public_key = match rt.store.meta_get(crate::audit::PUBLIC_KEY_META).await.map_err(p)? {
+        Some(k) => steward_audit::parse_public_key(&k).map(|k| k.to_vec()).unwrap_or_default(),
+        None => Vec::new(),
+    };
     for instance in rt.store.audit_instances().await.map_err(p)? {
-        let mut verifier = steward_audit::LogVerifier::new(&[], &[]);
-        let mut from = 0;
-        loop {
-            let rows = rt.store.audit_range(&instance, from, 5000).await.map_err(p)?;
-            if rows.is_empty() {
-                break;
-            }
-            for row in &rows {
-                match steward_gateway::audit_sink::from_row(row) {
-                    Ok(rec) => verifier.push(&rec),
-                    Err(e) => return Err(Problem::new(StatusCode::OK, "corrupt", "Corrupt record").detail(e)),
-                }
-                from = row.seq + 1;
-            }
-        }
-        let report = verifier.finish();
-        let chain_ok = report.first_bad.is_none();
+        let report = steward_gateway::audit_sink::verify_chain(&rt.store, &instance, &public_key).await.map_err(p)?;
+        let chain_ok = report.is_ok();
         ok &= chain_ok;
         chains.push(json!({
             "instance_id": instance,
+            "ok": chain_ok,
             "records": report.records_read,
             "verified": report.verified_records,
-            "first_bad": report.first_bad.as_ref().map(|b| json!({"seq": b.seq, "position": b.position, "kind": format!("{:?}", b.kind)})),
+            "first_bad": report.first_bad.as_ref().map(|b| json!({"seq": b.seq, "position": b.position, "kind": format!("{:?}", b.kind), "message": b.to_string()})),
+            "checkpoints": report.checkpoints.iter().map(|c| json!({"tree_size": c.tree_size, "status": format!("{:?}", c.status)})).collect::<Vec<_>>(),
             "root_hash": hex::encode(report.root_hash),
         }));
     }
@@ -789,14 +793,28 @@ pub struct ApprovalParams {
 
 /// `GET /admin/v1/approvals`.
 pub async fn approval_list(State(rt): State<Arc<Runtime>>, Query(q): Query<ApprovalParams>) -> R {
-    let items = rt.store.approval_list(q.status.as_deref(), 1000).await.map_err(p)?;
+    let now = rt.now_ms();
+    // A pending request past its expiry is shown as expired even before the sweep runs.
+    let stored = match q.status.as_deref() {
+        Some("expired") => None,
+        other => other,
+    };
+    let items: Vec<_> = rt
+        .store
+        .approval_list(stored, 1000)
+        .await
+        .map_err(p)?
+        .into_iter()
+        .map(|a| steward_gateway::approvals::present(a, now))
+        .filter(|a| q.status.as_deref().is_none_or(|s| a.status == s))
+        .collect();
     Ok(Json(json!({"items": items})))
 }
 
 /// `GET /admin/v1/approvals/{id}`.
 pub async fn approval_show(State(rt): State<Arc<Runtime>>, Path(id): Path<String>) -> R {
     let a = rt.store.approval_get(&id).await.map_err(p)?.ok_or_else(|| Problem::not_found(format!("approval `{id}` does not exist")))?;
-    Ok(Json(serde_json::to_value(a).unwrap_or_default()))
+    Ok(Json(serde_json::to_value(steward_gateway::approvals::present(a, rt.now_ms())).unwrap_or_default()))
 }
 
 #[derive(Deserialize, Default)]
@@ -839,7 +857,8 @@ pub async fn agent_approval_status(State(rt): State<Arc<Runtime>>, headers: axum
     let caller = steward_gateway::pipeline::authenticate(&rt, &headers, None).await?;
     let a = rt.store.approval_get(&id).await.map_err(p)?.filter(|a| a.identity_id == caller.identity.id);
     let a = a.ok_or_else(|| Problem::not_found(format!("approval `{id}` does not exist")))?;
-    Ok(Json(json!({"id": a.id, "status": a.status, "operation": a.operation, "expires_at": a.expires_at, "quorum": a.quorum})))
+    let a = steward_gateway::approvals::present(a, rt.now_ms());
+    Ok(Json(json!({"id": a.id, "status": a.status, "operation": a.operation, "expires_at": a.expires_at, "quorum": a.quorum, "kind": a.body.get("kind"), "grant_id": a.body.get("grant_id")})))
 }
 
 #[derive(Deserialize)]
@@ -882,34 +901,68 @@ fn default_kind() -> String {
     "ai_agent".into()
 }
 
+fn field_diff(before: &Identity, after: &ApplyIdentity) -> Vec<Value> {
+    let mut fields = Vec::new();
+    if before.kind != after.kind {
+        fields.push(json!({"field": "kind", "before": before.kind, "after": after.kind}));
+    }
+    if before.owner != after.owner {
+        fields.push(json!({"field": "owner", "before": before.owner, "after": after.owner}));
+    }
+    if before.description != after.description {
+        fields.push(json!({"field": "description", "before": before.description, "after": after.description}));
+    }
+    if before.labels != after.labels {
+        fields.push(json!({"field": "labels", "before": before.labels, "after": after.labels}));
+    }
+    fields
+}
+
 /// `POST /admin/v1/apply`: idempotent; a second apply of the same document changes nothing.
+/// With `dry_run` nothing is written and the changes (with field-level diffs) are returned;
+/// policies are still validated, against the services and labels the document would create.
 pub async fn apply(State(rt): State<Arc<Runtime>>, Extension(who): Extension<AdminPrincipal>, Json(input): Json<ApplyInput>) -> R {
     let doc = input.document;
     if doc.version.is_some_and(|v| v != 1) {
         return Err(Problem::bad_request("unsupported document version; use 1"));
     }
     let mut changes: Vec<Value> = Vec::new();
+    let preview_specs: Vec<ServiceSpec> = if input.dry_run { doc.services.clone() } else { Vec::new() };
     for spec in doc.services {
         let name = spec.name.clone();
-        let existed = rt.store.service_get(&name).await.map_err(p)?.is_some();
-        let (changed, _) = upsert_service(&rt, &who.principal, spec, input.dry_run).await.map_err(p)?;
+        let existing = rt.store.service_get(&name).await.map_err(p)?;
+        let (changed, value) = upsert_service(&rt, &who.principal, spec, input.dry_run).await.map_err(p)?;
         if changed {
-            changes.push(json!({"kind": "service", "name": name, "action": if existed { "update" } else { "create" }}));
+            let mut change = json!({"kind": "service", "name": name, "action": if existing.is_some() { "update" } else { "create" }});
+            if let Some(old) = existing.as_ref().and_then(|e| e.spec.as_object()) {
+                let fields: Vec<Value> = value
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(k, v)| old.get(*k) != Some(*v) && k.as_str() != "openapi")
+                    .map(|(k, v)| json!({"field": k, "before": old.get(k), "after": v}))
+                    .collect();
+                change["fields"] = json!(fields);
+            }
+            changes.push(change);
         }
     }
+    let mut preview_labels: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for ident in doc.identities {
         if !KINDS.contains(&ident.kind.as_str()) {
             return Err(Problem::bad_request(format!("identity `{}`: kind `{}` is invalid", ident.name, ident.kind)));
         }
         validate_labels(&ident.labels)?;
+        preview_labels.extend(ident.labels.keys().cloned());
         let norm = steward_core::name::validate(&ident.name).map_err(|e| Problem::bad_request(format!("identity `{}`: {e}", ident.name)))?;
         let now = rt.now_ms();
         match rt.store.identity_by_name(&norm).await.map_err(p)? {
             Some(mut existing) => {
-                if existing.kind == ident.kind && existing.owner == ident.owner && existing.description == ident.description && existing.labels == ident.labels {
+                let fields = field_diff(&existing, &ident);
+                if fields.is_empty() {
                     continue;
                 }
-                changes.push(json!({"kind": "identity", "name": ident.name, "action": "update"}));
+                changes.push(json!({"kind": "identity", "name": ident.name, "action": "update", "fields": fields}));
                 if input.dry_run {
                     continue;
                 }
@@ -918,12 +971,15 @@ pub async fn apply(State(rt): State<Arc<Runtime>>, Extension(who): Extension<Adm
                 existing.description = ident.description;
                 existing.labels = ident.labels;
                 existing.updated_at = now;
-                rt.audit_admin(&who.principal, "identity.update", &existing.id, json!({"via": "apply"})).await.map_err(p)?;
+                rt.audit_admin(&who.principal, "identity.update", &existing.id, json!({"via": "apply", "fields": fields}))
+                    .await
+                    .map_err(p)?;
                 rt.store.identity_update(&existing, &norm).await.map_err(p)?;
                 rt.invalidate_identity(&existing.id);
             }
             None => {
-                changes.push(json!({"kind": "identity", "name": ident.name, "action": "create"}));
+                changes.push(json!({"kind": "identity", "name": ident.name, "action": "create",
+                    "fields": [{"field": "kind", "after": ident.kind}, {"field": "owner", "after": ident.owner}, {"field": "labels", "after": ident.labels}]}));
                 if input.dry_run {
                     continue;
                 }
@@ -950,10 +1006,37 @@ pub async fn apply(State(rt): State<Arc<Runtime>>, Extension(who): Extension<Adm
     if !input.dry_run {
         let _ = rt.reload_policy().await;
     }
-    if let Some(policies) = doc.policies {
-        let (changed, version) = replace_policies(&rt, &who.principal, policies, "apply", input.dry_run).await.map_err(p)?;
-        if changed {
-            changes.push(json!({"kind": "policies", "action": "replace", "version": version}));
+    if let Some(mut policies) = doc.policies {
+        policies.sort();
+        let current = rt.store.policy_set_latest().await.map_err(p)?;
+        let before: BTreeMap<String, String> = current.as_ref().map(|c| c.policies.iter().map(|p| (p.id.clone(), p.text.clone())).collect()).unwrap_or_default();
+        let after: BTreeMap<String, String> = policies.iter().map(|p| (p.id.clone(), p.text.clone())).collect();
+        let added: Vec<&String> = after.keys().filter(|k| !before.contains_key(*k)).collect();
+        let removed: Vec<&String> = before.keys().filter(|k| !after.contains_key(*k)).collect();
+        let modified: Vec<&String> = after.iter().filter(|(k, v)| before.get(*k).is_some_and(|old| old != *v)).map(|(k, _)| k).collect();
+        let diff = json!({"added": added, "removed": removed, "changed": modified});
+        if input.dry_run {
+            // Validate against the catalog the document would produce, without storing.
+            let table = rt.service_table().preview(preview_specs).map_err(p)?;
+            let mut catalog = table.catalog();
+            let mut labels = preview_labels;
+            for identity in rt.store.identity_list(None).await.map_err(p)? {
+                labels.extend(identity.labels.keys().cloned());
+            }
+            catalog.identity_labels = labels.into_iter().collect();
+            let grants = rt.active_grants().await.map_err(p)?;
+            let sources: Vec<steward_policy::PolicySource> =
+                policies.iter().map(|p| steward_policy::PolicySource::new(p.id.clone(), p.text.clone())).collect();
+            steward_policy::compile_with_grants(&catalog, &sources, &grants, 0).map_err(|e| Problem::bad_request(e.to_string()))?;
+            if current.as_ref().is_none_or(|c| c.policies != policies) {
+                let next = current.as_ref().map_or(1, |c| c.version + 1);
+                changes.push(json!({"kind": "policies", "name": "policy-set", "action": "replace", "version": next, "diff": diff}));
+            }
+        } else {
+            let (changed, version) = replace_policies(&rt, &who.principal, policies, "apply", false).await.map_err(p)?;
+            if changed {
+                changes.push(json!({"kind": "policies", "name": "policy-set", "action": "replace", "version": version, "diff": diff}));
+            }
         }
     }
     Ok(Json(json!({"dry_run": input.dry_run, "changes": changes})))
@@ -967,4 +1050,33 @@ pub async fn bootstrap_admin_token(rt: &Runtime) -> Result<(AdminToken, String),
         AdminTokenInput { name: "bootstrap".into(), role: "admin".into(), principal: "bootstrap-admin".into(), expires_in_secs: None },
     )
     .await
+}
+
+/// `GET /admin/v1/signing-keys`: key ids and windows, never key material.
+pub async fn signing_key_list(State(rt): State<Arc<Runtime>>) -> R {
+    let items = steward_gateway::signing_keys::list(&rt.store, rt.settings.token_max_ttl_ms).await.map_err(p)?;
+    Ok(Json(json!({"items": items})))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RotateInput {
+    /// How long the retired key still verifies; default: the maximum token lifetime.
+    #[serde(default)]
+    overlap_secs: Option<i64>,
+}
+
+/// `POST /admin/v1/signing-keys/rotate`: a new key signs from now on; the old one still
+/// verifies during the overlap window, then stops.
+pub async fn signing_key_rotate(State(rt): State<Arc<Runtime>>, Extension(who): Extension<AdminPrincipal>, body: Option<Json<RotateInput>>) -> R {
+    let overlap_ms = match body.and_then(|b| b.0.overlap_secs) {
+        Some(s) if s < 0 => return Err(Problem::bad_request("`overlap_secs` must not be negative")),
+        Some(s) => s.saturating_mul(1000),
+        None => rt.settings.token_max_ttl_ms,
+    };
+    rt.audit_admin(&who.principal, "signing_key.rotate", "token-signing", json!({"previous": rt.signer().key_id(), "overlap_ms": overlap_ms}))
+        .await
+        .map_err(p)?;
+    let rotation = steward_gateway::signing_keys::rotate(&rt, overlap_ms).await.map_err(p)?;
+    Ok(Json(serde_json::to_value(rotation).unwrap_or_default()))
 }

@@ -3,8 +3,14 @@
 
 #![deny(missing_docs)]
 
+mod audit;
 mod auth;
+mod elevations;
 mod handlers;
+mod incident;
+mod mcp;
+mod rejection;
+mod vault;
 pub mod openapi;
 
 use std::sync::Arc;
@@ -14,6 +20,7 @@ use axum::middleware;
 use axum::routing::{delete, get, post};
 use steward_gateway::runtime::Runtime;
 
+pub use audit::PUBLIC_KEY_META as AUDIT_PUBLIC_KEY_META;
 pub use auth::{AdminPrincipal, Role, ROUTES, RouteAccess};
 
 /// The admin routes, each behind the role check of its entry in [`ROUTES`].
@@ -30,8 +37,11 @@ pub fn router(rt: Arc<Runtime>) -> Router {
         .route("/admin/v1/identities/{id}/keys/{key_id}", delete(key_revoke))
         .route("/admin/v1/tokens/{token_id}/revoke", post(token_revoke))
         .route("/admin/v1/admin-tokens", get(admin_token_list).post(admin_token_create))
-        .route("/admin/v1/secrets", get(secret_list))
+        .route("/admin/v1/secrets", get(secret_list).post(vault::secret_import))
         .route("/admin/v1/secrets/{name}", get(secret_show).put(secret_set))
+        .route("/admin/v1/secrets/{name}/reveal", post(vault::secret_reveal))
+        .route("/admin/v1/secrets/{name}/rotate", post(vault::secret_rotate))
+        .route("/admin/v1/vault/reminders", get(vault::vault_reminders))
         .route("/admin/v1/services", get(service_list))
         .route("/admin/v1/services/{name}", get(service_show).put(service_put).delete(service_remove))
         .route("/admin/v1/policies", get(policy_get).put(policy_put))
@@ -40,18 +50,39 @@ pub fn router(rt: Arc<Runtime>) -> Router {
         .route("/admin/v1/policies/eval", post(policy_eval))
         .route("/admin/v1/audit", get(audit_search))
         .route("/admin/v1/audit/verify", get(audit_verify))
+        .route("/admin/v1/audit/checkpoints", get(audit::checkpoints))
+        .route("/admin/v1/audit/public-key", get(audit::public_key))
+        .route("/admin/v1/audit/{seq}/proof", get(audit::inclusion_proof))
+        .route("/admin/v1/audit/consistency", get(audit::consistency_proof))
+        .route("/admin/v1/audit/export", get(audit::export))
+        .route("/admin/v1/audit/archive", post(audit::archive))
         .route("/admin/v1/approvals", get(approval_list))
         .route("/admin/v1/approvals/{id}", get(approval_show))
         .route("/admin/v1/approvals/{id}/approve", post(approval_approve))
         .route("/admin/v1/approvals/{id}/deny", post(approval_deny))
+        .route("/admin/v1/identities/{id}/elevations", post(elevations::owner_request))
         .route("/admin/v1/apply", post(apply))
+        .route("/admin/v1/mcp/tools", get(mcp::tool_list))
+        .route("/admin/v1/mcp/tools/{service}/{tool}/diff", get(mcp::tool_diff))
+        .route("/admin/v1/mcp/tools/{service}/{tool}/approve", post(mcp::tool_approve))
+        .route("/admin/v1/mcp/services/{name}/refresh", post(mcp::service_refresh))
+        .route("/admin/v1/signing-keys", get(signing_key_list))
+        .route("/admin/v1/signing-keys/rotate", post(signing_key_rotate))
+        .route("/admin/v1/alerts", get(incident::alert_list))
+        .route("/admin/v1/alerts/{id}", get(incident::alert_show))
+        .route("/admin/v1/alerts/{id}/acknowledge", post(incident::alert_acknowledge))
+        .route("/admin/v1/alerts/{id}/close", post(incident::alert_close))
+        .route("/admin/v1/incidents/quarantine", post(incident::quarantine))
+        .route("/admin/v1/discovered-credentials", get(incident::discovered_list).post(incident::discovered_report))
         .layer(middleware::from_fn_with_state(Arc::clone(&rt), auth::require_role));
     Router::new()
         .merge(api)
         .route("/admin/v1/openapi.json", get(openapi::document))
         .route("/v1/approvals/{id}", get(agent_approval_status))
+        .route("/v1/elevations", post(elevations::agent_request))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .layer(middleware::map_response(rejection::as_problem))
         .with_state(rt)
 }
 

@@ -3,7 +3,7 @@
 use axum::Json;
 use serde_json::{Map, Value, json};
 
-use crate::auth::{ROUTES, RouteAccess};
+use crate::auth::{ROUTES, Role, RouteAccess};
 
 fn roles(access: RouteAccess) -> &'static str {
     match access {
@@ -12,6 +12,15 @@ fn roles(access: RouteAccess) -> &'static str {
         RouteAccess::Read => "admin, auditor, approver",
         RouteAccess::Owner => "admin, owner (own identities only)",
         RouteAccess::Any => "any admin role",
+    }
+}
+
+/// The media types of a route's success response: JSON, and NDJSON for exports.
+fn ok_content(path: &str) -> Value {
+    if path.ends_with("/export") {
+        json!({"application/x-ndjson": {"schema": {}}, "application/json": {"schema": {}}})
+    } else {
+        json!({"application/json": {"schema": {}}})
     }
 }
 
@@ -31,15 +40,25 @@ pub fn build() -> Value {
             "parameters": params,
             "security": [{"bearer": []}],
             "responses": {
-                "200": {"description": "OK", "content": {"application/json": {"schema": {}}}},
+                "200": {"description": "OK", "content": ok_content(path)},
                 "400": {"$ref": "#/components/responses/Problem"},
                 "401": {"$ref": "#/components/responses/Problem"},
                 "403": {"$ref": "#/components/responses/Problem"},
                 "404": {"$ref": "#/components/responses/Problem"},
                 "409": {"$ref": "#/components/responses/Problem"},
+                "415": {"$ref": "#/components/responses/Problem"},
+                "422": {"$ref": "#/components/responses/Problem"},
                 "503": {"$ref": "#/components/responses/Problem"}
             }
         });
+        // Machine-readable role list, derived from the same check the middleware runs.
+        op["x-steward-roles"] = json!(
+            [Role::Admin, Role::Approver, Role::Auditor, Role::Owner]
+                .into_iter()
+                .filter(|r| access.allows(*r))
+                .map(Role::as_str)
+                .collect::<Vec<_>>()
+        );
         if matches!(*method, "POST" | "PUT" | "PATCH") {
             op["requestBody"] = json!({"required": false, "content": {"application/json": {"schema": {"type": "object"}}}});
         }

@@ -25,6 +25,7 @@ pub mod checkpoint;
 pub mod error;
 pub mod event;
 pub mod merkle;
+pub mod pruned;
 pub mod ocsf;
 pub mod recovery;
 pub mod redact;
@@ -37,6 +38,7 @@ pub use event::{
     Actor, ActorKind, AuditEvent, AuditRecord, Decision, EventKind, GENESIS_HASH, Hash, Outcome,
 };
 pub use merkle::MerkleFrontier;
+pub use pruned::PrunedTree;
 pub use ocsf::to_ocsf;
 pub use redact::Redactor;
 pub use verify::{

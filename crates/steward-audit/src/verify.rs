@@ -255,6 +255,32 @@ impl LogVerifier {
         verifier
     }
 
+    /// A verifier for a log whose records before `frontier.size()` were archived: it
+    /// expects the next record to have `seq == frontier.size()` and `prev_hash ==
+    /// chain_head`, and continues the Merkle tree from `frontier`. Checkpoints of sizes
+    /// below the cut cannot be compared and are left out of the report; one exactly at the
+    /// cut is compared with the frontier at once.
+    pub fn from_frontier(
+        checkpoints: &[Checkpoint],
+        public_key: &[u8],
+        frontier: MerkleFrontier,
+        chain_head: Hash,
+    ) -> Self {
+        let start = frontier.size();
+        let kept: Vec<Checkpoint> = checkpoints
+            .iter()
+            .filter(|checkpoint| checkpoint.tree_size >= start)
+            .cloned()
+            .collect();
+        let mut verifier = Self::new(&[], public_key);
+        verifier.checks = Self::new(&kept, public_key).checks;
+        verifier.next_seq = start;
+        verifier.prev_hash = chain_head;
+        verifier.frontier = frontier;
+        verifier.compare_checkpoints();
+        verifier
+    }
+
     /// Feeds the next record in file order.
     pub fn push(&mut self, record: &AuditRecord) {
         let position = self.records_read;
@@ -666,5 +692,59 @@ mod tests {
         let bad = report.first_bad.unwrap();
         assert_eq!((bad.position, bad.seq), (3, None));
         assert!(matches!(bad.kind, BadRecordKind::Unparseable { .. }));
+    }
+
+    #[test]
+    fn verification_resumes_from_the_frontier_at_an_archive_cut() {
+        let records = sample_chain(20);
+        let cps = [
+            checkpoint_at(&records, 4),
+            checkpoint_at(&records, 8),
+            checkpoint_at(&records, 20),
+        ];
+        let cut = 8;
+        let frontier = MerkleFrontier::from_leaf_data(records[..cut].iter().map(|r| &r.hash));
+        let pk = signer().public_key();
+        let start = |frontier: MerkleFrontier| {
+            LogVerifier::from_frontier(&cps, &pk, frontier, records[cut - 1].hash)
+        };
+        let mut verifier = start(frontier.clone());
+        for record in &records[cut..] {
+            verifier.push(record);
+        }
+        let report = verifier.finish();
+        assert!(report.is_ok(), "{report}");
+        assert_eq!(report.verified_records, 20);
+        assert_eq!(
+            report.checkpoints.len(),
+            2,
+            "the checkpoint before the cut is left out"
+        );
+
+        // The first kept record deleted: named against the cut.
+        let mut verifier = start(frontier.clone());
+        for record in &records[cut + 1..] {
+            verifier.push(record);
+        }
+        let bad = verifier.finish().first_bad.unwrap();
+        assert_eq!(bad.kind, BadRecordKind::SequenceGap { expected: 8 });
+
+        // Kept records rewritten and re-chained from a forged anchor: caught by the
+        // checkpoint after the cut.
+        let mut forged = records.clone();
+        forged[9].event.decision = Some(Decision::Deny);
+        let mut prev = records[cut - 1].hash;
+        for record in forged.iter_mut().skip(cut) {
+            *record =
+                AuditRecord::chain(record.seq, record.time_ms, prev, record.event.clone()).unwrap();
+            prev = record.hash;
+        }
+        let mut verifier = start(frontier);
+        for record in &forged[cut..] {
+            verifier.push(record);
+        }
+        let report = verifier.finish();
+        assert!(report.first_bad.is_none());
+        assert!(!report.is_ok(), "{report}");
     }
 }

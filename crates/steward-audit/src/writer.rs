@@ -88,6 +88,20 @@ pub trait AuditStore: Send + Sync {
         records: &'a [AuditRecord],
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
+    /// Like [`AuditStore::append_batch`], with each event's canonical bytes
+    /// ([`crate::event::canonical_event_bytes`], the event's JSON form) already serialized
+    /// by the writer for the hash, so a store can persist them without serializing the
+    /// event a second time. `event_bytes[i]` belongs to `records[i]`. The default ignores
+    /// them.
+    fn append_batch_encoded<'a>(
+        &'a self,
+        records: &'a [AuditRecord],
+        event_bytes: &'a [Vec<u8>],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let _ = event_bytes;
+        self.append_batch(records)
+    }
+
     /// The current durable head. Stores may persist the frontier with each batch, or
     /// rebuild it with [`StoreHead::from_records`].
     fn head(&self) -> BoxFuture<'_, Result<StoreHead, StoreError>>;
@@ -253,6 +267,7 @@ async fn run(
         let mut prev = state.chain_head;
         let mut records = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
+        let mut encoded = Vec::with_capacity(batch.len());
         for request in batch.drain(..) {
             let seq = frontier.size();
             let hash = hash_with_event_bytes(seq, request.time_ms, &prev, &request.event_bytes);
@@ -266,12 +281,13 @@ async fn run(
             prev = hash;
             frontier.append(&hash);
             replies.push(request.reply);
+            encoded.push(request.event_bytes);
         }
         if records.is_empty() {
             continue;
         }
 
-        match store.append_batch(&records).await {
+        match store.append_batch_encoded(&records, &encoded).await {
             Ok(()) => {
                 state = StoreHead {
                     chain_head: prev,

@@ -116,6 +116,64 @@ fn strip_token_from_query(query: &str, token: &str) -> String {
         .join("&")
 }
 
+/// After a malformed request (400) or an oversized body (413) the rest of the bytes on the
+/// connection cannot be trusted to start a new request (request smuggling), so the
+/// connection is closed after the response.
+fn close_after_client_error(problem: Problem) -> Problem {
+    if problem.status == 400 || problem.status == 413 {
+        problem.header(header::CONNECTION, "close")
+    } else {
+        problem
+    }
+}
+
+/// Removes every header whose value carries the caller's token (whatever its name), so the
+/// token cannot reach the upstream through a header Steward does not know about.
+fn strip_token_headers(headers: &mut HeaderMap, token: &str) {
+    let carrying: Vec<HeaderName> = headers
+        .iter()
+        .filter(|(_, v)| memchr_find(v.as_bytes(), token.as_bytes()))
+        .map(|(n, _)| n.clone())
+        .collect();
+    for name in carrying {
+        headers.remove(&name);
+    }
+}
+
+/// A request body read up to a limit: either all of it, or the chunks read so far and
+/// the rest of the stream.
+enum Prefetched {
+    Complete(Bytes),
+    Partial(Vec<Bytes>, Body),
+}
+
+fn body_too_large(max: usize) -> Problem {
+    Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "Body too large")
+        .detail(format!("the body exceeds the {max}-byte limit for inspected requests"))
+}
+
+/// Reads a body of unknown length up to `max` bytes. A malformed body (a bad chunk size,
+/// a truncated stream) is a 400 before any upstream is contacted.
+async fn prefetch(mut body: Body, max: usize) -> Result<Prefetched, Problem> {
+    let mut chunks = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| Problem::bad_request("malformed request body"))?;
+        if let Ok(data) = frame.into_data() {
+            total = total.saturating_add(data.len());
+            chunks.push(data);
+            if total > max {
+                return Ok(Prefetched::Partial(chunks, body));
+            }
+        }
+    }
+    let mut all = bytes::BytesMut::with_capacity(total);
+    for c in chunks {
+        all.extend_from_slice(&c);
+    }
+    Ok(Prefetched::Complete(all.freeze()))
+}
+
 fn with_request_id(mut resp: Response, rid: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(rid) {
         resp.headers_mut().insert(REQUEST_ID_HEADER, v);
@@ -129,29 +187,33 @@ pub async fn handle(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request<Body>,
 ) -> Response {
-    let rid = pipeline::request_id();
+    let rid = req.extensions().get::<pipeline::RequestId>().map_or_else(pipeline::request_id, |r| r.0.clone());
     let span = tracing::info_span!("gateway", request.id = %rid, identity.id = tracing::field::Empty, operation.name = tracing::field::Empty);
     let _enter = span.enter();
     drop(_enter);
     let resp = match proxy(&rt, peer, req, &rid, &span).await {
         Ok(resp) => resp,
-        Err(problem) => problem.request_id(&rid).into_response(),
+        Err(problem) => close_after_client_error(problem).request_id(&rid).into_response(),
     };
     with_request_id(resp, &rid)
 }
 
 async fn proxy(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Body>, rid: &str, span: &tracing::Span) -> Result<Response, Problem> {
     let started = Instant::now();
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     check_framing(&parts.headers)?;
     // Authenticate before looking at the path, so probing reveals nothing.
     let caller = pipeline::authenticate(rt, &parts.headers, Some(peer.ip())).await?;
     span.record("identity.id", caller.identity.id.as_str());
     let token = pipeline::bearer(&parts.headers)?.to_owned();
+    strip_token_headers(&mut parts.headers, &token);
 
     // Resolve: exact bytes in, ambiguity refused.
     let raw_path = parts.uri.path();
     let path = NormalizedPath::parse(raw_path).map_err(|e| Problem::bad_request(format!("ambiguous or malformed path: {e}")))?;
+    if memchr_find(raw_path.as_bytes(), token.as_bytes()) || path.segments.iter().any(|s| s.contains(token.as_str())) {
+        return Err(Problem::bad_request("the path contains the caller's Steward token; refusing to forward it"));
+    }
     let query = parts.uri.query().map(|q| strip_token_from_query(q, &token)).filter(|q| !q.is_empty());
     if let Some(q) = &query {
         check_query(q).map_err(|e| Problem::bad_request(format!("malformed query: {e}")))?;
@@ -193,20 +255,33 @@ async fn proxy(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Body>, rid: &st
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let max = rt.settings.max_body_bytes;
+    let chunked = declared_len.is_none() && parts.headers.contains_key(header::TRANSFER_ENCODING);
     let must_buffer = needs_body || declared_len.is_some_and(|l| l as usize <= max);
-    let (body_bytes, streamed): (Option<Bytes>, Option<Body>) = if must_buffer {
-        if declared_len.is_some_and(|l| l as usize > max) {
-            return Err(Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "Body too large")
-                .detail(format!("the body exceeds the {max}-byte limit for inspected requests")));
+    let (body_bytes, streamed): (Option<Bytes>, Option<Body>) = if chunked {
+        // Unknown length: read up to the limit first, so a small body is inspected like
+        // any other and a malformed one is refused before the upstream is contacted.
+        match prefetch(body, max).await? {
+            Prefetched::Complete(bytes) => (Some(bytes), None),
+            Prefetched::Partial(..) if needs_body => return Err(body_too_large(max)),
+            Prefetched::Partial(prefix, rest) => (None, Some(Body::new(crate::stream::PrefixedBody::new(prefix, rest)))),
         }
-        let collected = Limited::new(body, max).collect().await.map_err(|_| {
-            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "Body too large")
-                .detail(format!("the body exceeds the {max}-byte limit for inspected requests"))
+    } else if must_buffer {
+        if declared_len.is_some_and(|l| l as usize > max) {
+            return Err(body_too_large(max));
+        }
+        let collected = Limited::new(body, max).collect().await.map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                body_too_large(max)
+            } else {
+                Problem::bad_request("malformed request body")
+            }
         })?;
         (Some(collected.to_bytes()), None)
     } else {
         (None, Some(body))
     };
+    // A streamed body is cut before the caller's token could be forwarded.
+    let streamed = streamed.map(|b| Body::new(crate::stream::TokenGuardBody::new(b, token.as_bytes())));
     if let Some(b) = &body_bytes {
         // The agent's token must never travel upstream, not even inside a body.
         if memchr_find(b, token.as_bytes()) {
@@ -265,7 +340,7 @@ async fn proxy(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Body>, rid: &st
     let admitted = pipeline::admit(rt, &caller, &call, &meta).await?;
 
     // Inject and forward.
-    let upstream_req = build_upstream_request(
+    let (upstream_req, secret_used) = build_upstream_request(
         rt,
         &admitted.permit,
         &service,
@@ -290,9 +365,9 @@ async fn proxy(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Body>, rid: &st
         Ok(Err(e)) => {
             let blocked = format!("{e:?}").contains("PermissionDenied");
             let outcome = Outcome { status: None, bytes_in: 0, bytes_out: 0, latency_ms, outcome_unknown: false };
-            pipeline::audit_outcome(rt, &caller, &call, &meta, &admitted, outcome, json!({"error": if blocked { "egress_blocked" } else { "upstream_unreachable" }}))
+            pipeline::audit_outcome(rt, &caller, &call, &meta, &admitted, outcome, with_secret(json!({"error": if blocked { "egress_blocked" } else { "upstream_unreachable" }}), &secret_used))
                 .await
-                .map_err(|e| e.to_problem())?;
+                .map_err(|e| outcome_problem(&e))?;
             if blocked {
                 return Err(Problem::new(StatusCode::FORBIDDEN, "egress_blocked", "Upstream address not allowed")
                     .detail("the upstream resolves to an address this service may not reach"));
@@ -302,13 +377,28 @@ async fn proxy(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Body>, rid: &st
         }
         Err(_) => {
             let outcome = Outcome { status: None, bytes_in: 0, bytes_out: 0, latency_ms, outcome_unknown: true };
-            pipeline::audit_outcome(rt, &caller, &call, &meta, &admitted, outcome, json!({"error": "timeout"}))
+            pipeline::audit_outcome(rt, &caller, &call, &meta, &admitted, outcome, with_secret(json!({"error": "timeout"}), &secret_used))
                 .await
-                .map_err(|e| e.to_problem())?;
+                .map_err(|e| outcome_problem(&e))?;
             return Err(Problem::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "Upstream timed out"));
         }
     };
-    respond(rt, &caller, &call, &meta, &admitted, upstream_resp, latency_ms).await
+    respond(rt, &caller, &call, &meta, &admitted, upstream_resp, latency_ms, &secret_used).await
+}
+
+/// The problem for a failed outcome record. The upstream has already been called, so the
+/// generic "nothing was performed" would be untrue: say the response is withheld.
+fn outcome_problem(e: &RuntimeError) -> Problem {
+    match e {
+        RuntimeError::Audit(_) => {
+            let _ = e.to_problem(); // logs the cause once, like every audit failure
+            Problem::unavailable(
+                steward_core::ErrorCode::AUDIT_UNAVAILABLE,
+                "the upstream was called but its outcome could not be recorded, so the response is withheld",
+            )
+        }
+        other => other.to_problem(),
+    }
 }
 
 fn memchr_find(haystack: &[u8], needle: &[u8]) -> bool {
@@ -335,7 +425,9 @@ async fn build_upstream_request(
     query: Option<&str>,
     body_bytes: Option<Bytes>,
     streamed: Option<Body>,
-) -> Result<Request<UpstreamBody>, RuntimeError> {
+) -> Result<(Request<UpstreamBody>, Value), RuntimeError> {
+    // Which secret (name and version) this call read; recorded in its outcome audit record.
+    let mut secret_used = Value::Null;
     let base = &service.base;
     let base_path = base.path().trim_end_matches('/');
     let mut query = query.map(str::to_owned);
@@ -351,11 +443,13 @@ async fn build_upstream_request(
         UpstreamAuth::None => {}
         UpstreamAuth::Bearer { secret } => {
             let (_, value) = rt.secret_value(secret).await?;
+            secret_used = json!({"name": secret, "version": value.version()});
             let v = secret_header(b"Bearer ", value.expose_secret())?;
             out_headers.insert(header::AUTHORIZATION, v);
         }
         UpstreamAuth::Basic { username, secret } => {
             let (_, value) = rt.secret_value(secret).await?;
+            secret_used = json!({"name": secret, "version": value.version()});
             let mut raw = zeroize::Zeroizing::new(Vec::with_capacity(username.len() + 1 + value.expose_secret().len()));
             raw.extend_from_slice(username.as_bytes());
             raw.push(b':');
@@ -366,11 +460,13 @@ async fn build_upstream_request(
         }
         UpstreamAuth::Header { name, secret, prefix } => {
             let (_, value) = rt.secret_value(secret).await?;
+            secret_used = json!({"name": secret, "version": value.version()});
             let hname = HeaderName::from_bytes(name.as_bytes()).map_err(|_| RuntimeError::Invalid(format!("bad header name `{name}`")))?;
             out_headers.insert(hname, secret_header(prefix.as_bytes(), value.expose_secret())?);
         }
         UpstreamAuth::Query { param, secret } => {
             let (_, value) = rt.secret_value(secret).await?;
+            secret_used = json!({"name": secret, "version": value.version()});
             let v = String::from_utf8(value.expose_secret().to_vec()).map_err(|_| RuntimeError::Invalid("secret is not UTF-8".into()))?;
             let enc: String = percent_encoding::utf8_percent_encode(&v, percent_encoding::NON_ALPHANUMERIC).collect();
             let pair = format!("{param}={enc}");
@@ -381,6 +477,7 @@ async fn build_upstream_request(
         }
         UpstreamAuth::Oauth2ClientCredentials { .. } => {
             let token = crate::oauth_client::access_token(rt, service).await?;
+            secret_used = json!({"name": service.spec.auth.secret_name(), "via": "oauth2_client_credentials"});
             out_headers.insert(header::AUTHORIZATION, secret_header(b"Bearer ", token.as_bytes())?);
         }
     }
@@ -410,7 +507,21 @@ async fn build_upstream_request(
     };
     let mut req = Request::builder().method(method.clone()).uri(uri).body(body).map_err(|e| RuntimeError::Invalid(e.to_string()))?;
     *req.headers_mut() = out_headers;
-    Ok(req)
+    Ok((req, secret_used))
+}
+
+/// Adds the secret a call read (name and version, never the value) to an outcome detail.
+fn with_secret(mut detail: Value, secret_used: &Value) -> Value {
+    if secret_used.is_null() {
+        return detail;
+    }
+    if !detail.is_object() {
+        detail = json!({});
+    }
+    if let Some(map) = detail.as_object_mut() {
+        map.insert("secret".into(), secret_used.clone());
+    }
+    detail
 }
 
 fn secret_header(prefix: &[u8], value: &[u8]) -> Result<HeaderValue, RuntimeError> {
@@ -426,6 +537,7 @@ fn secret_header(prefix: &[u8], value: &[u8]) -> Result<HeaderValue, RuntimeErro
 /// stream, with the outcome written when headers arrive and a completion record after.
 const BUFFER_RESPONSE_UP_TO: u64 = 256 * 1024;
 
+#[allow(clippy::too_many_arguments)]
 async fn respond(
     rt: &Arc<Runtime>,
     caller: &Caller,
@@ -434,6 +546,7 @@ async fn respond(
     admitted: &pipeline::Admitted,
     resp: http::Response<hyper::body::Incoming>,
     latency_ms: u64,
+    secret_used: &Value,
 ) -> Result<Response, Problem> {
     let (parts, body) = resp.into_parts();
     let status = i64::from(parts.status.as_u16());
@@ -456,18 +569,18 @@ async fn respond(
             .map_err(|_| Problem::new(StatusCode::BAD_GATEWAY, "upstream_error", "Upstream response failed"))?
             .to_bytes();
         let outcome = Outcome { status: Some(status), bytes_in: 0, bytes_out: bytes.len() as u64, latency_ms, outcome_unknown: false };
-        pipeline::audit_outcome(rt, caller, call, meta, admitted, outcome, Value::Null)
+        pipeline::audit_outcome(rt, caller, call, meta, admitted, outcome, with_secret(Value::Null, secret_used))
             .await
-            .map_err(|e| e.to_problem())?;
+            .map_err(|e| outcome_problem(&e))?;
         let mut out = Response::new(Body::from(bytes));
         *out.status_mut() = parts.status;
         *out.headers_mut() = headers;
         return Ok(out);
     }
     let outcome = Outcome { status: Some(status), bytes_in: 0, bytes_out: len.unwrap_or(0), latency_ms, outcome_unknown: len.is_none() };
-    pipeline::audit_outcome(rt, caller, call, meta, admitted, outcome, json!({"streamed": true}))
+    pipeline::audit_outcome(rt, caller, call, meta, admitted, outcome, with_secret(json!({"streamed": true}), secret_used))
         .await
-        .map_err(|e| e.to_problem())?;
+        .map_err(|e| outcome_problem(&e))?;
     let counted = crate::stream::CountingBody::new(body, {
         let rt = Arc::clone(rt);
         let caller = caller.clone();

@@ -7,19 +7,25 @@
 
 pub mod approvals;
 pub mod audit_sink;
+pub mod elevation;
 pub mod grants;
 pub mod http_proxy;
+pub mod mcp;
+pub mod leases;
 pub mod monitoring;
 pub mod notify;
 pub mod oauth;
 pub mod oauth_client;
 pub mod openapi;
 pub mod path;
+pub mod pg_roles;
 pub mod pipeline;
 pub mod problem;
 pub mod rates;
+pub mod rotation;
 pub mod runtime;
 pub mod service;
+pub mod signing_keys;
 pub mod ssrf;
 pub mod stream;
 pub mod upstream;
@@ -34,5 +40,8 @@ pub fn router(rt: Arc<runtime::Runtime>) -> Router {
     Router::new()
         .route("/oauth/token", post(oauth::token))
         .route("/gw/{*rest}", any(http_proxy::handle))
+        .route("/mcp", any(mcp::server::handle))
+        .route("/v1/leases", post(leases::create))
+        .route("/v1/leases/{id}", axum::routing::delete(leases::revoke))
         .with_state(rt)
 }

@@ -150,7 +150,8 @@ async fn client_credentials(rt: &Runtime, headers: &HeaderMap, form: &HashMap<St
     if stored.revoked_at.is_some() || stored.expires_at.is_some_and(|e| e <= now) {
         return invalid("key revoked or expired");
     }
-    if identity.status != "active" {
+    // The in-memory state is checked too: the circuit breaker suspends there first.
+    if identity.status != "active" || rt.tokens.revocations().identity_status(&identity.id) != steward_token::IdentityStatus::Active {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "the identity is not active");
     }
     let scope = match scope_restriction(form.get("scope")) {

@@ -230,12 +230,39 @@ async fn approval_gate(
     if let Some(approval_id) = &meta.approval_id {
         return consume_approval(rt, caller, call, meta, decision, approval_id).await;
     }
-    let event = decision_event(rt, caller, call, meta, Some(&decision));
+    // "Approve similar for T": a live grant of this identity whose argument constraints
+    // match stands in for a fresh human approval (its policy already checked the expiry).
+    match crate::grants::pre_approval(rt, &caller.identity.id, &decision).await {
+        Ok(Some(grant)) => {
+            let permit = decision
+                .permit_after_approval()
+                .ok_or_else(|| Problem::forbidden("denied").request_id(rid))?;
+            let mut event = decision_event(rt, caller, call, meta, Some(&decision));
+            event.decision = Some(AuditDecision::Allow);
+            event.detail = json!({"approval": "pre_approved", "grant_id": grant.id, "granted_by_approval": grant.body.get("approval_id")});
+            rt.audit(event).await.map_err(|e| e.to_problem().request_id(rid))?;
+            let now = rt.now_ms();
+            rt.rates.record(&caller.identity.id, &call.operation.service, &call.operation.operation, now);
+            return Ok(Admitted { permit, decision, approval_id: None });
+        }
+        Ok(None) => {}
+        Err(e) => return Err(e.to_problem().request_id(rid)),
+    }
+    // The approval request is created (or coalesced) first so the decision record can name it.
+    let approval = match crate::approvals::request(rt, caller, call, meta, &decision).await {
+        Ok(approval) => approval,
+        Err(e) => {
+            let mut event = decision_event(rt, caller, call, meta, Some(&decision));
+            event.detail = json!({"approval": "not_requested", "why": e.to_string()});
+            rt.audit(event).await.map_err(|e| e.to_problem().request_id(rid))?;
+            observe(rt, caller, call, steward_monitor::Outcome::ApprovalRequired, 0, rid);
+            return Err(e.to_problem().request_id(rid));
+        }
+    };
+    let mut event = decision_event(rt, caller, call, meta, Some(&decision));
+    event.approval_id = Some(approval.id.clone());
     rt.audit(event).await.map_err(|e| e.to_problem().request_id(rid))?;
     observe(rt, caller, call, steward_monitor::Outcome::ApprovalRequired, 0, rid);
-    let approval = crate::approvals::request(rt, caller, call, meta, &decision)
-        .await
-        .map_err(|e| e.to_problem().request_id(rid))?;
     if let Some(wait) = meta.wait {
         let wait = wait.min(Duration::from_millis(rt.settings.max_approval_wait_ms));
         if let Some(status) = crate::approvals::wait_for_decision(rt, &approval.id, wait).await {
@@ -341,6 +368,11 @@ pub fn observe(rt: &Runtime, caller: &Caller, call: &ResolvedCall, outcome: stew
     let observation = rt.monitor.observe(&event);
     crate::monitoring::handle(rt, &caller.identity, observation);
 }
+
+/// The request id the outer HTTP layer assigned, as a request extension; handlers reuse it
+/// so every log line and the response header carry the same id.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
 
 /// A fresh request id.
 pub fn request_id() -> String {

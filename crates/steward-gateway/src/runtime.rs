@@ -48,6 +48,14 @@ pub struct Settings {
     pub allow_owner_approval: bool,
     /// Approval requests per identity per hour.
     pub max_approval_requests_per_hour: i64,
+    /// Longest just-in-time elevation that may be requested.
+    pub max_elevation_ms: i64,
+    /// How often expired grants and approval requests are swept.
+    pub grant_cleanup_interval_ms: u64,
+    /// How long ended grants stay listed before their rows are deleted.
+    pub grant_retention_ms: i64,
+    /// Approval notifications (webhook sink).
+    pub webhook: crate::notify::WebhookSettings,
     /// Admins may reveal secret plaintext.
     pub allow_reveal: bool,
     /// How long decrypted secrets stay cached.
@@ -68,6 +76,10 @@ impl Default for Settings {
             max_approval_wait_ms: 120_000,
             allow_owner_approval: false,
             max_approval_requests_per_hour: 20,
+            max_elevation_ms: 8 * 60 * 60 * 1000,
+            grant_cleanup_interval_ms: 30_000,
+            grant_retention_ms: 7 * 24 * 60 * 60 * 1000,
+            webhook: crate::notify::WebhookSettings::default(),
             allow_reveal: false,
             secret_cache_ttl_ms: 30_000,
         }
@@ -128,12 +140,19 @@ pub struct Runtime {
     pub identities: RwLock<std::collections::HashMap<String, Arc<steward_store::models::Identity>>>,
     /// Approval notifications to deliver.
     pub notifier: Option<tokio::sync::mpsc::Sender<serde_json::Value>>,
+    /// Secret metadata by name, cached as briefly as the values.
+    pub secret_meta: RwLock<std::collections::HashMap<String, (SecretRecord, i64)>>,
     /// Failed `/oauth/token` attempts per client.
     pub oauth_failures: crate::oauth::FailureLimiter,
     /// Cached upstream OAuth2 tokens.
     pub upstream_tokens: crate::oauth_client::UpstreamTokens,
     /// Monitoring observations to persist (alerts, suspensions).
     pub monitor_events: Option<tokio::sync::mpsc::Sender<(String, steward_monitor::Observation)>>,
+    /// Where the master keys come from, so the keyring can be reloaded after an offline
+    /// master-key rotation; `None` keeps the keyring fixed.
+    pub key_provider: Option<Arc<dyn steward_vault::KeyProvider>>,
+    /// The MCP gateway: sessions and upstream MCP servers.
+    pub mcp: crate::mcp::McpHub,
 }
 
 /// Why a runtime operation failed; mapped to HTTP in one place ([`RuntimeError::to_problem`]).
@@ -166,6 +185,13 @@ pub enum RuntimeError {
     /// Token minting failed.
     #[error("token: {0}")]
     Token(#[from] steward_token::TokenError),
+    /// Too many requests of some kind (approval anti-flood).
+    #[error("{0}")]
+    RateLimited(String),
+    /// An external system Steward administers (a rotation webhook, a PostgreSQL server)
+    /// failed or refused.
+    #[error("{0}")]
+    External(String),
 }
 
 impl RuntimeError {
@@ -192,6 +218,11 @@ impl RuntimeError {
             Self::Conflict(msg) => Problem::conflict(msg.clone()),
             Self::Forbidden(msg) => Problem::forbidden(msg.clone()),
             Self::Token(e) => Problem::bad_request(e.to_string()),
+            Self::RateLimited(msg) => Problem::new(http::StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Too many requests").detail(msg.clone()),
+            Self::External(msg) => {
+                tracing::warn!(error = %msg, "external system failed");
+                Problem::new(http::StatusCode::BAD_GATEWAY, "upstream_error", "An external system failed").detail(msg.clone())
+            }
         }
     }
 }
@@ -311,9 +342,18 @@ impl Runtime {
             labels.extend(identity.labels.keys().cloned());
         }
         catalog.identity_labels = labels.into_iter().collect();
-        let grants = self.active_grants().await?;
-        steward_policy::compile_with_grants(&catalog, sources, &grants, version)
-            .map_err(|e| RuntimeError::Policy(e.to_string()))
+        let mut grants = self.active_grants().await?;
+        loop {
+            match steward_policy::compile_with_grants(&catalog, sources, &grants, version) {
+                // A grant that no longer fits the catalog (a service changed) must not keep
+                // the policy set from loading: leave it out and say so.
+                Err(steward_policy::PolicyError::InvalidGrant { id, message }) if grants.iter().any(|g| g.id == id) => {
+                    tracing::warn!(grant = %id, error = %message, "leaving out a grant that does not compile");
+                    grants.retain(|g| g.id != id);
+                }
+                other => return other.map_err(|e| RuntimeError::Policy(e.to_string())),
+            }
+        }
     }
 
     /// Grants (just-in-time elevation, approve-similar) that are active and unexpired.
@@ -382,9 +422,13 @@ impl Runtime {
         grace_ms: Option<i64>,
     ) -> Result<SecretRecord, RuntimeError> {
         let now = self.now_ms();
+        // A master-key rotation may have started since this process loaded its keyring:
+        // never seal new values under a version that is being retired.
+        self.refresh_keyring_if_rotated().await?;
         let keyring = self.keyring();
         let master = keyring.current();
         let fingerprint = steward_scan::fingerprint(value);
+        let next_rotation_at = rotation.as_ref().and_then(|r| crate::rotation::next_rotation_at(r, now));
         match self.store.secret_by_name(name).await? {
             None => {
                 let id = new_id("sec");
@@ -398,7 +442,7 @@ impl Runtime {
                     created_at: now,
                     rotated_at: None,
                     expires_at,
-                    next_rotation_at: None,
+                    next_rotation_at,
                     last_rotation_error: None,
                 };
                 let version = SecretVersion {
@@ -422,6 +466,9 @@ impl Runtime {
                 if rotation.is_some() {
                     record.rotation = rotation;
                 }
+                if let Some(policy) = &record.rotation {
+                    record.next_rotation_at = crate::rotation::next_rotation_at(policy, now);
+                }
                 record.expires_at = expires_at;
                 record.last_rotation_error = None;
                 let version = SecretVersion {
@@ -436,6 +483,7 @@ impl Runtime {
                     .secret_add_version(&record, &version, Some(now.saturating_add(grace_ms.unwrap_or(0))))
                     .await?;
                 self.secret_cache.invalidate(&record.id);
+                self.forget_secret(name);
                 Ok(record)
             }
         }
@@ -443,12 +491,29 @@ impl Runtime {
 
     /// Decrypts the current version of a secret (cached briefly in zeroizing memory).
     pub async fn secret_value(&self, name: &str) -> Result<(SecretRecord, CachedSecret), RuntimeError> {
-        let record = self
-            .store
-            .secret_by_name(name)
-            .await?
-            .ok_or_else(|| RuntimeError::NotFound(format!("secret `{name}` does not exist")))?;
         let now = self.now_ms();
+        // The name -> current version lookup is cached as briefly as the value, so the hot
+        // path does no database read; a rotation here invalidates it at once, one made by
+        // another instance is seen within the cache TTL.
+        let hit = self
+            .secret_meta
+            .read()
+            .ok()
+            .and_then(|m| m.get(name).filter(|(_, at)| now.saturating_sub(*at) < self.settings.secret_cache_ttl_ms).map(|(r, _)| r.clone()));
+        let record = match hit {
+            Some(record) => record,
+            None => {
+                let record = self
+                    .store
+                    .secret_by_name(name)
+                    .await?
+                    .ok_or_else(|| RuntimeError::NotFound(format!("secret `{name}` does not exist")))?;
+                if let Ok(mut m) = self.secret_meta.write() {
+                    m.insert(name.to_owned(), (record.clone(), now));
+                }
+                record
+            }
+        };
         if let Some(cached) = self.secret_cache.get(&record.id, now) {
             if i64::from(cached.version()) == record.current_version {
                 return Ok((record, cached));
@@ -462,9 +527,57 @@ impl Runtime {
             .ok_or_else(|| RuntimeError::NotFound(format!("secret `{name}` has no current version")))?;
         let sealed = Sealed::from_bytes(&version.sealed)?;
         let v = u32::try_from(version.version).map_err(|_| RuntimeError::Invalid("bad version".into()))?;
-        let value = steward_vault::open(&self.keyring(), &record.id, v, &sealed)?;
+        let value = self.open_sealed(&record.id, v, &sealed)?;
         let cached = self.secret_cache.insert(ticket, &record.id, v, value, now);
         Ok((record, cached))
+    }
+
+    /// Drops cached metadata of a secret after it changed.
+    pub fn forget_secret(&self, name: &str) {
+        if let Ok(mut m) = self.secret_meta.write() {
+            m.remove(name);
+        }
+    }
+
+    /// Reloads every master-key version from the key provider and swaps the keyring in.
+    /// Returns the new current version.
+    pub fn reload_keyring(&self) -> Result<u32, RuntimeError> {
+        let Some(provider) = &self.key_provider else {
+            return Ok(self.keyring().current().version());
+        };
+        let keyring = provider.load()?;
+        let current = keyring.current().version();
+        if let Ok(mut guard) = self.keyring.write() {
+            *guard = Arc::new(keyring);
+        }
+        tracing::info!(master_key.version = current, "master keyring reloaded");
+        Ok(current)
+    }
+
+    /// Opens a sealed value. A value wrapped under a master-key version this process has not
+    /// loaded (an offline rotation ran after start) triggers one keyring reload and a retry.
+    pub fn open_sealed(&self, secret_id: &str, version: u32, sealed: &Sealed) -> Result<steward_core::SecretBytes, RuntimeError> {
+        match steward_vault::open(&self.keyring(), secret_id, version, sealed) {
+            Err(steward_vault::VaultError::UnknownKeyVersion { .. }) if self.key_provider.is_some() => {
+                self.reload_keyring()?;
+                Ok(steward_vault::open(&self.keyring(), secret_id, version, sealed)?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Reloads the keyring when the stored check value names a newer master-key version than
+    /// the one this process seals with (a rotation started elsewhere). Cheap; called before
+    /// sealing and periodically.
+    pub async fn refresh_keyring_if_rotated(&self) -> Result<(), RuntimeError> {
+        let Some(check) = self.store.meta_get("vault.check_value").await? else {
+            return Ok(());
+        };
+        let stored = check.split_once(':').and_then(|(v, _)| v.parse::<u32>().ok()).unwrap_or(0);
+        if stored > self.keyring().current().version() {
+            self.reload_keyring()?;
+        }
+        Ok(())
     }
 
     /// Seals an internal key (token signing, audit keys) for storage.
@@ -497,9 +610,28 @@ impl Runtime {
             self.tokens.revoke_token(&token_id, None);
         }
         for identity in self.store.identity_list(None).await? {
+            // Another instance may have changed it: drop a stale cached copy.
+            let stale = self
+                .identities
+                .read()
+                .ok()
+                .and_then(|m| m.get(&identity.id).map(|cached| cached.updated_at != identity.updated_at || cached.status != identity.status))
+                .unwrap_or(false);
+            if stale {
+                self.invalidate_identity(&identity.id);
+            }
             match identity.status.as_str() {
                 "suspended" => self.tokens.suspend_identity(&identity.id),
                 "revoked" => self.tokens.revoke_identity(&identity.id),
+                // A reinstatement made on another instance. Only a recent change is taken
+                // as one, so a circuit-breaker suspension held in memory while it is being
+                // persisted is not undone by a stale read.
+                "active"
+                    if now.saturating_sub(identity.updated_at) < 10_000
+                        && self.tokens.revocations().identity_status(&identity.id) == steward_token::IdentityStatus::Suspended =>
+                {
+                    self.tokens.reinstate_identity(&identity.id);
+                }
                 _ => {}
             }
             if identity.tokens_valid_after > 0 {

@@ -116,7 +116,81 @@ pub struct ServiceSpec {
     /// Free text.
     #[serde(default)]
     pub description: String,
+    /// Dynamic PostgreSQL credentials (kind `postgres`): leases through `POST /v1/leases`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresLeaseSpec>,
+    /// How to reach an MCP server (services of kind `mcp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcp: Option<McpSpec>,
 }
+
+/// An upstream MCP server: its transport and gateway options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpSpec {
+    /// stdio or Streamable HTTP.
+    pub transport: McpTransport,
+    /// How long a tool call needing approval is held (with progress notifications)
+    /// before it returns the approval id; 0 returns at once. An agent may ask for another
+    /// wait, up to the deployment maximum, with `_meta["steward/wait"]` (seconds).
+    #[serde(default)]
+    pub approval_wait_secs: u64,
+}
+
+/// How Steward talks to an upstream MCP server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum McpTransport {
+    /// A child process speaking JSON-RPC lines on stdin/stdout.
+    Stdio {
+        /// The program.
+        command: String,
+        /// Its arguments.
+        #[serde(default)]
+        args: Vec<String>,
+        /// Environment variables filled from vault secrets: `ENV_NAME: secret-name`.
+        #[serde(default)]
+        env: BTreeMap<String, String>,
+        /// Plain (non-secret) environment variables.
+        #[serde(default)]
+        plain_env: BTreeMap<String, String>,
+        /// Working directory.
+        #[serde(default)]
+        cwd: Option<String>,
+    },
+    /// Streamable HTTP; the credential comes from the service's `auth` (bearer or header).
+    Http {
+        /// The MCP endpoint, e.g. `https://mcp.example.com/mcp`.
+        url: String,
+    },
+}
+
+/// How leases on a `postgres` service are made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresLeaseSpec {
+    /// Vault secret holding the admin connection URL (a role with CREATEROLE).
+    pub admin_dsn_secret: String,
+    /// The group role every leased login role is granted.
+    pub group_role: String,
+    /// Longest lease, in seconds.
+    #[serde(default = "default_max_lease_ttl")]
+    pub max_ttl_secs: u64,
+    /// Lease length when the request names none, in seconds.
+    #[serde(default = "default_lease_ttl")]
+    pub default_ttl_secs: u64,
+}
+
+fn default_max_lease_ttl() -> u64 {
+    3600
+}
+
+fn default_lease_ttl() -> u64 {
+    900
+}
+
+/// The operation a lease request is authorized as: `<service>:connect`.
+pub const LEASE_OPERATION: &str = "connect";
 
 fn default_kind() -> String {
     "http".into()
@@ -132,8 +206,31 @@ impl ServiceSpec {
                 self.name
             )));
         }
-        if self.kind != "http" && self.kind != "mcp" {
-            return Err(RuntimeError::Invalid(format!("service kind `{}` is neither `http` nor `mcp`", self.kind)));
+        if self.kind == "postgres" {
+            let pg = self
+                .postgres
+                .as_ref()
+                .ok_or_else(|| RuntimeError::Invalid(format!("service `{}` of kind postgres needs a `postgres` section", self.name)))?;
+            crate::pg_roles::check_role_name(&pg.group_role)?;
+            if pg.max_ttl_secs == 0 || pg.default_ttl_secs == 0 || pg.default_ttl_secs > pg.max_ttl_secs {
+                return Err(RuntimeError::Invalid("postgres: ttls must be positive and default_ttl_secs <= max_ttl_secs".into()));
+            }
+            // The one operation a database service has: obtaining a credential.
+            if !self.operations.iter().any(|op| op.name == LEASE_OPERATION) {
+                self.operations.push(Operation {
+                    name: LEASE_OPERATION.into(),
+                    method: "POST".into(),
+                    path_template: "/connect".into(),
+                    class: OperationClass::Write,
+                    args: Vec::new(),
+                    body: None,
+                });
+            }
+        } else if self.postgres.is_some() {
+            return Err(RuntimeError::Invalid("a `postgres` section needs kind `postgres`".into()));
+        }
+        if self.kind != "http" && self.kind != "mcp" && self.kind != "postgres" {
+            return Err(RuntimeError::Invalid(format!("service kind `{}` is not `http`, `mcp` or `postgres`", self.kind)));
         }
         if self.kind == "http" {
             let base = self
@@ -155,6 +252,11 @@ impl ServiceSpec {
                 return Err(RuntimeError::Invalid(format!("base_url `{base}` has no host")));
             }
         }
+        if self.kind == "mcp" {
+            self.validate_mcp()?;
+        } else if self.mcp.is_some() {
+            return Err(RuntimeError::Invalid(format!("service `{}` has an `mcp` section but is not of kind `mcp`", self.name)));
+        }
         if let Some(text) = &self.openapi {
             let catalog = ServiceCatalog::from_openapi(text).map_err(|e| RuntimeError::Invalid(format!("openapi: {e}")))?;
             self.operations = catalog.into_operations();
@@ -167,6 +269,45 @@ impl ServiceSpec {
         // Building the router also checks the operations are consistent.
         ServiceCatalog::new(self.operations.clone()).map_err(|e| RuntimeError::Invalid(format!("operations: {e}")))?;
         Ok(self)
+    }
+
+    /// Checks an MCP service: a transport, a name that keeps `<service>__<tool>` unambiguous.
+    fn validate_mcp(&self) -> Result<(), RuntimeError> {
+        if self.name.contains("__") {
+            return Err(RuntimeError::Invalid(format!(
+                "MCP service name `{}` may not contain `__` (tools are named `<service>__<tool>`)",
+                self.name
+            )));
+        }
+        let mcp = self
+            .mcp
+            .as_ref()
+            .ok_or_else(|| RuntimeError::Invalid(format!("MCP service `{}` needs an `mcp` section with a transport", self.name)))?;
+        match &mcp.transport {
+            McpTransport::Stdio { command, env, plain_env, .. } => {
+                if command.trim().is_empty() {
+                    return Err(RuntimeError::Invalid("mcp.transport.command is empty".into()));
+                }
+                for name in env.keys().chain(plain_env.keys()) {
+                    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                        return Err(RuntimeError::Invalid(format!("environment variable name `{name}` is invalid")));
+                    }
+                }
+            }
+            McpTransport::Http { url } => {
+                let parsed = url::Url::parse(url).map_err(|e| RuntimeError::Invalid(format!("mcp url `{url}`: {e}")))?;
+                match parsed.scheme() {
+                    "https" => {}
+                    "http" if self.allow_http => {}
+                    "http" => return Err(RuntimeError::Invalid(format!("mcp url `{url}` is plain http; set allow_http to permit it"))),
+                    other => return Err(RuntimeError::Invalid(format!("mcp url scheme `{other}` is not http(s)"))),
+                }
+                if !matches!(self.auth, UpstreamAuth::None | UpstreamAuth::Bearer { .. } | UpstreamAuth::Header { .. }) {
+                    return Err(RuntimeError::Invalid("MCP services support auth `none`, `bearer` and `header`".into()));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The egress policy implied by the service's flags.
@@ -196,6 +337,8 @@ pub struct ServiceRuntime {
 #[derive(Debug, Default)]
 pub struct ServiceTable {
     services: HashMap<String, Arc<ServiceRuntime>>,
+    /// Policy operations of MCP services, from their pinned (approved) tools.
+    mcp_operations: HashMap<String, Vec<OperationDef>>,
 }
 
 impl ServiceTable {
@@ -203,18 +346,22 @@ impl ServiceTable {
     /// calls then fail as unknown service, which denies).
     pub async fn load(store: &Store) -> Result<Self, RuntimeError> {
         let mut services = HashMap::new();
+        let mut mcp_operations = HashMap::new();
         for record in store.service_list().await? {
             match serde_json::from_value::<ServiceSpec>(record.spec.clone())
                 .map_err(|e| RuntimeError::Invalid(e.to_string()))
                 .and_then(Self::build)
             {
                 Ok(rt) => {
+                    if rt.spec.kind == "mcp" {
+                        mcp_operations.insert(record.name.clone(), crate::mcp::pins::catalog_operations(store, &rt.spec).await?);
+                    }
                     services.insert(record.name.clone(), Arc::new(rt));
                 }
                 Err(e) => tracing::error!(service = %record.name, error = %e, "service definition rejected"),
             }
         }
-        Ok(Self { services })
+        Ok(Self { services, mcp_operations })
     }
 
     /// Builds one service's runtime form.
@@ -223,6 +370,17 @@ impl ServiceTable {
         let base_text = spec.base_url.clone().unwrap_or_else(|| format!("mcp://{}", spec.name));
         let base = url::Url::parse(&base_text).map_err(|e| RuntimeError::Invalid(e.to_string()))?;
         Ok(ServiceRuntime { spec, catalog, base, client: std::sync::OnceLock::new() })
+    }
+
+    /// This table with `specs` added or replacing services of the same name, for previews
+    /// (`apply --dry-run`) that must validate policies against services not yet stored.
+    pub fn preview(&self, specs: Vec<ServiceSpec>) -> Result<Self, RuntimeError> {
+        let mut services = self.services.clone();
+        for spec in specs {
+            let name = spec.name.clone();
+            services.insert(name, Arc::new(Self::build(spec.validate()?)?));
+        }
+        Ok(Self { services, mcp_operations: self.mcp_operations.clone() })
     }
 
     /// A service by name.
@@ -244,7 +402,10 @@ impl ServiceTable {
             .filter_map(|name| self.services.get(name))
             .map(|svc| ServiceDef {
                 name: svc.spec.name.clone(),
-                operations: svc
+                operations: if svc.spec.kind == "mcp" {
+                    self.mcp_operations.get(&svc.spec.name).cloned().unwrap_or_default()
+                } else {
+                    svc
                     .spec
                     .operations
                     .iter()
@@ -263,7 +424,8 @@ impl ServiceTable {
                             })
                             .collect(),
                     })
-                    .collect(),
+                    .collect()
+                },
             })
             .collect();
         Catalog { version: 1, identity_labels: Vec::new(), services }

@@ -13,8 +13,8 @@ use std::collections::BTreeSet;
 use cedar_policy::{AuthorizationError, PolicySet};
 
 use crate::compile::{CompiledPolicies, PolicyEffect, class_matches};
-use crate::needs::Needs;
 use crate::decision::{ApprovalRequirement, Decision, DenyReason, Effect};
+use crate::needs::Needs;
 use crate::request::{CedarInputs, Request, cedar_inputs};
 
 /// What the Cedar calls reported.
@@ -190,17 +190,23 @@ mod tests {
         let slice_set = entry.slice.by_identity.get("a").unwrap();
         let fast = slice_set.fast.as_ref().expect("fast path built");
         let mut request = Request::new(
-            IdentityAttrs { id: "a".into(), ..Default::default() },
+            IdentityAttrs {
+                id: "a".into(),
+                ..Default::default()
+            },
             "s:o".parse().unwrap(),
             &catalog,
             "2026-01-01T00:00:00Z".parse().unwrap(),
         );
-        request.args = serde_json::json!({"n": 1});
+        request.args = serde_json::json!({"n": 0});
         let inputs = cedar_inputs(&set, entry, &request, slice_set.needs).unwrap();
         assert_eq!(fast.satisfied(&inputs), Some(vec!["p"]));
         request.args = serde_json::json!({"n": 2});
         let inputs = cedar_inputs(&set, entry, &request, slice_set.needs).unwrap();
         assert_eq!(fast.satisfied(&inputs), None, "an error falls back");
-        assert_eq!(authorize(&set, &request).deny_reason(), Some(DenyReason::EvaluationError));
+        assert_eq!(
+            authorize(&set, &request).deny_reason(),
+            Some(DenyReason::EvaluationError)
+        );
     }
 }

@@ -126,8 +126,8 @@ const CLASS_GROUPS: [&str; 3] = ["read", "write", "delete"];
 impl Catalog {
     /// Parses a catalog from YAML (or JSON, which is YAML).
     pub fn from_yaml(text: &str) -> Result<Self, PolicyError> {
-        let catalog: Self = serde_yaml_ng::from_str(text)
-            .map_err(|e| PolicyError::CatalogFile(e.to_string()))?;
+        let catalog: Self =
+            serde_yaml_ng::from_str(text).map_err(|e| PolicyError::CatalogFile(e.to_string()))?;
         catalog.check()?;
         Ok(catalog)
     }
@@ -147,7 +147,10 @@ impl Catalog {
         let mut services = BTreeSet::new();
         for service in &self.services {
             if service.name.is_empty() || service.name.contains(':') {
-                return bad(format!("service name `{}` is empty or contains `:`", service.name));
+                return bad(format!(
+                    "service name `{}` is empty or contains `:`",
+                    service.name
+                ));
             }
             if CLASS_GROUPS.contains(&service.name.as_str()) {
                 return bad(format!("service name `{}` is reserved", service.name));

@@ -24,7 +24,7 @@ use steward_core::{OperationClass, OperationName};
 
 use crate::catalog::{ArgType, Catalog, OperationDef};
 use crate::error::{PolicyDiagnostic, PolicyError};
-use crate::fast_path::FastPath;
+use crate::fast_path::{FastPath, condition_text};
 use crate::needs::Needs;
 
 /// One named policy text (a file, or a row of the policy store). It may hold several policies.
@@ -328,7 +328,10 @@ fn build(
             Entity::new_no_attrs(service_group, Default::default()),
             Entity::new_no_attrs(class_group, Default::default()),
         ];
-        groups.entry(service.name.clone()).or_default().push(key.clone());
+        groups
+            .entry(service.name.clone())
+            .or_default()
+            .push(key.clone());
         groups
             .entry(operation.class.as_str().to_owned())
             .or_default()
@@ -341,7 +344,10 @@ fn build(
                 resource: uid(&service_type, &service.name),
                 action_entities,
                 args_always_built: operation.args.iter().any(|a| {
-                    matches!(a.arg_type, ArgType::Decimal | ArgType::Ipaddr | ArgType::Datetime)
+                    matches!(
+                        a.arg_type,
+                        ArgType::Decimal | ArgType::Ipaddr | ArgType::Datetime
+                    )
                 }),
                 slice: Slice::default(),
             },
@@ -349,8 +355,12 @@ fn build(
     }
 
     let mut all_as_permits = PolicySet::new();
+    let mut conditions = HashMap::new();
     for (policy, _) in parsed {
-        let (as_permit, sliced, needs) = rewrite(&policy).map_err(internal)?;
+        // `to_json` re-parses the policy text, so it runs once per policy.
+        let json = policy.to_json().map_err(|e| internal(e.to_string()))?;
+        conditions.insert(policy.id().to_string(), condition_text(&policy, &json));
+        let (as_permit, sliced, needs) = rewrite(&policy, json).map_err(internal)?;
         all_as_permits
             .add(as_permit)
             .map_err(|e| internal(e.to_string()))?;
@@ -395,8 +405,12 @@ fn build(
     for entry in operations.values_mut() {
         merge_small_general_sets(&mut entry.slice).map_err(internal)?;
         let slice = &mut entry.slice;
-        for set in slice.any_identity.iter_mut().chain(slice.by_identity.values_mut()) {
-            set.fast = FastPath::build(set.set.policies());
+        for set in slice
+            .any_identity
+            .iter_mut()
+            .chain(slice.by_identity.values_mut())
+        {
+            set.fast = FastPath::build(set.set.policies(), &conditions);
         }
     }
 
@@ -482,8 +496,10 @@ fn covered_actions(
 /// The policy with effect `permit` (so one Cedar call reports every matching policy), the
 /// same without its action scope (for slices, which already guarantee the scope holds), and
 /// what its conditions read.
-fn rewrite(policy: &Policy) -> Result<(Policy, Policy, Needs), String> {
-    let mut json = policy.to_json().map_err(|e| e.to_string())?;
+fn rewrite(
+    policy: &Policy,
+    mut json: serde_json::Value,
+) -> Result<(Policy, Policy, Needs), String> {
     let needs = Needs::of_policy_json(&json);
     if let Some(obj) = json.as_object_mut() {
         obj.insert("effect".into(), serde_json::json!("permit"));
@@ -508,7 +524,11 @@ fn policy_info(policy: &Policy, source: &PolicySource) -> Result<PolicyInfo, Str
         None => 1,
         Some(n) => match n.trim().parse::<u32>() {
             Ok(n) if n >= 1 => n,
-            _ => return Err(format!("`@approvals(\"{n}\")` is not a whole number of at least 1")),
+            _ => {
+                return Err(format!(
+                    "`@approvals(\"{n}\")` is not a whole number of at least 1"
+                ));
+            }
         },
     };
     if approval.is_some() && effect == PolicyEffect::Permit {
@@ -517,9 +537,7 @@ fn policy_info(policy: &Policy, source: &PolicySource) -> Result<PolicyInfo, Str
     if approval.is_none() && policy.annotation("approvals").is_some() {
         return Err("`@approvals` needs an `@approval(\"why\")` annotation".into());
     }
-    let text = policy
-        .to_cedar()
-        .unwrap_or_else(|| source.text.clone());
+    let text = policy.to_cedar().unwrap_or_else(|| source.text.clone());
     Ok(PolicyInfo {
         id: policy.id().to_string(),
         source_id: source.id.clone(),
@@ -555,7 +573,10 @@ fn parse_source(source: &PolicySource) -> Result<Vec<Policy>, Vec<PolicyDiagnost
         return Err(vec![diag(
             &source.id,
             None,
-            format!("template `{}` is not supported here; use grants", template.id()),
+            format!(
+                "template `{}` is not supported here; use grants",
+                template.id()
+            ),
         )]);
     }
     let mut policies: Vec<(usize, &Policy)> = set
@@ -648,7 +669,11 @@ fn grant_source(catalog: &Catalog, grant: &Grant) -> Result<PolicySource, Policy
             serde_json::Value::String(s) => format!("{s:?}"),
             serde_json::Value::Bool(b) => b.to_string(),
             serde_json::Value::Number(n) if n.is_i64() => n.to_string(),
-            other => return Err(bad(format!("constraint on `{name}` has unsupported value `{other}`"))),
+            other => {
+                return Err(bad(format!(
+                    "constraint on `{name}` has unsupported value `{other}`"
+                )));
+            }
         };
         for def in &covered {
             let declared = def.args.iter().find(|a| &a.name == name);
@@ -662,7 +687,9 @@ fn grant_source(catalog: &Catalog, grant: &Grant) -> Result<PolicySource, Policy
                 }
             }
         }
-        conditions.push(format!("context.args has {name:?} && context.args[{name:?}] == {literal}"));
+        conditions.push(format!(
+            "context.args has {name:?} && context.args[{name:?}] == {literal}"
+        ));
     }
     let text = format!(
         "@grant({id:?})\n@expires_at({expires:?})\npermit (principal == Identity::{who:?}, action in [{actions}], resource)\nwhen {{ {conds} }};",

@@ -108,7 +108,11 @@ impl Decision {
     /// Distinct approvers needed: the largest quorum of the matching `@approval` forbids
     /// (0 unless ApprovalRequired).
     pub fn required_approvals(&self) -> u32 {
-        self.approvals.iter().map(|a| a.approvals).max().unwrap_or(0)
+        self.approvals
+            .iter()
+            .map(|a| a.approvals)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Evaluation or request errors; any of them makes the decision a Deny.

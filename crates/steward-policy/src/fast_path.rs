@@ -11,6 +11,7 @@
 //! `authorize` falls back to Cedar's `Authorizer` on the same slice, which attributes errors
 //! to policies. The sliced-versus-full-scan proptest compares the two.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::str::FromStr;
 
@@ -29,13 +30,16 @@ pub(crate) struct FastPath {
 }
 
 impl FastPath {
-    /// Builds the combined expression; `None` if any policy cannot be rendered (the slice then
-    /// always takes Cedar's path).
-    pub(crate) fn build<'a>(policies: impl Iterator<Item = &'a Policy>) -> Option<Self> {
+    /// Builds the combined expression from each policy's condition text (see
+    /// [`condition_text`]); `None` if any is missing (the slice then always takes Cedar's path).
+    pub(crate) fn build<'a>(
+        policies: impl Iterator<Item = &'a Policy>,
+        conditions: &HashMap<String, Option<String>>,
+    ) -> Option<Self> {
         let mut text = String::from("{");
         let mut ids = Vec::new();
         for (i, policy) in policies.enumerate() {
-            let condition = condition_text(policy)?;
+            let condition = conditions.get(&policy.id().to_string())?.as_ref()?;
             let _ = write!(text, "\"{i}\": ({condition}),");
             ids.push(policy.id().to_string());
         }
@@ -68,8 +72,9 @@ impl FastPath {
     }
 }
 
-/// Policy i's condition without its action scope, as Cedar text.
-fn condition_text(policy: &Policy) -> Option<String> {
+/// A policy's condition without its action scope, as Cedar text; `None` if it cannot be
+/// rendered.
+pub(crate) fn condition_text(policy: &Policy, json: &Value) -> Option<String> {
     let mut parts = Vec::new();
     match policy.principal_constraint() {
         PrincipalConstraint::Any => {}
@@ -85,7 +90,6 @@ fn condition_text(policy: &Policy) -> Option<String> {
         ResourceConstraint::Is(t) => parts.push(format!("resource is {t}")),
         ResourceConstraint::IsIn(t, u) => parts.push(format!("resource is {t} in {u}")),
     }
-    let json = policy.to_json().ok()?;
     for condition in json.get("conditions")?.as_array()? {
         let negate = match condition.get("kind")?.as_str()? {
             "when" => false,
@@ -94,7 +98,11 @@ fn condition_text(policy: &Policy) -> Option<String> {
         };
         let body = condition.get("body")?;
         let text = body_text(body)?;
-        parts.push(if negate { format!("!({text})") } else { format!("({text})") });
+        parts.push(if negate {
+            format!("!({text})")
+        } else {
+            format!("({text})")
+        });
     }
     if parts.is_empty() {
         return Some("true".into());
@@ -129,11 +137,14 @@ mod tests {
             r#"permit (principal == Identity::"a\"b", action, resource is Service) when { context.x == {a: 1} } unless { context.y };"#,
         )
         .unwrap();
-        let text = condition_text(&p).unwrap();
-        assert!(text.starts_with(r#"principal == Identity::"a\"b" && resource is Service && ("#), "{text}");
+        let text = condition_text(&p, &p.to_json().unwrap()).unwrap();
+        assert!(
+            text.starts_with(r#"principal == Identity::"a\"b" && resource is Service && ("#),
+            "{text}"
+        );
         assert!(text.ends_with("&& !(context.y)"), "{text}");
         assert!(Expression::from_str(&text).is_ok(), "{text}");
         let p = Policy::parse(None, "forbid (principal, action, resource);").unwrap();
-        assert_eq!(condition_text(&p).unwrap(), "true");
+        assert_eq!(condition_text(&p, &p.to_json().unwrap()).unwrap(), "true");
     }
 }

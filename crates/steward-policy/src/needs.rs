@@ -120,16 +120,23 @@ mod tests {
 
     #[test]
     fn reads_of_context_principal_and_action_are_found() {
-        let n = needs(r#"permit (principal == Identity::"a", action in Action::"read", resource);"#);
+        let n =
+            needs(r#"permit (principal == Identity::"a", action in Action::"read", resource);"#);
         assert_eq!(n, Needs::default());
-        let n = needs(r#"permit (principal, action, resource) when { context.now < datetime("2026-01-01") && context has source_ip };"#);
+        let n = needs(
+            r#"permit (principal, action, resource) when { context.now < datetime("2026-01-01") && context has source_ip };"#,
+        );
         assert!(n.context_attr("now") && n.context_attr("source_ip") && !n.context_attr("args"));
         assert!(!n.principal && !n.action);
-        let n = needs(r#"permit (principal, action, resource) when { principal.hasTag("x") || action in Action::"read" };"#);
+        let n = needs(
+            r#"permit (principal, action, resource) when { principal.hasTag("x") || action in Action::"read" };"#,
+        );
         assert!(n.principal && n.action && n.context == 0);
         let n = needs(r#"permit (principal, action, resource) when { context == context };"#);
         assert_eq!(n.context, u8::MAX);
-        let n = needs(r#"permit (principal, action, resource) when { context["rate"].op_per_day > 1 };"#);
+        let n = needs(
+            r#"permit (principal, action, resource) when { context["rate"].op_per_day > 1 };"#,
+        );
         assert!(n.context_attr("rate") && !n.context_attr("time"));
     }
 }

@@ -78,7 +78,12 @@ pub struct Request {
 
 impl Request {
     /// A request with empty args, UTC, no source address, zero rates and zero risk.
-    pub fn new(identity: IdentityAttrs, operation: OperationName, catalog: &Catalog, now: Timestamp) -> Self {
+    pub fn new(
+        identity: IdentityAttrs,
+        operation: OperationName,
+        catalog: &Catalog,
+        now: Timestamp,
+    ) -> Self {
         let class = catalog
             .operation(&operation)
             .map_or(OperationClass::Write, |o| o.class);
@@ -97,12 +102,17 @@ impl Request {
     }
 }
 
+/// Whether Cedar's `datetime` can represent the instant (years 0 to 9999).
+fn in_cedar_range(ts: Timestamp) -> bool {
+    (0..=9999).contains(&TimeZone::UTC.to_datetime(ts).year())
+}
+
 /// Formats an instant as a Cedar `datetime` literal in UTC with milliseconds.
 pub(crate) fn cedar_datetime(ts: Timestamp) -> Option<String> {
-    let dt = TimeZone::UTC.to_datetime(ts);
-    if !(0..=9999).contains(&dt.year()) {
+    if !in_cedar_range(ts) {
         return None;
     }
+    let dt = TimeZone::UTC.to_datetime(ts);
     Some(format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
         dt.year(),
@@ -143,18 +153,27 @@ fn arg_value(def: &ArgDef, value: &serde_json::Value) -> Result<RestrictedExpres
     };
     Ok(match (def.arg_type, value) {
         (ArgType::String, J::String(s)) => RestrictedExpression::new_string(s.clone()),
-        (ArgType::Long, J::Number(n)) => RestrictedExpression::new_long(n.as_i64().ok_or_else(wrong)?),
+        (ArgType::Long, J::Number(n)) => {
+            RestrictedExpression::new_long(n.as_i64().ok_or_else(wrong)?)
+        }
         (ArgType::Bool, J::Bool(b)) => RestrictedExpression::new_bool(*b),
         (ArgType::Decimal, J::Number(n)) => {
             let text = n.to_string();
-            let text = if text.contains(['.', 'e', 'E']) { text } else { format!("{text}.0") };
+            let text = if text.contains(['.', 'e', 'E']) {
+                text
+            } else {
+                format!("{text}.0")
+            };
             decimal(&text).ok_or_else(wrong)?
         }
         (ArgType::Decimal, J::String(s)) => decimal(s).ok_or_else(wrong)?,
         (ArgType::SetOfString, J::Array(items)) => RestrictedExpression::new_set(
             items
                 .iter()
-                .map(|i| i.as_str().map(|s| RestrictedExpression::new_string(s.to_owned())))
+                .map(|i| {
+                    i.as_str()
+                        .map(|s| RestrictedExpression::new_string(s.to_owned()))
+                })
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(wrong)?,
         ),
@@ -204,10 +223,12 @@ pub(crate) fn cedar_inputs(
     request: &Request,
     needs: Needs,
 ) -> Result<CedarInputs, String> {
-    let args_object = request
-        .args
-        .as_object()
-        .ok_or_else(|| format!("arguments must be a JSON object, got `{}`", truncate(&request.args)))?;
+    let args_object = request.args.as_object().ok_or_else(|| {
+        format!(
+            "arguments must be a JSON object, got `{}`",
+            truncate(&request.args)
+        )
+    })?;
     let mut args = Vec::with_capacity(entry.def.args.len());
     for def in &entry.def.args {
         match args_object.get(&def.name) {
@@ -218,8 +239,10 @@ pub(crate) fn cedar_inputs(
             Some(value) => args.push((def.name.clone(), arg_value(def, value)?)),
         }
     }
-    let now = cedar_datetime(request.now)
-        .ok_or_else(|| format!("time `{}` is out of range", request.now))?;
+    // Checked whether or not `now` is built, so every slice denies the same out-of-range times.
+    if !in_cedar_range(request.now) {
+        return Err(format!("time `{}` is out of range", request.now));
+    }
     let record = |pairs: Vec<(String, RestrictedExpression)>| {
         RestrictedExpression::new_record(pairs).map_err(|e| e.to_string())
     };
@@ -240,10 +263,15 @@ pub(crate) fn cedar_inputs(
         ));
     }
     if needs.context_attr("now") {
+        let now = cedar_datetime(request.now)
+            .ok_or_else(|| format!("time `{}` is out of range", request.now))?;
         context.push(("now".to_owned(), RestrictedExpression::new_datetime(now)));
     }
     if needs.context_attr("now_ms") {
-        context.push(("now_ms".to_owned(), RestrictedExpression::new_long(request.now.as_millisecond())));
+        context.push((
+            "now_ms".to_owned(),
+            RestrictedExpression::new_long(request.now.as_millisecond()),
+        ));
     }
     if needs.context_attr("rate") {
         let rate = &request.rate;
@@ -260,13 +288,25 @@ pub(crate) fn cedar_inputs(
         ));
     }
     if needs.context_attr("risk_score") {
-        context.push(("risk_score".to_owned(), RestrictedExpression::new_long(request.risk_score)));
+        context.push((
+            "risk_score".to_owned(),
+            RestrictedExpression::new_long(request.risk_score),
+        ));
     }
     if needs.context_attr("delegated") {
-        context.push(("delegated".to_owned(), RestrictedExpression::new_bool(request.delegated)));
+        context.push((
+            "delegated".to_owned(),
+            RestrictedExpression::new_bool(request.delegated),
+        ));
     }
-    if let Some(ip) = request.source_ip.filter(|_| needs.context_attr("source_ip")) {
-        context.push(("source_ip".to_owned(), RestrictedExpression::new_ip(ip.to_string())));
+    if let Some(ip) = request
+        .source_ip
+        .filter(|_| needs.context_attr("source_ip"))
+    {
+        context.push((
+            "source_ip".to_owned(),
+            RestrictedExpression::new_ip(ip.to_string()),
+        ));
     }
     let context = Context::from_pairs(context).map_err(|e| e.to_string())?;
 
@@ -282,9 +322,18 @@ pub(crate) fn cedar_inputs(
             (k.clone(), RestrictedExpression::new_string(v))
         });
         let attrs = [
-            ("kind".to_owned(), RestrictedExpression::new_string(identity.kind.clone())),
-            ("owner".to_owned(), RestrictedExpression::new_string(identity.owner.clone())),
-            ("risk_score".to_owned(), RestrictedExpression::new_long(request.risk_score)),
+            (
+                "kind".to_owned(),
+                RestrictedExpression::new_string(identity.kind.clone()),
+            ),
+            (
+                "owner".to_owned(),
+                RestrictedExpression::new_string(identity.owner.clone()),
+            ),
+            (
+                "risk_score".to_owned(),
+                RestrictedExpression::new_long(request.risk_score),
+            ),
             ("labels".to_owned(), record(labels.collect())?),
         ];
         let tags = identity

@@ -172,7 +172,10 @@ fn build_request(
     };
     let source_ip = raw
         .source_ip
-        .map(|s| s.parse::<IpAddr>().map_err(|e| format!("source_ip `{s}`: {e}")))
+        .map(|s| {
+            s.parse::<IpAddr>()
+                .map_err(|e| format!("source_ip `{s}`: {e}"))
+        })
         .transpose()?;
     let class = compiled
         .catalog()
@@ -193,4 +196,3 @@ fn build_request(
         delegated: raw.delegated,
     })
 }
-

@@ -1,4 +1,10 @@
 //! Behaviour of the policy engine: compilation, decisions, grants, examples and properties.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::path::{Path, PathBuf};
 
@@ -92,7 +98,10 @@ fn allow_deny_and_approval_follow_steward_semantics() {
 #[test]
 fn approval_forbid_without_permit_denies() {
     let set = compile_texts(&[r#"@approval("x") forbid (principal, action, resource);"#]).unwrap();
-    assert_eq!(authorize(&set, &request("a", "svc:op1", 1)).effect(), Effect::Deny);
+    assert_eq!(
+        authorize(&set, &request("a", "svc:op1", 1)).effect(),
+        Effect::Deny
+    );
 }
 
 #[test]
@@ -103,8 +112,14 @@ fn an_erroring_forbid_beside_a_matching_permit_denies() {
     ])
     .unwrap();
     // n = 1 and n = 0 do not overflow: the forbid is simply true or false.
-    assert_eq!(authorize(&set, &request("a", "svc:op1", 1)).effect(), Effect::Deny);
-    assert_eq!(authorize(&set, &request("a", "svc:op1", 0)).effect(), Effect::Allow);
+    assert_eq!(
+        authorize(&set, &request("a", "svc:op1", 1)).effect(),
+        Effect::Deny
+    );
+    assert_eq!(
+        authorize(&set, &request("a", "svc:op1", 0)).effect(),
+        Effect::Allow
+    );
     let d = authorize(&set, &request("a", "svc:op1", 2));
     assert_eq!(d.effect(), Effect::Deny);
     assert_eq!(d.deny_reason(), Some(DenyReason::EvaluationError));
@@ -112,7 +127,11 @@ fn an_erroring_forbid_beside_a_matching_permit_denies() {
     assert!(!d.errors().is_empty());
     // Cedar alone would allow: it skips the erroring forbid.
     let (cedar_request, entities) = set.cedar_inputs(&request("a", "svc:op1", 2)).unwrap();
-    let response = cedar_policy::Authorizer::new().is_authorized(&cedar_request, set.cedar_policy_set(), &entities);
+    let response = cedar_policy::Authorizer::new().is_authorized(
+        &cedar_request,
+        set.cedar_policy_set(),
+        &entities,
+    );
     assert_eq!(response.decision(), cedar_policy::Decision::Allow);
 }
 
@@ -135,7 +154,10 @@ fn rejections_name_policy_line_and_column() {
 
     let err = compile(
         &catalog(),
-        &[PolicySource::new("syntax", "permit (principal, action, resource);\n\nforbid (principal action);")],
+        &[PolicySource::new(
+            "syntax",
+            "permit (principal, action, resource);\n\nforbid (principal action);",
+        )],
         1,
     )
     .unwrap_err();
@@ -143,11 +165,16 @@ fn rejections_name_policy_line_and_column() {
     assert_eq!((d.policy_id.as_str(), d.line), ("syntax", Some(3)), "{err}");
 
     // Optional attributes need a `has` guard under strict validation.
-    let err = compile_texts(&[r#"permit (principal, action == Action::"svc:op2", resource) when { context.args.note == "x" };"#]);
+    let err = compile_texts(&[
+        r#"permit (principal, action == Action::"svc:op2", resource) when { context.args.note == "x" };"#,
+    ]);
     assert!(err.is_err());
     // Misused annotations are refused.
     assert!(compile_texts(&[r#"@approval("x") permit (principal, action, resource);"#]).is_err());
-    assert!(compile_texts(&[r#"@approval("x") @approvals("0") forbid (principal, action, resource);"#]).is_err());
+    assert!(
+        compile_texts(&[r#"@approval("x") @approvals("0") forbid (principal, action, resource);"#])
+            .is_err()
+    );
     // Duplicate ids are refused.
     assert!(compile_texts(&[r#"@id("x") permit (principal, action, resource); @id("x") permit (principal, action, resource);"#]).is_err());
 }
@@ -193,10 +220,16 @@ fn nonconforming_args_deny_with_diagnostics() {
     // Unknown operations and wrong classes deny.
     let mut r = request("a", "svc:op1", 1);
     r.operation = OperationName::new("svc", "nope");
-    assert_eq!(authorize(&set, &r).deny_reason(), Some(DenyReason::InvalidRequest));
+    assert_eq!(
+        authorize(&set, &r).deny_reason(),
+        Some(DenyReason::InvalidRequest)
+    );
     let mut r = request("a", "svc:op1", 1);
     r.class = steward_core::OperationClass::Write;
-    assert_eq!(authorize(&set, &r).deny_reason(), Some(DenyReason::InvalidRequest));
+    assert_eq!(
+        authorize(&set, &r).deny_reason(),
+        Some(DenyReason::InvalidRequest)
+    );
 }
 
 #[test]
@@ -208,7 +241,10 @@ fn labels_tags_risk_ip_and_decimal_are_visible_to_policies() {
         r#"permit (principal, action == Action::"other:op1", resource) when { context.args has price && context.args.price.lessThan(decimal("10.00")) && !context.delegated };"#,
     ])
     .unwrap();
-    assert_eq!(authorize(&set, &request("a", "svc:op1", 1)).effect(), Effect::Allow);
+    assert_eq!(
+        authorize(&set, &request("a", "svc:op1", 1)).effect(),
+        Effect::Allow
+    );
     let mut r = request("a", "svc:op1", 1);
     r.identity.labels.insert("env".into(), "dev".into());
     assert_eq!(authorize(&set, &r).effect(), Effect::Deny);
@@ -223,7 +259,10 @@ fn labels_tags_risk_ip_and_decimal_are_visible_to_policies() {
     assert_eq!(authorize(&set, &r).effect(), Effect::Deny);
     let mut r = request("a", "svc:op1", 1);
     r.source_ip = Some("192.168.1.9".parse().unwrap());
-    assert_eq!(authorize(&set, &r).deny_reason(), Some(DenyReason::Forbidden));
+    assert_eq!(
+        authorize(&set, &r).deny_reason(),
+        Some(DenyReason::Forbidden)
+    );
     r.source_ip = Some("10.1.1.1".parse().unwrap());
     assert_eq!(authorize(&set, &r).effect(), Effect::Allow);
     let mut r = request("a", "other:op1", 1);
@@ -283,12 +322,27 @@ fn grants_expire_without_cleanup_and_honour_arg_constraints() {
     let mut r = request("a", "other:op1", 1);
     r.now = ts("2026-01-05T10:00:00Z");
     assert_eq!(authorize(&set, &r).effect(), Effect::Allow);
-    assert_eq!(authorize(&set, &request("a", "svc:op1", 1)).effect(), Effect::Deny);
+    assert_eq!(
+        authorize(&set, &request("a", "svc:op1", 1)).effect(),
+        Effect::Deny
+    );
     // The "approve similar" grant matches only its argument value, and only its identity.
-    assert_eq!(authorize(&set, &request("b", "svc:op2", 42)).effect(), Effect::Allow);
-    assert_eq!(authorize(&set, &request("b", "svc:op2", 43)).effect(), Effect::Deny);
-    assert_eq!(authorize(&set, &request("a", "svc:op2", 42)).effect(), Effect::Allow);
-    assert_eq!(authorize(&set, &request("c", "svc:op2", 42)).effect(), Effect::Deny);
+    assert_eq!(
+        authorize(&set, &request("b", "svc:op2", 42)).effect(),
+        Effect::Allow
+    );
+    assert_eq!(
+        authorize(&set, &request("b", "svc:op2", 43)).effect(),
+        Effect::Deny
+    );
+    assert_eq!(
+        authorize(&set, &request("a", "svc:op2", 42)).effect(),
+        Effect::Allow
+    );
+    assert_eq!(
+        authorize(&set, &request("c", "svc:op2", 42)).effect(),
+        Effect::Deny
+    );
     // Bad grants are refused.
     let mut bad = grant.clone();
     bad.operations = vec!["svc:nope".parse().unwrap()];
@@ -312,15 +366,22 @@ fn explain_names_determining_policies() {
     .unwrap();
     let text = explain(&authorize(&set, &request("a", "svc:op3", 1)), Some(&set));
     assert!(text.starts_with("APPROVAL_REQUIRED `svc:op3`"), "{text}");
-    assert!(text.contains("no-deletes") && text.contains("deletes are reviewed"), "{text}");
-    assert!(text.contains("allow-svc") && text.contains("svc is open"), "{text}");
+    assert!(
+        text.contains("no-deletes") && text.contains("deletes are reviewed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("allow-svc") && text.contains("svc is open"),
+        "{text}"
+    );
     let text = explain(&authorize(&set, &request("a", "other:op1", 1)), None);
     assert!(text.contains("no permit matched"), "{text}");
 }
 
 #[test]
 fn test_files_report_each_failure() {
-    let set = compile_texts(&[r#"permit (principal, action == Action::"svc:op1", resource);"#]).unwrap();
+    let set =
+        compile_texts(&[r#"permit (principal, action == Action::"svc:op1", resource);"#]).unwrap();
     let yaml = r#"
 - name: ok
   request: {identity: {id: a}, operation: "svc:op1", args: {n: 1}, at: "2026-01-05T10:00:00Z"}
@@ -354,19 +415,34 @@ fn every_example_compiles_and_passes_its_tests() {
         if !dir.is_dir() {
             continue;
         }
-        let catalog = Catalog::from_yaml(&std::fs::read_to_string(dir.join("catalog.yaml")).unwrap()).unwrap();
+        let catalog =
+            Catalog::from_yaml(&std::fs::read_to_string(dir.join("catalog.yaml")).unwrap())
+                .unwrap();
         let mut sources = Vec::new();
         for file in std::fs::read_dir(&dir).unwrap() {
             let path = file.unwrap().path();
             if path.extension().is_some_and(|e| e == "cedar") {
                 let id = path.file_name().unwrap().to_string_lossy().into_owned();
-                sources.push(PolicySource::new(id, std::fs::read_to_string(&path).unwrap()));
+                sources.push(PolicySource::new(
+                    id,
+                    std::fs::read_to_string(&path).unwrap(),
+                ));
             }
         }
         assert!(!sources.is_empty(), "{}", dir.display());
-        let set = compile(&catalog, &sources, 1).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-        let report = run_test_file(&set, &std::fs::read_to_string(dir.join("tests.yaml")).unwrap()).unwrap();
-        assert!(report.is_success(), "{}: {}", dir.display(), report.summary());
+        let set =
+            compile(&catalog, &sources, 1).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let report = run_test_file(
+            &set,
+            &std::fs::read_to_string(dir.join("tests.yaml")).unwrap(),
+        )
+        .unwrap();
+        assert!(
+            report.is_success(),
+            "{}: {}",
+            dir.display(),
+            report.summary()
+        );
         assert!(report.passed.len() >= 4, "{}", dir.display());
         seen += 1;
     }
@@ -401,7 +477,9 @@ fn policy_strategy() -> impl Strategy<Value = String> {
         Just(r#"when { context.now > datetime("2026-01-05T05:00:00Z") }"#.to_owned()),
         Just(r#"when { principal.hasTag("env") && principal.getTag("env") == "prod" }"#.to_owned()),
         Just("when { context has source_ip && context.source_ip.isLoopback() }".to_owned()),
-        (0i64..5).prop_map(|k| format!("when {{ context.rate.op_per_day > {k} && !context.delegated }}")),
+        (0i64..5).prop_map(|k| format!(
+            "when {{ context.rate.op_per_day > {k} && !context.delegated }}"
+        )),
     ];
     let head = prop_oneof![
         Just("permit".to_owned()),
@@ -415,12 +493,21 @@ fn policy_strategy() -> impl Strategy<Value = String> {
 fn request_strategy() -> impl Strategy<Value = Request> {
     (
         prop_oneof![Just("a"), Just("b"), Just("c")],
-        prop_oneof![Just("svc:op1"), Just("svc:op2"), Just("svc:op3"), Just("other:op1")],
+        prop_oneof![
+            Just("svc:op1"),
+            Just("svc:op2"),
+            Just("svc:op3"),
+            Just("other:op1")
+        ],
         -1i64..25,
         0i64..100,
         any::<bool>(),
         0u8..24,
-        (0u64..8, any::<bool>(), prop_oneof![Just(None), Just(Some("127.0.0.1")), Just(Some("10.0.0.1"))]),
+        (
+            0u64..8,
+            any::<bool>(),
+            prop_oneof![Just(None), Just(Some("127.0.0.1")), Just(Some("10.0.0.1"))],
+        ),
     )
         .prop_map(|(id, op, n, risk, prod, hour, (per_day, delegated, ip))| {
             let mut r = request(id, op, n);
@@ -451,7 +538,7 @@ fn essence(d: &Decision) -> (Effect, Option<DenyReason>, u32) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(128))]
+    #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
     fn sliced_decisions_equal_full_scan(texts in prop::collection::vec(policy_strategy(), 0..24),
@@ -537,11 +624,39 @@ fn large_general_sets_stay_unmerged_and_agree_with_full_scan() {
     texts.push(r#"permit (principal == Identity::"a", action == Action::"svc:op1", resource) when { context.args.n < 10 };"#.into());
     texts.push(r#"@approval("x") forbid (principal == Identity::"a", action, resource) when { context.args.n == 5 };"#.into());
     let set = set_of(&texts);
-    for (id, n) in [("a", 1), ("a", 5), ("a", 12), ("a", 150), ("a", 105), ("b", 1)] {
+    for (id, n) in [
+        ("a", 1),
+        ("a", 5),
+        ("a", 12),
+        ("a", 150),
+        ("a", 105),
+        ("b", 1),
+    ] {
         let r = request(id, "svc:op1", n);
-        assert_eq!(authorize(&set, &r), authorize_full_scan(&set, &r), "{id} {n}");
+        assert_eq!(
+            authorize(&set, &r),
+            authorize_full_scan(&set, &r),
+            "{id} {n}"
+        );
     }
-    assert_eq!(authorize(&set, &request("a", "svc:op1", 1)).effect(), Effect::Allow);
-    assert_eq!(authorize(&set, &request("a", "svc:op1", 5)).effect(), Effect::ApprovalRequired);
-    assert_eq!(authorize(&set, &request("a", "svc:op1", 105)).effect(), Effect::Deny);
+    assert_eq!(
+        authorize(&set, &request("a", "svc:op1", 1)).effect(),
+        Effect::Allow
+    );
+    assert_eq!(
+        authorize(&set, &request("a", "svc:op1", 5)).effect(),
+        Effect::ApprovalRequired
+    );
+    assert_eq!(
+        authorize(&set, &request("a", "svc:op1", 105)).effect(),
+        Effect::Deny
+    );
+}
+
+#[test]
+fn compiled_sets_and_decisions_can_be_shared_across_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<CompiledPolicies>();
+    shareable::<Decision>();
+    shareable::<Permit>();
 }

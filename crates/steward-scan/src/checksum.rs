@@ -37,23 +37,15 @@ pub fn crc32_base62_suffix_ok(token: &[u8]) -> bool {
     base62_u32_fixed(crc32fast::hash(random)).as_bytes() == check
 }
 
-/// Checks a Steward API key: `stw_` + 43 base62 characters encoding 32 random bytes
-/// (big-endian) + the 6-character base62 CRC32 of those 32 bytes.
+/// Checks a Steward API key: `stw_` + 43 base62 characters + the 6-character base62 CRC32
+/// of those 43 characters as ASCII text. The format is owned by `steward_token::api_key`,
+/// so the scanner calls its parser rather than restating the rule.
 pub fn steward_key_ok(token: &[u8]) -> bool {
-    let Some(body) = token.strip_prefix(b"stw_") else {
-        return false;
-    };
-    if body.len() != 49 {
-        return false;
-    }
-    let (encoded, check) = body.split_at(43);
-    let Some(random) = base62_decode_fixed32(encoded) else {
-        return false;
-    };
-    base62_u32_fixed(crc32fast::hash(&random)).as_bytes() == check
+    std::str::from_utf8(token).is_ok_and(|text| steward_token::api_key::parse(text).is_ok())
 }
 
 /// Decodes base62 digits into a 32-byte big-endian number; `None` on overflow or bad digit.
+#[cfg(test)]
 pub(crate) fn base62_decode_fixed32(digits: &[u8]) -> Option<[u8; 32]> {
     let mut number = [0u8; 32];
     for digit in digits {
@@ -196,12 +188,12 @@ pub(crate) mod test_tokens {
         )
     }
 
-    /// A Steward key with a valid checksum.
+    /// A Steward key with a valid checksum (CRC32 over the 43-character text).
     pub fn steward_key(random: &[u8; 32]) -> String {
+        let body = base62_encode_fixed32(random);
         format!(
-            "stw_{}{}",
-            base62_encode_fixed32(random),
-            base62_u32_fixed(crc32fast::hash(random))
+            "stw_{body}{}",
+            base62_u32_fixed(crc32fast::hash(body.as_bytes()))
         )
     }
 }
@@ -247,6 +239,23 @@ mod tests {
         assert!(!steward_key_ok(&bad));
         // 43 'z' digits overflow 256 bits.
         assert!(base62_decode_fixed32(&[b'z'; 43]).is_none());
+    }
+
+    #[test]
+    fn keys_minted_by_steward_token_validate() {
+        use secrecy::ExposeSecret as _;
+        for random in [[0u8; 32], [0xA5u8; 32], [0xFFu8; 32]] {
+            let minted = steward_token::api_key::generate(&random);
+            assert_eq!(minted.expose_secret(), steward_key(&random));
+            assert!(steward_key_ok(minted.expose_secret().as_bytes()));
+        }
+        let minted = steward_token::api_key::generate_random().unwrap();
+        let key = minted.expose_secret().as_bytes().to_vec();
+        assert!(steward_key_ok(&key));
+        // Swapping two adjacent characters of the random part breaks the checksum.
+        let mut swapped = key.clone();
+        swapped.swap(10, 11);
+        assert!(swapped == key || !steward_key_ok(&swapped));
     }
 
     #[test]

@@ -25,8 +25,9 @@ pub struct ScanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
-    /// Write the report to FILE instead of standard output.
-    #[arg(long, short = 'o', value_name = "FILE")]
+    /// Write the report to FILE instead of standard output. (Not `-o`/`--output`: under
+    /// `steward scan` those are the CLI's global output-format flag.)
+    #[arg(id = "output_file", long = "output-file", value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Exit code when findings remain after suppression.
     #[arg(long, value_name = "N", default_value_t = 1)]

@@ -10,7 +10,7 @@ use std::process::Command;
 use base64::Engine as _;
 use steward_core::id::base62_u32_fixed;
 use steward_scan::{
-    Confidence, Finding, Format, Report, ScanArgs, Scanner, base62_encode_fixed32, fingerprint, run,
+    Confidence, Finding, Format, Report, ScanArgs, Scanner, fingerprint, run,
 };
 
 fn crc_token(prefix: &str, random: &str) -> String {
@@ -20,12 +20,10 @@ fn crc_token(prefix: &str, random: &str) -> String {
     )
 }
 
+/// A Steward API key exactly as the server mints it.
 fn steward_key(random: &[u8; 32]) -> String {
-    format!(
-        "stw_{}{}",
-        base62_encode_fixed32(random),
-        base62_u32_fixed(crc32fast::hash(random))
-    )
+    use secrecy::ExposeSecret as _;
+    steward_token::api_key::generate(random).expose_secret().to_owned()
 }
 
 fn rules_found(text: &str) -> Vec<String> {

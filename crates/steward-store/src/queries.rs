@@ -656,6 +656,128 @@ impl Store {
             .await?;
         rows.iter().map(|r| Ok((r.try_get("key_version")?, r.try_get("n")?))).collect()
     }
+
+    /// Creates many new secrets, each with its first version, in one transaction (bulk import).
+    /// Rows go in multi-row `INSERT`s (only placeholders are generated; every value is bound).
+    pub async fn secret_create_many(&self, items: &[(SecretRecord, SecretVersion)]) -> Result<(), StoreError> {
+        const ROWS_PER_STATEMENT: usize = 200;
+        let mut tx = self.pool.begin().await?;
+        for chunk in items.chunks(ROWS_PER_STATEMENT) {
+            let sql = multi_row_insert(
+                "INSERT INTO secrets (id, name, current_version, fingerprint, rotation, created_at, rotated_at, expires_at, \
+                 next_rotation_at, last_rotation_error) VALUES ",
+                10,
+                chunk.len(),
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (secret, _) in chunk {
+                q = q
+                    .bind(secret.id.clone())
+                    .bind(secret.name.clone())
+                    .bind(secret.current_version)
+                    .bind(secret.fingerprint.clone())
+                    .bind(secret.rotation.as_ref().map(|r| r.to_string()))
+                    .bind(secret.created_at)
+                    .bind(secret.rotated_at)
+                    .bind(secret.expires_at)
+                    .bind(secret.next_rotation_at)
+                    .bind(secret.last_rotation_error.clone());
+            }
+            q.execute(&mut *tx).await.map_err(|e| match StoreError::from(e) {
+                StoreError::Conflict(_) => StoreError::Conflict("a secret of this import already exists".to_owned()),
+                other => other,
+            })?;
+            let sql = multi_row_insert(
+                "INSERT INTO secret_versions (secret_id, version, key_version, sealed, created_at, retire_at) VALUES ",
+                6,
+                chunk.len(),
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (_, v) in chunk {
+                q = q.bind(v.secret_id.clone()).bind(v.version).bind(v.key_version).bind(v.sealed.clone()).bind(v.created_at).bind(v.retire_at);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Re-wrapped envelopes written in one transaction, each only if its row is still at the
+    /// old key version (compare-and-swap). Items are `(secret_id, version, old_key_version,
+    /// new_key_version, sealed)`; returns how many rows were replaced.
+    pub async fn secret_version_rewrap_batch(&self, items: &[(String, i64, i64, i64, Vec<u8>)]) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut replaced = 0u64;
+        for (secret_id, version, old_key_version, new_key_version, sealed) in items {
+            let done = sqlx::query(
+                "UPDATE secret_versions SET sealed = $1, key_version = $2 WHERE secret_id = $3 AND version = $4 AND key_version = $5",
+            )
+            .bind(sealed)
+            .bind(*new_key_version)
+            .bind(secret_id)
+            .bind(*version)
+            .bind(*old_key_version)
+            .execute(&mut *tx)
+            .await?;
+            replaced = replaced.saturating_add(done.rows_affected());
+        }
+        tx.commit().await?;
+        Ok(replaced)
+    }
+
+    /// Every sealed version after `(secret_id, version)` in key order, up to `limit` (paging).
+    pub async fn secret_versions_page(&self, after_id: &str, after_version: i64, limit: i64) -> Result<Vec<SecretVersion>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM secret_versions WHERE secret_id > $1 OR (secret_id = $1 AND version > $2) \
+             ORDER BY secret_id, version LIMIT $3",
+        )
+        .bind(after_id)
+        .bind(after_version)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(secret_version).collect()
+    }
+
+    /// Replaces a sealed token-signing key if it still holds `old` (compare-and-swap).
+    pub async fn signing_key_rewrap(&self, kid: &str, old: &[u8], new: &[u8]) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE signing_keys SET sealed = $1 WHERE kid = $2 AND sealed = $3")
+            .bind(new)
+            .bind(kid)
+            .bind(old)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Replaces a meta value if it still holds `old` (compare-and-swap).
+    pub async fn meta_cas(&self, key: &str, old: &str, new: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE meta SET value = $1 WHERE key = $2 AND value = $3")
+            .bind(new)
+            .bind(key)
+            .bind(old)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+/// `prefix` followed by `rows` groups of `columns` numbered placeholders: `($1, $2), ($3, $4)`.
+fn multi_row_insert(prefix: &str, columns: usize, rows: usize) -> String {
+    let mut sql = String::with_capacity(prefix.len() + rows * columns * 5);
+    sql.push_str(prefix);
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for col in 0..columns {
+            if col > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(row * columns + col + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 async fn insert_version(tx: &mut sqlx::Transaction<'_, sqlx::Any>, v: &SecretVersion) -> Result<(), StoreError> {
@@ -770,28 +892,49 @@ impl Store {
 /// The audit log.
 impl Store {
     /// Appends records atomically: all are durable when this returns `Ok`, none otherwise.
+    ///
+    /// Rows go in multi-row `INSERT`s of up to [`AUDIT_ROWS_PER_INSERT`] rows, one
+    /// transaction (one sync) for the batch: per-statement overhead, not the sync,
+    /// dominated group commits of many rows. Only placeholders are generated; values are
+    /// always bound.
     pub async fn audit_append(&self, rows: &[AuditRow]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for r in rows {
-            sqlx::query(
-                "INSERT INTO audit_log (instance_id, seq, time_ms, prev_hash, hash, kind, actor_id, operation, decision, request_id, event) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(&r.instance_id)
-            .bind(r.seq)
-            .bind(r.time_ms)
-            .bind(&r.prev_hash)
-            .bind(&r.hash)
-            .bind(&r.kind)
-            .bind(&r.actor_id)
-            .bind(&r.operation)
-            .bind(&r.decision)
-            .bind(&r.request_id)
-            .bind(&r.event)
-            .execute(&mut *tx)
-            .await?;
+        // A failed statement or COMMIT (disk full, read-only file system) can leave the
+        // connection inside its transaction, holding SQLite's write lock. It is rolled back
+        // here, or discarded if that fails too, and never returned to the pool mid-
+        // transaction: otherwise every later write waits on the lock and fails.
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("BEGIN").execute(&mut *conn).await?;
+        let result: Result<(), sqlx::Error> = async {
+            for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
+                // INVARIANT: the generated text holds only column names and `$n` placeholders.
+                let sql = sqlx::AssertSqlSafe(audit_insert_sql(chunk.len()));
+                let mut query = sqlx::query(sql);
+                for r in chunk {
+                    query = query
+                        .bind(&r.instance_id)
+                        .bind(r.seq)
+                        .bind(r.time_ms)
+                        .bind(&r.prev_hash)
+                        .bind(&r.hash)
+                        .bind(&r.kind)
+                        .bind(&r.actor_id)
+                        .bind(&r.operation)
+                        .bind(&r.decision)
+                        .bind(&r.request_id)
+                        .bind(&r.event);
+                }
+                query.execute(&mut *conn).await?;
+            }
+            sqlx::query("COMMIT").execute(&mut *conn).await?;
+            Ok(())
         }
-        tx.commit().await?;
+        .await;
+        if let Err(e) = result {
+            if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+                let _ = sqlx::Connection::close(conn.detach()).await;
+            }
+            return Err(e.into());
+        }
         Ok(())
     }
 
@@ -882,6 +1025,62 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Chain hashes of records `from_seq..to_seq` (end exclusive) of a chain, in order.
+    pub async fn audit_hash_range(&self, instance_id: &str, from_seq: i64, to_seq: i64) -> Result<Vec<Vec<u8>>, StoreError> {
+        let rows = sqlx::query("SELECT hash FROM audit_log WHERE instance_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq")
+            .bind(instance_id)
+            .bind(from_seq)
+            .bind(to_seq)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get::<Vec<u8>, _>(0)?)).collect()
+    }
+
+    /// Records of one chain with `from_seq <= seq < to_seq` and, when given, time in
+    /// `[since_ms, until_ms)`, in sequence order, up to `limit`.
+    pub async fn audit_range_filtered(
+        &self,
+        instance_id: &str,
+        from_seq: i64,
+        since_ms: Option<i64>,
+        until_ms: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_log WHERE instance_id = $1 AND seq >= $2 AND ($3 IS NULL OR time_ms >= $3) \
+             AND ($4 IS NULL OR time_ms < $4) ORDER BY seq LIMIT $5",
+        )
+        .bind(instance_id)
+        .bind(from_seq)
+        .bind(since_ms)
+        .bind(until_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(audit_row).collect()
+    }
+
+    /// Deletes the records of a chain with `seq < before_seq` and records the archive
+    /// anchor in `meta` in the same transaction; returns the number deleted.
+    pub async fn audit_archive_cut(&self, instance_id: &str, before_seq: i64, anchor_key: &str, anchor: &str) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(anchor_key)
+        .bind(anchor)
+        .execute(&mut *tx)
+        .await?;
+        let done = sqlx::query("DELETE FROM audit_log WHERE instance_id = $1 AND seq < $2")
+            .bind(instance_id)
+            .bind(before_seq)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
     }
 
     /// Checkpoints of a chain, oldest first.
@@ -1033,6 +1232,12 @@ impl Store {
             .await?;
         row.as_ref().map(grant).transpose()
     }
+
+    /// Deletes a grant (after it ended and its retention passed); true if it existed.
+    pub async fn grant_delete(&self, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM grants WHERE id = $1").bind(id).execute(&self.pool).await?;
+        Ok(done.rows_affected() > 0)
+    }
 }
 
 /// Generic JSON records.
@@ -1081,4 +1286,30 @@ impl Store {
             .await?;
         Ok(done.rows_affected() == 1)
     }
+}
+
+/// Rows per multi-row audit `INSERT` (11 parameters each, well under every backend's limit).
+pub const AUDIT_ROWS_PER_INSERT: usize = 100;
+
+/// `INSERT INTO audit_log (..) VALUES ($1, .., $11), ($12, ..), ..` for `rows` rows.
+fn audit_insert_sql(rows: usize) -> String {
+    const COLUMNS: usize = 11;
+    let mut sql = String::from(
+        "INSERT INTO audit_log (instance_id, seq, time_ms, prev_hash, hash, kind, actor_id, operation, decision, request_id, event) VALUES ",
+    );
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..COLUMNS {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(row * COLUMNS + column + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql
 }

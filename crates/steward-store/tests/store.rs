@@ -271,3 +271,77 @@ async fn sqlite_runs_wal_with_full_sync() {
     // FULL is 2.
     assert_eq!(store.pragma("synchronous").await.unwrap(), "2");
 }
+
+/// Bulk import, batched compare-and-swap re-wrap, paging and the internal-key CAS writes
+/// that master-key rotation relies on.
+async fn vault_rotation_story(store: &Store) {
+    let items: Vec<(SecretRecord, SecretVersion)> = (0..450)
+        .map(|i| {
+            let id = format!("sec_{i:04}");
+            (
+                SecretRecord {
+                    id: id.clone(),
+                    name: format!("bulk-{i:04}"),
+                    current_version: 1,
+                    fingerprint: "fp".into(),
+                    rotation: (i == 0).then(|| serde_json::json!({"interval_secs": 60})),
+                    created_at: 1,
+                    rotated_at: None,
+                    expires_at: None,
+                    next_rotation_at: (i == 0).then_some(61_000),
+                    last_rotation_error: None,
+                },
+                SecretVersion { secret_id: id, version: 1, key_version: 1, sealed: vec![1, 2, u8::try_from(i % 251).unwrap()], created_at: 1, retire_at: None },
+            )
+        })
+        .collect();
+    store.secret_create_many(&items).await.unwrap();
+    assert_eq!(store.secret_list().await.unwrap().len(), 450);
+    let first = store.secret_by_name("bulk-0000").await.unwrap().unwrap();
+    assert_eq!(first.rotation, Some(serde_json::json!({"interval_secs": 60})));
+    assert_eq!(first.next_rotation_at, Some(61_000));
+    // A conflicting import leaves nothing behind.
+    let clash = vec![items[0].clone()];
+    assert!(store.secret_create_many(&clash).await.is_err());
+
+    // Paging visits every version once, in key order.
+    let (mut after, mut after_v, mut seen) = (String::new(), -1, 0);
+    loop {
+        let page = store.secret_versions_page(&after, after_v, 100).await.unwrap();
+        let Some(last) = page.last() else { break };
+        seen += page.len();
+        (after, after_v) = (last.secret_id.clone(), last.version);
+    }
+    assert_eq!(seen, 450);
+
+    // CAS re-wrap: only rows still at the old key version change.
+    let batch: Vec<(String, i64, i64, i64, Vec<u8>)> = (0..3).map(|i| (format!("sec_{i:04}"), 1, 1, 2, vec![9, 9, i])).collect();
+    assert_eq!(store.secret_version_rewrap_batch(&batch).await.unwrap(), 3);
+    assert_eq!(store.secret_version_rewrap_batch(&batch).await.unwrap(), 0, "a second write of the same rows is a no-op");
+    assert_eq!(store.secret_versions_not_wrapped_by(2, 1000).await.unwrap().len(), 447);
+    let counts = store.secret_key_versions().await.unwrap();
+    assert_eq!(counts, vec![(1, 447), (2, 3)]);
+    assert_eq!(store.secret_version("sec_0001", 1).await.unwrap().unwrap().sealed, vec![9, 9, 1]);
+
+    store.signing_key_insert("kid_a", &[1, 1], 5).await.unwrap();
+    assert!(!store.signing_key_rewrap("kid_a", &[0], &[2, 2]).await.unwrap());
+    assert!(store.signing_key_rewrap("kid_a", &[1, 1], &[2, 2]).await.unwrap());
+    assert_eq!(store.signing_keys().await.unwrap()[0].1, vec![2, 2]);
+    store.meta_set("key.test", "old").await.unwrap();
+    assert!(!store.meta_cas("key.test", "other", "new").await.unwrap());
+    assert!(store.meta_cas("key.test", "old", "new").await.unwrap());
+    assert_eq!(store.meta_get("key.test").await.unwrap().as_deref(), Some("new"));
+}
+
+#[tokio::test]
+async fn vault_rotation_queries_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    vault_rotation_story(&sqlite_store(&dir).await).await;
+}
+
+#[tokio::test]
+async fn vault_rotation_queries_postgres() {
+    if let Some(store) = postgres_store().await {
+        vault_rotation_story(&store).await;
+    }
+}

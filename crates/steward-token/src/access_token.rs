@@ -237,6 +237,20 @@ pub fn decode_unverified(token: &str) -> Result<(Claims, Vec<Restriction>), Toke
     Ok((wire.into_claims()?, restrictions))
 }
 
+/// The id of the Steward key that signed block 0, WITHOUT checking any signature: for
+/// display only (e.g. `steward token inspect` after a key rotation), never for authorization.
+pub fn key_id_unverified(token: &str) -> Result<String, TokenError> {
+    let bytes = decode_text(token)?;
+    let parsed = parse_binary(&bytes)?;
+    let first = parsed
+        .blocks
+        .first()
+        .ok_or(TokenError::Malformed("no blocks"))?;
+    let wire: ClaimsWire = serde_json::from_slice(first.payload)
+        .map_err(|_| TokenError::Malformed("claims are not valid json"))?;
+    Ok(wire.kid)
+}
+
 /// SHA-256 of the token text: the cache key.
 pub fn token_hash(token: &str) -> [u8; 32] {
     let digest = digest::digest(&digest::SHA256, token.as_bytes());

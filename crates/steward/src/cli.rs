@@ -47,6 +47,10 @@ enum Command {
     /// Vault secrets (values are read from stdin or a file, never argv).
     #[command(subcommand)]
     Secret(SecretCmd),
+    /// The vault itself: master-key rotation and verification (run against the data
+    /// directory and database, like `serve`).
+    #[command(subcommand)]
+    Vault(VaultCmd),
     /// Upstream services.
     #[command(subcommand)]
     Service(ServiceCmd),
@@ -59,10 +63,25 @@ enum Command {
     /// Human approvals.
     #[command(subcommand)]
     Approvals(ApprovalCmd),
+    /// Just-in-time elevation: time-bound grants approved by a human.
+    #[command(subcommand)]
+    Elevation(ElevationCmd),
     /// Apply a declarative file of services, identities and policies.
     Apply(ApplyArgs),
     /// Find secrets in files, repositories and dumps.
     Scan(ScanCmd),
+    /// Monitoring alerts.
+    #[command(subcommand)]
+    Alerts(crate::incident_cli::AlertsCmd),
+    /// Incident response.
+    #[command(subcommand)]
+    Incident(crate::incident_cli::IncidentCmd),
+    /// Credentials found by `steward scan --report-to`.
+    #[command(subcommand)]
+    Discovered(crate::incident_cli::DiscoveredCmd),
+    /// The MCP gateway: tool pins, quarantined changes and their approval.
+    #[command(subcommand)]
+    Mcp(crate::mcp_cli::McpCmd),
 }
 
 #[derive(Debug, Args)]
@@ -196,6 +215,20 @@ enum TokenCmd {
     },
     /// Revoke one token by id.
     Revoke { token_id: String },
+    /// Decode a token WITHOUT verifying it and print its claims (never its proof key).
+    Inspect {
+        /// File holding the token (`-` for stdin).
+        #[arg(long, default_value = "-")]
+        token_file: String,
+    },
+    /// Rotate the token-signing key; the old key still verifies during the overlap window.
+    RotateSigningKey {
+        /// How long the old key keeps verifying (default: the maximum token lifetime).
+        #[arg(long)]
+        overlap_secs: Option<i64>,
+    },
+    /// List token-signing key ids and their overlap windows.
+    SigningKeys,
 }
 
 #[derive(Debug, Subcommand)]
@@ -208,11 +241,57 @@ enum SecretCmd {
         /// Expiry (RFC 3339) for reminders.
         #[arg(long)]
         expires_at: Option<String>,
+        /// Rotation policy as JSON, e.g. `{"interval_secs": 86400, "grace_secs": 300,
+        /// "provider": {"webhook": {"url": "https://…", "hmac_secret": "NAME"}}}`.
+        #[arg(long)]
+        rotation: Option<String>,
+        /// Seconds the previous version stays readable.
+        #[arg(long)]
+        grace_secs: Option<i64>,
     },
     /// List secrets (metadata only).
     List,
     /// Show a secret's metadata.
     Show { name: String },
+    /// Print a secret's value (only when the server sets `[vault] allow_reveal`; audited).
+    Reveal { name: String },
+    /// Rotate a secret now with its rotation provider.
+    Rotate { name: String },
+    /// Import many secrets from a file of JSON lines `{"name": "…", "value": "…"}` (or
+    /// `value_base64`), `-` for stdin.
+    Import { file: String },
+    /// Secrets due for rotation, failing rotation or expiring.
+    Reminders,
+}
+
+#[derive(Debug, Args)]
+struct VaultArgs {
+    /// Config file (default `./steward.toml` if it exists).
+    #[arg(long, env = "STEWARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory.
+    #[arg(long, env = "STEWARD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Database URL (`sqlite://…` or `postgres://…`).
+    #[arg(long, env = "STEWARD_DATABASE", hide_env_values = true)]
+    database: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum VaultCmd {
+    /// Re-wrap every data key under a new master key (crash-safe; rerun to resume).
+    RotateMasterKey {
+        #[command(flatten)]
+        target: VaultArgs,
+        /// Secret versions re-wrapped per transaction.
+        #[arg(long, default_value_t = 200)]
+        batch: usize,
+    },
+    /// Open every sealed value and report any that fail.
+    Verify {
+        #[command(flatten)]
+        target: VaultArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -312,14 +391,84 @@ enum AuditCmd {
         #[arg(long, default_value_t = 100)]
         limit: i64,
     },
-    /// Verify the hash chain (online), or an export offline with --file.
+    /// Verify the hash chain (online, against the stored checkpoints), or exports offline
+    /// with --file (several files are read in order, e.g. archives then the latest export).
     Verify {
         #[arg(long)]
-        file: Option<PathBuf>,
+        file: Vec<PathBuf>,
+        /// A checkpoint (JSON), or a checkpoint file of JSON lines; repeatable.
         #[arg(long)]
-        checkpoint: Option<PathBuf>,
+        checkpoint: Vec<PathBuf>,
+        /// Ed25519 public key (hex or base64) that signed the checkpoints.
         #[arg(long)]
         public_key: Option<String>,
+    },
+    /// Signed checkpoints of a chain.
+    Checkpoints {
+        #[arg(long)]
+        instance: Option<String>,
+    },
+    /// The public key that verifies checkpoints (hex).
+    PublicKey,
+    /// Merkle inclusion proof of a record (in the latest checkpoint's tree by default).
+    Proof {
+        seq: u64,
+        #[arg(long)]
+        tree_size: Option<u64>,
+        #[arg(long)]
+        instance: Option<String>,
+    },
+    /// Merkle consistency proof between two tree sizes.
+    Consistency {
+        #[arg(long)]
+        from: u64,
+        #[arg(long)]
+        to: Option<u64>,
+        #[arg(long)]
+        instance: Option<String>,
+    },
+    /// Export the chain as JSON lines (verifiable offline) or OCSF, to stdout or --out.
+    Export {
+        #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "ocsf"])]
+        format: String,
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        instance: Option<String>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Export this instance's records before SEQ to FILE, then delete them from the store.
+    Archive {
+        #[arg(long)]
+        before: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ElevationCmd {
+    /// Ask, on an identity's behalf, for operations or services for a limited time; an
+    /// approver decides with `steward approvals approve|deny`.
+    Request {
+        /// The identity (id or name).
+        #[arg(long)]
+        identity: String,
+        /// `service:operation`, repeatable.
+        #[arg(long = "operation")]
+        operations: Vec<String>,
+        /// A whole service, repeatable.
+        #[arg(long = "service")]
+        services: Vec<String>,
+        /// How long the grant lasts once approved.
+        #[arg(long)]
+        duration_secs: i64,
+        /// Why it is needed (shown to approvers).
+        #[arg(long)]
+        justification: String,
     },
 }
 
@@ -363,6 +512,13 @@ struct ApplyArgs {
 struct ScanCmd {
     #[command(flatten)]
     args: steward_scan::ScanArgs,
+    /// Upload the findings (fingerprints and redacted previews, never secrets) to this
+    /// Steward's inventory of discovered credentials; uses STEWARD_TOKEN.
+    #[arg(long, value_name = "SERVER")]
+    report_to: Option<String>,
+    /// Name of this machine or repository in uploaded locations (default: the host name).
+    #[arg(long, value_name = "NAME", requires = "report_to")]
+    report_source: Option<String>,
 }
 
 fn client(cli: &Cli) -> Result<Client> {
@@ -414,6 +570,26 @@ fn load_policy_dir(dir: &std::path::Path) -> Result<(steward_policy::Catalog, Ve
         sources.push(steward_policy::PolicySource::new(id, text));
     }
     Ok((catalog, sources))
+}
+
+/// The data directory and database of `steward vault`, resolved like `serve` does.
+fn vault_target(args: &VaultArgs) -> Result<crate::vault_cmd::VaultTarget> {
+    let config_path = args.config.clone().or_else(|| {
+        let default = PathBuf::from("steward.toml");
+        default.exists().then_some(default)
+    });
+    let raw = match &config_path {
+        Some(path) => config::load(path).map_err(|e| anyhow!("{e}"))?,
+        None => config::RawConfig { version: config::CONFIG_VERSION, ..Default::default() },
+    };
+    let data_dir = args.data_dir.clone().or(raw.server.data_dir.clone()).unwrap_or_else(|| PathBuf::from("steward-data"));
+    let database = args
+        .database
+        .clone()
+        .or(raw.server.database.clone())
+        .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", data_dir.join("steward.db").display()));
+    steward_store::Backend::from_url(&database).map_err(|e| anyhow!("{e}"))?;
+    Ok(crate::vault_cmd::VaultTarget { data_dir, database })
 }
 
 fn serve_options(args: &ServeArgs) -> Result<crate::serve::ServeOptions> {
@@ -474,6 +650,8 @@ fn serve_options(args: &ServeArgs) -> Result<crate::serve::ServeOptions> {
     if let Some(v) = raw.approvals.max_requests_per_hour {
         settings.max_approval_requests_per_hour = i64::from(v);
     }
+    let default_public_url = format!("{}://{listen}", if tls.is_some() { "https" } else { "http" });
+    crate::webhook::configure(&raw.approvals, &mut settings, &default_public_url)?;
     if let Some(v) = raw.vault.allow_reveal {
         settings.allow_reveal = v;
     }
@@ -486,9 +664,22 @@ fn serve_options(args: &ServeArgs) -> Result<crate::serve::ServeOptions> {
         tls,
         insecure_no_tls: args.insecure_no_tls || raw.server.insecure_no_tls.unwrap_or(false),
         shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_secs.unwrap_or(30)),
+        header_read_timeout: Duration::from_secs(raw.server.header_read_timeout_secs.unwrap_or(30).max(1)),
         instance_id: raw.server.instance_id.clone(),
         settings,
         audit_batch_window: Duration::from_millis(raw.audit.batch_window_ms.unwrap_or(1)),
+        audit: crate::audit_tasks::AuditOptions {
+            policy: steward_audit::CheckpointPolicy {
+                every_records: raw.audit.checkpoint_every_records.unwrap_or(1000).max(1),
+                every_ms: i64::try_from(raw.audit.checkpoint_every_secs.unwrap_or(60).max(1)).unwrap_or(60).saturating_mul(1000),
+            },
+            checkpoint_file: raw.audit.checkpoint_file.clone(),
+            witness_url: raw.audit.witness_url.clone(),
+            sink_url: raw.audit.sink_url.clone(),
+            syslog_addr: raw.audit.syslog_addr.clone(),
+        },
+        monitor: raw.monitor.to_monitor_config().map_err(|e| anyhow!("[monitor]: {e}"))?,
+        monitor_snapshot_interval: Duration::from_secs(raw.monitor.snapshot_interval_secs.unwrap_or(60).max(1)),
     })
 }
 
@@ -517,10 +708,19 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Identity(cmd) => identity(&cli, cmd).await?,
         Command::Token(cmd) => return token(&cli, cmd).await,
         Command::Secret(cmd) => secret(&cli, cmd).await?,
+        Command::Vault(VaultCmd::RotateMasterKey { target, batch }) => {
+            return crate::vault_cmd::rotate_master_key(&vault_target(target)?, *batch, out).await;
+        }
+        Command::Vault(VaultCmd::Verify { target }) => return crate::vault_cmd::verify(&vault_target(target)?, out).await,
         Command::Service(cmd) => service(&cli, cmd).await?,
         Command::Policy(cmd) => return policy(&cli, cmd).await,
         Command::Audit(cmd) => return audit(&cli, cmd).await,
         Command::Approvals(cmd) => approvals(&cli, cmd).await?,
+        Command::Elevation(ElevationCmd::Request { identity, operations, services, duration_secs, justification }) => {
+            let body = json!({"operations": operations, "services": services, "duration_secs": duration_secs, "justification": justification});
+            let v = client(&cli)?.post(&format!("/admin/v1/identities/{}/elevations", seg(identity)), &body).await?;
+            print_object(out, &v);
+        }
         Command::Apply(args) => {
             let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading `{}`", args.file.display()))?;
             let document: Value = if args.file.extension().is_some_and(|e| e == "toml") {
@@ -540,16 +740,35 @@ pub async fn run(cli: Cli) -> Result<u8> {
                         let verb = c["action"].as_str().unwrap_or("change");
                         let sign = match verb { "create" => "+", "update" | "replace" => "~", _ => "-" };
                         println!("{sign} {} {}{}", c["kind"].as_str().unwrap_or(""), c["name"].as_str().unwrap_or(""), if args.dry_run { " (dry run)" } else { "" });
+                        for f in c["fields"].as_array().into_iter().flatten() {
+                            match f.get("before") {
+                                Some(before) => println!("    {}: {} -> {}", f["field"].as_str().unwrap_or(""), before, f["after"]),
+                                None => println!("    {}: {}", f["field"].as_str().unwrap_or(""), f["after"]),
+                            }
+                        }
+                        for (what, mark) in [("added", "+"), ("removed", "-"), ("changed", "~")] {
+                            for id in c["diff"][what].as_array().into_iter().flatten() {
+                                println!("    {mark} policy {}", id.as_str().unwrap_or(""));
+                            }
+                        }
                     }
                 }
             }
         }
+        Command::Alerts(cmd) => crate::incident_cli::alerts(&client(&cli)?, out, cmd).await?,
+        Command::Incident(cmd) => return crate::incident_cli::incident(&client(&cli)?, out, cmd).await,
+        Command::Discovered(cmd) => crate::incident_cli::discovered(&client(&cli)?, out, cmd).await?,
+        Command::Mcp(cmd) => crate::mcp_cli::mcp(&client(&cli)?, out, cmd).await?,
         Command::Scan(cmd) => {
             let stdout = std::io::stdout();
             let mut lock = stdout.lock();
             let outcome = steward_scan::run(&cmd.args, &mut lock).map_err(|e| anyhow!("{e}"))?;
             for w in &outcome.warnings {
                 eprintln!("warning: {w}");
+            }
+            if let Some(server) = &cmd.report_to {
+                let v = crate::incident_cli::report_findings(server, cli.token.clone(), &outcome.report, cmd.report_source.clone()).await?;
+                eprintln!("reported {} findings to {server}: {} new, {} seen before", outcome.report.findings.len(), v["created"], v["updated"]);
             }
             return Ok(u8::try_from(outcome.exit_code).unwrap_or(1));
         }
@@ -668,6 +887,44 @@ async fn token(cli: &Cli, cmd: &TokenCmd) -> Result<u8> {
             let v = client(cli)?.post(&format!("/admin/v1/tokens/{}/revoke", seg(token_id)), &json!({})).await?;
             print_object(cli.output, &v);
         }
+        TokenCmd::Inspect { token_file } => {
+            let token = read_input(token_file)?;
+            let token = String::from_utf8(token.to_vec()).context("the token is not UTF-8")?;
+            let token = token.trim();
+            let (claims, restrictions) = steward_token::access_token::decode_unverified(token).map_err(|e| anyhow!("{e}"))?;
+            let kid = steward_token::access_token::key_id_unverified(token).map_err(|e| anyhow!("{e}"))?;
+            // Claims and restrictions only: the proof seed that allows attenuation is never printed.
+            let show = |r: &steward_token::Restriction| {
+                json!({
+                    "services": r.services,
+                    "operations": r.operations.as_ref().map(|ops| ops.iter().map(ToString::to_string).collect::<Vec<_>>()),
+                    "expires_at_ms": r.expires_at_ms,
+                })
+            };
+            let restrictions: Vec<Value> = restrictions.iter().map(show).collect();
+            let v = json!({
+                "verified": false,
+                "token_id": claims.token_id,
+                "identity_id": claims.identity_id,
+                "audience": claims.audience,
+                "issued_at_ms": claims.issued_at_ms,
+                "expires_at_ms": claims.expires_at_ms,
+                "key_id": kid,
+                "actor_chain": claims.actor_chain,
+                "scope": show(&claims.scope),
+                "restrictions": restrictions,
+            });
+            print_object(cli.output, &v);
+        }
+        TokenCmd::RotateSigningKey { overlap_secs } => {
+            let v = client(cli)?.post("/admin/v1/signing-keys/rotate", &json!({"overlap_secs": overlap_secs})).await?;
+            print_object(cli.output, &v);
+        }
+        TokenCmd::SigningKeys => print(
+            cli.output,
+            &client(cli)?.get("/admin/v1/signing-keys").await?,
+            &[("kid", "kid"), ("current", "current"), ("created", "created_at"), ("retired", "retired_at"), ("verifies until", "verify_until")],
+        ),
     }
     Ok(0)
 }
@@ -677,7 +934,7 @@ async fn secret(cli: &Cli, cmd: &SecretCmd) -> Result<()> {
     let c = client(cli)?;
     let out = cli.output;
     match cmd {
-        SecretCmd::Set { name, file, expires_at } => {
+        SecretCmd::Set { name, file, expires_at, rotation, grace_secs } => {
             let source = file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "-".into());
             let value = read_input(&source)?;
             if value.is_empty() {
@@ -689,8 +946,61 @@ async fn secret(cli: &Cli, cmd: &SecretCmd) -> Result<()> {
                 .map(|t| t.parse::<jiff::Timestamp>().map(|t| t.as_millisecond()))
                 .transpose()
                 .map_err(|e| anyhow!("--expires-at: {e}"))?;
-            let v = c.put(&format!("/admin/v1/secrets/{}", seg(name)), &json!({"value_base64": *b64, "expires_at": expires})).await?;
+            let rotation: Option<Value> = rotation.as_ref().map(|r| serde_json::from_str(r)).transpose().context("--rotation is not JSON")?;
+            let v = c
+                .put(
+                    &format!("/admin/v1/secrets/{}", seg(name)),
+                    &json!({"value_base64": *b64, "expires_at": expires, "rotation": rotation, "grace_secs": grace_secs}),
+                )
+                .await?;
             print_object(out, &v);
+        }
+        SecretCmd::Reveal { name } => {
+            let v = c.post(&format!("/admin/v1/secrets/{}/reveal", seg(name)), &json!({})).await?;
+            match out {
+                OutputFormat::Json => print_object(out, &v),
+                OutputFormat::Table => {
+                    let value = zeroize::Zeroizing::new(
+                        base64::engine::general_purpose::STANDARD
+                            .decode(v["value_base64"].as_str().unwrap_or_default())
+                            .context("the server sent a malformed value")?,
+                    );
+                    use std::io::Write;
+                    let mut stdout = std::io::stdout().lock();
+                    stdout.write_all(&value)?;
+                    stdout.write_all(b"\n")?;
+                }
+            }
+        }
+        SecretCmd::Rotate { name } => print_object(out, &c.post(&format!("/admin/v1/secrets/{}/rotate", seg(name)), &json!({})).await?),
+        SecretCmd::Reminders => print_object(out, &c.get("/admin/v1/vault/reminders").await?),
+        SecretCmd::Import { file } => {
+            let text = read_input(file)?;
+            let text = std::str::from_utf8(&text).context("the import file is not UTF-8")?;
+            let mut items = Vec::new();
+            for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                let item: Value = serde_json::from_str(line).with_context(|| format!("{file}:{}: not a JSON object", i + 1))?;
+                let name = item["name"].as_str().ok_or_else(|| anyhow!("{file}:{}: missing `name`", i + 1))?;
+                let b64 = match (item["value"].as_str(), item["value_base64"].as_str()) {
+                    (Some(v), None) => zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(v)),
+                    (None, Some(b)) => zeroize::Zeroizing::new(b.to_owned()),
+                    _ => bail!("{file}:{}: give exactly one of `value` and `value_base64`", i + 1),
+                };
+                let mut entry = json!({"name": name, "value_base64": *b64});
+                for key in ["rotation", "expires_at"] {
+                    if !item[key].is_null() {
+                        entry[key] = item[key].clone();
+                    }
+                }
+                items.push(entry);
+            }
+            let (mut created, mut updated) = (0u64, 0u64);
+            for chunk in items.chunks(2000) {
+                let v = c.post("/admin/v1/secrets", &json!({"items": chunk})).await?;
+                created += v["created"].as_u64().unwrap_or(0);
+                updated += v["updated"].as_u64().unwrap_or(0);
+            }
+            print_object(out, &json!({"created": created, "updated": updated}));
         }
         SecretCmd::List => print(
             out,
@@ -844,36 +1154,36 @@ async fn audit(cli: &Cli, cmd: &AuditCmd) -> Result<u8> {
                 OutputFormat::Table => print(out, &Value::Array(rows), &[("seq", "seq"), ("time", "time"), ("kind", "kind"), ("actor", "actor"), ("operation", "operation"), ("decision", "decision"), ("request", "request")]),
             }
         }
-        AuditCmd::Verify { file: Some(file), checkpoint, public_key } => {
-            let text = std::fs::read_to_string(file).with_context(|| format!("reading `{}`", file.display()))?;
-            let mut records = Vec::new();
-            for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                records.push(steward_audit::AuditRecord::from_jsonl_line(line).map_err(|e| anyhow!("{}:{}: {e}", file.display(), i + 1))?);
+        AuditCmd::Verify { file, checkpoint, public_key } if !file.is_empty() => {
+            return crate::audit_cli::verify_files(file, checkpoint, public_key.as_deref());
+        }
+        AuditCmd::Checkpoints { instance } => {
+            let v = client(cli)?.get(&format!("/admin/v1/audit/checkpoints{}", query(&[("instance", instance.clone())]))).await?;
+            print(out, &v["items"], &[("tree_size", "tree_size"), ("time", "time_ms"), ("root", "root_hash"), ("key", "key_id")]);
+        }
+        AuditCmd::PublicKey => {
+            let v = client(cli)?.get("/admin/v1/audit/public-key").await?;
+            match out {
+                OutputFormat::Json => print_object(out, &v),
+                OutputFormat::Table => println!("{}", v["public_key"].as_str().unwrap_or_default()),
             }
-            let checkpoints = match checkpoint {
-                Some(path) => {
-                    let text = std::fs::read_to_string(path).with_context(|| format!("reading `{}`", path.display()))?;
-                    vec![steward_audit::Checkpoint::from_json(&text).map_err(|e| anyhow!("{e}"))?]
-                }
-                None => Vec::new(),
-            };
-            let key = match public_key {
-                Some(k) => steward_audit::parse_public_key(k).map_err(|e| anyhow!("{e}"))?.to_vec(),
-                None if !checkpoints.is_empty() => bail!("--checkpoint needs --public-key"),
-                None => Vec::new(),
-            };
-            let report = steward_audit::verify_log(&records, &checkpoints, &key);
-            println!("records: {}, verified: {}", report.records_read, report.verified_records);
-            if let Some(bad) = &report.first_bad {
-                println!("FIRST BAD RECORD: seq {:?} at position {} ({:?})", bad.seq, bad.position, bad.kind);
-            }
-            for c in &report.checkpoints {
-                println!("checkpoint at size {}: {:?}", c.tree_size, c.status);
-            }
-            if !report.is_ok() {
-                return Ok(1);
-            }
-            println!("ok");
+        }
+        AuditCmd::Proof { seq, tree_size, instance } => {
+            let q = query(&[("tree_size", tree_size.map(|t| t.to_string())), ("instance", instance.clone())]);
+            let v = client(cli)?.get(&format!("/admin/v1/audit/{seq}/proof{q}")).await?;
+            return Ok(crate::audit_cli::print_inclusion(out, &v));
+        }
+        AuditCmd::Consistency { from, to, instance } => {
+            let q = query(&[("from", Some(from.to_string())), ("to", to.map(|t| t.to_string())), ("instance", instance.clone())]);
+            let v = client(cli)?.get(&format!("/admin/v1/audit/consistency{q}")).await?;
+            return Ok(crate::audit_cli::print_consistency(out, &v));
+        }
+        AuditCmd::Export { format, since, until, instance, out: file } => {
+            let q = query(&[("format", Some(format.clone())), ("since", since.clone()), ("until", until.clone()), ("instance", instance.clone())]);
+            crate::audit_cli::export(&client(cli)?, &format!("/admin/v1/audit/export{q}"), file.as_deref()).await?;
+        }
+        AuditCmd::Archive { before, out: file } => {
+            return crate::audit_cli::archive(&client(cli)?, *before, file).await;
         }
         AuditCmd::Verify { .. } => {
             let v = client(cli)?.get("/admin/v1/audit/verify").await?;

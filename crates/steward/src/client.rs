@@ -62,6 +62,23 @@ impl Client {
         Ok(value)
     }
 
+    /// GET a streamed body: the response once its status is a success.
+    pub async fn get_stream(&self, path: &str) -> Result<reqwest::Response> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self.http.get(&url).timeout(std::time::Duration::from_secs(24 * 3600));
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.with_context(|| format!("cannot reach steward at {}", self.base))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let value: Value = resp.json().await.unwrap_or(Value::Null);
+            let detail = value.get("detail").and_then(Value::as_str).unwrap_or("request failed");
+            bail!("{} {detail}", status.as_u16());
+        }
+        Ok(resp)
+    }
+
     /// GET.
     pub async fn get(&self, path: &str) -> Result<Value> {
         self.call(reqwest::Method::GET, path, None).await

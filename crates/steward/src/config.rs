@@ -43,6 +43,9 @@ pub struct RawConfig {
     /// Vault.
     #[serde(default)]
     pub vault: RawVault,
+    /// Behavioural monitoring and the circuit breaker.
+    #[serde(default)]
+    pub monitor: RawMonitor,
 }
 
 /// `[server]`.
@@ -63,6 +66,9 @@ pub struct RawServer {
     pub tls: Option<RawTls>,
     /// Identifier of this instance in audit chains (default: generated once and stored).
     pub instance_id: Option<String>,
+    /// Seconds a client may take to send a request's headers before the connection is
+    /// closed (30); bounds slow-loris clients.
+    pub header_read_timeout_secs: Option<u64>,
 }
 
 /// `[server.tls]`.
@@ -127,6 +133,20 @@ pub struct RawGateway {
 pub struct RawAudit {
     /// Group-commit window in milliseconds (2).
     pub batch_window_ms: Option<u64>,
+    /// Sign a checkpoint after this many new records (1000), or after
+    /// `checkpoint_every_secs`, whichever comes first.
+    pub checkpoint_every_records: Option<u64>,
+    /// Sign a checkpoint after this many seconds if records were added (60).
+    pub checkpoint_every_secs: Option<u64>,
+    /// Also append every checkpoint as a JSON line to this file (keep it on other storage).
+    pub checkpoint_file: Option<PathBuf>,
+    /// Also POST every checkpoint as JSON to this witness URL (retried with backoff).
+    pub witness_url: Option<String>,
+    /// Deliver every record at least once to this webhook (POST, JSON lines).
+    pub sink_url: Option<String>,
+    /// Deliver every record at least once to this syslog collector (`HOST:PORT`, UDP,
+    /// RFC 5424).
+    pub syslog_addr: Option<String>,
 }
 
 /// `[approvals]`.
@@ -139,6 +159,26 @@ pub struct RawApprovals {
     pub allow_owner_approval: Option<bool>,
     /// Maximum approval requests per identity per hour (20).
     pub max_requests_per_hour: Option<u32>,
+    /// Longest just-in-time elevation (`POST /v1/elevations`) in seconds (28800).
+    pub max_elevation_secs: Option<u64>,
+    /// Seconds between sweeps that mark expired grants and requests (30). Expired grants
+    /// stop working at their expiry regardless: their policy carries it.
+    pub grant_cleanup_interval_secs: Option<u64>,
+    /// Days ended grants stay listed before they are deleted (7).
+    pub grant_retention_days: Option<u64>,
+    /// POST each new approval request to this URL.
+    pub webhook_url: Option<String>,
+    /// Name of the environment variable holding the webhook's HMAC key; deliveries are then
+    /// signed with `Steward-Signature: sha256=<hex HMAC-SHA256 of the body>`.
+    pub webhook_secret_env: Option<String>,
+    /// `json` (default) or `slack` (a Slack-compatible message with approve/deny links).
+    pub webhook_format: Option<String>,
+    /// Delivery attempts per notification, with exponential backoff (5).
+    pub webhook_max_attempts: Option<u32>,
+    /// First retry delay in milliseconds, doubled after each failure (500).
+    pub webhook_initial_backoff_ms: Option<u64>,
+    /// Public URL of this Steward for the links in notifications (default: the listen address).
+    pub public_url: Option<String>,
 }
 
 /// `[vault]`.
@@ -147,6 +187,66 @@ pub struct RawApprovals {
 pub struct RawVault {
     /// Allow admins to reveal secret plaintext (false). Every reveal is audited.
     pub allow_reveal: Option<bool>,
+}
+
+/// `[monitor]`: the common knobs of behavioural monitoring. Every other threshold can be set
+/// in `[monitor.detectors]`, which takes the monitor's full configuration (durations in
+/// milliseconds, see the steward-monitor crate); the keys here override it.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawMonitor {
+    /// Days an identity is only observed after its first call (7). Fractions are allowed.
+    pub learning_days: Option<f64>,
+    /// Calls an identity must have made before detectors run (100).
+    pub learning_calls: Option<u64>,
+    /// Whether the circuit breaker may suspend identities at all (true).
+    pub breaker_enabled: Option<bool>,
+    /// Suspend when the risk score reaches this value, 0-100 (90).
+    pub breaker_score: Option<u8>,
+    /// Suspend on any critical alert (true).
+    pub breaker_on_critical: Option<bool>,
+    /// Hours for the risk score to halve without new alerts (1).
+    pub risk_half_life_hours: Option<f64>,
+    /// Seconds between saves of the learned baselines (60). They are also saved on shutdown.
+    pub snapshot_interval_secs: Option<u64>,
+    /// The monitor's full configuration, for thresholds not named above.
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub detectors: Option<steward_monitor::MonitorConfig>,
+}
+
+impl RawMonitor {
+    /// The monitor configuration these settings describe, validated.
+    pub fn to_monitor_config(&self) -> Result<steward_monitor::MonitorConfig, String> {
+        const HOUR_MS: f64 = 3_600_000.0;
+        let mut config = self.detectors.clone().unwrap_or_default();
+        if let Some(days) = self.learning_days {
+            if !(days.is_finite() && days >= 0.0) {
+                return Err(format!("learning_days `{days}` must be zero or more"));
+            }
+            config.learning.period_ms = (days * 24.0 * HOUR_MS).round() as i64;
+        }
+        if let Some(calls) = self.learning_calls {
+            config.learning.min_calls = calls;
+        }
+        if let Some(enabled) = self.breaker_enabled {
+            config.breaker.enabled = enabled;
+        }
+        if let Some(score) = self.breaker_score {
+            config.breaker.score_at_least = score;
+            config.breaker.rearm_below = config.breaker.rearm_below.min(score);
+        }
+        if let Some(on) = self.breaker_on_critical {
+            config.breaker.on_critical = on;
+        }
+        if let Some(hours) = self.risk_half_life_hours {
+            if !(hours.is_finite() && hours > 0.0) {
+                return Err(format!("risk_half_life_hours `{hours}` must be positive"));
+            }
+            config.risk.half_life_ms = (hours * HOUR_MS).round().max(1.0) as i64;
+        }
+        config.validate().map_err(|e| e.to_string())?;
+        Ok(config)
+    }
 }
 
 /// A config problem, located in the file where possible.
@@ -200,8 +300,27 @@ pub fn parse(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
             return Err(locate("format", format!("log format `{format}` is neither `text` nor `json`")));
         }
     }
+    if let Some(format) = &raw.approvals.webhook_format {
+        if format != "json" && format != "slack" {
+            return Err(locate("webhook_format", format!("webhook format `{format}` is neither `json` nor `slack`")));
+        }
+    }
+    for (key, value) in [("webhook_url", &raw.approvals.webhook_url), ("public_url", &raw.approvals.public_url)] {
+        if let Some(text) = value {
+            let ok = url::Url::parse(text).is_ok_and(|u| u.scheme() == "http" || u.scheme() == "https");
+            if !ok {
+                return Err(locate(key, format!("`{key}` is not an http(s) URL")));
+            }
+        }
+    }
+    if raw.approvals.webhook_secret_env.is_some() && raw.approvals.webhook_url.is_none() {
+        return Err(locate("webhook_secret_env", "`webhook_secret_env` needs `webhook_url`".into()));
+    }
     if let Some(db) = &raw.server.database {
         steward_store::Backend::from_url(db).map_err(|e| locate("database", e.to_string()))?;
+    }
+    if let Err(message) = raw.monitor.to_monitor_config() {
+        return Err(locate("monitor", message));
     }
     if let (Some(ttl), Some(max)) = (raw.tokens.ttl_secs, raw.tokens.max_ttl_secs) {
         if ttl > max {
@@ -260,6 +379,18 @@ mod tests {
     }
 
     #[test]
+    fn approval_webhook_settings_are_checked() {
+        let ok = "version = 1\n[approvals]\nwebhook_url = \"https://hooks.example/x\"\nwebhook_secret_env = \"K\"\nwebhook_format = \"slack\"\n";
+        assert!(parse(Path::new("s.toml"), ok).is_ok());
+        let e = parse(Path::new("s.toml"), "version = 1\n[approvals]\nwebhook_url = \"https://h/x\"\nwebhook_format = \"teams\"\n").unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+        let e = parse(Path::new("s.toml"), "version = 1\n[approvals]\nwebhook_secret_env = \"K\"\n").unwrap_err();
+        assert!(e.message.contains("needs `webhook_url`"), "{e}");
+        let e = parse(Path::new("s.toml"), "version = 1\n[approvals]\nwebhook_url = \"ftp://h/x\"\n").unwrap_err();
+        assert!(e.message.contains("http(s)"), "{e}");
+    }
+
+    #[test]
     fn semantic_errors_point_at_the_key() {
         let e = parse(Path::new("s.toml"), "version = 1\n\n[policy]\n  timezone = \"Mars/Base\"\n").unwrap_err();
         assert_eq!((e.line, e.column), (4, 3));
@@ -267,6 +398,24 @@ mod tests {
         let e = parse(Path::new("s.toml"), "version = 2\n").unwrap_err();
         assert!(e.message.contains("unsupported config version"));
         assert!(parse(Path::new("s.toml"), "").is_err(), "version is required");
+    }
+
+    #[test]
+    fn monitor_section_maps_to_the_monitor_config() {
+        let raw = parse(
+            Path::new("s.toml"),
+            "version = 1\n[monitor]\nlearning_days = 0\nlearning_calls = 5\nbreaker_score = 60\n[monitor.detectors.deny_burst]\nmin_denies = 4\n",
+        )
+        .unwrap();
+        let config = raw.monitor.to_monitor_config().unwrap();
+        assert_eq!((config.learning.period_ms, config.learning.min_calls), (0, 5));
+        assert_eq!(config.breaker.score_at_least, 60);
+        assert!(config.breaker.rearm_below <= 60);
+        assert_eq!(config.deny_burst.min_denies, 4.0);
+        let e = parse(Path::new("s.toml"), "version = 1\n[monitor]\nbreaker_score = 200\n").unwrap_err();
+        assert!(e.message.contains("score"), "{}", e.message);
+        let e = parse(Path::new("s.toml"), "version = 1\n[monitor]\nlearning_dayz = 1\n").unwrap_err();
+        assert!(e.message.contains("unknown field"), "{}", e.message);
     }
 
     #[test]

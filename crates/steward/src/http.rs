@@ -24,14 +24,63 @@ pub fn app(rt: Arc<Runtime>, metrics: PrometheusHandle) -> Router {
         .layer(axum::middleware::from_fn(request_log))
 }
 
-async fn request_log(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+/// The request path as it may be logged: a segment that carries (or may carry) a Steward
+/// credential, in any percent-encoding, or that is long enough to be one, is masked. A
+/// client can put anything in a path, including its own token.
+fn loggable_path(path: &str) -> String {
+    fn decoded(segment: &str) -> String {
+        let bytes = segment.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while let Some(&b) = bytes.get(i) {
+            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+            match (b, hex) {
+                (b'%', Some(v)) => {
+                    out.push(v);
+                    i += 3;
+                }
+                _ => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).to_ascii_lowercase()
+    }
+    path.split('/')
+        .map(|segment| {
+            let plain = decoded(&decoded(segment));
+            if segment.len() > 64 || ["stw_", "stwt_", "stwa_"].iter().any(|p| plain.contains(p)) {
+                format!("<redacted:{}>", segment.len())
+            } else {
+                segment.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+async fn request_log(mut req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use tracing::Instrument;
     let method = req.method().clone();
     // Log the path only: query strings can carry credentials.
-    let path = req.uri().path().to_owned();
+    let path = loggable_path(req.uri().path());
     let started = std::time::Instant::now();
-    let resp = next.run(req).await;
-    let rid = resp.headers().get("steward-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
-    tracing::info!(request.id = %rid, http.method = %method, http.path = %path, http.status = resp.status().as_u16(), latency_ms = started.elapsed().as_millis() as u64, "request");
+    // One id per request, assigned here (never taken from the client), so admin and agent
+    // requests alike carry it on every log line and in the `Steward-Request-Id` header.
+    let rid = steward_gateway::pipeline::request_id();
+    req.extensions_mut().insert(steward_gateway::pipeline::RequestId(rid.clone()));
+    let span = tracing::info_span!("request", request.id = %rid);
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    if !resp.headers().contains_key("steward-request-id") {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&rid) {
+            resp.headers_mut().insert("steward-request-id", v);
+        }
+    }
+    let rid = resp.headers().get("steward-request-id").and_then(|v| v.to_str().ok()).unwrap_or(&rid).to_owned();
+    span.in_scope(|| {
+        tracing::info!(request.id = %rid, http.method = %method, http.path = %path, http.status = resp.status().as_u16(), latency_ms = started.elapsed().as_millis() as u64, "request");
+    });
     resp
 }
 
@@ -62,11 +111,12 @@ pub async fn serve(
     app: Router,
     tls: Option<Arc<rustls::ServerConfig>>,
     grace: Duration,
+    header_read_timeout: Duration,
 ) -> Result<()> {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
     let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(Duration::from_secs(30)).max_buf_size(64 * 1024);
+    builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_read_timeout).max_buf_size(64 * 1024);
     builder.http2().timer(hyper_util::rt::TokioTimer::new());
     builder.http2().max_concurrent_streams(256);
     let builder = Arc::new(builder);
@@ -121,4 +171,18 @@ pub async fn serve(
         _ = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn credentials_in_paths_are_not_logged() {
+        assert_eq!(loggable_path("/gw/github/repos/o/r"), "/gw/github/repos/o/r");
+        assert_eq!(loggable_path("/gw/a/stwt_abc"), "/gw/a/<redacted:8>");
+        assert_eq!(loggable_path("/gw/a/x%73twt_abc"), "/gw/a/<redacted:11>");
+        assert_eq!(loggable_path("/gw/a/%2573twa_abc"), "/gw/a/<redacted:12>");
+        assert!(!loggable_path(&format!("/gw/a/{}", "k".repeat(100))).contains("kkk"));
+    }
 }

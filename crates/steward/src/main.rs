@@ -4,14 +4,20 @@
 //! admin API (`--server`, `--token`) or works offline (`config check`, `policy validate`,
 //! `policy test`, `token attenuate`, `audit verify --file`, `scan`).
 
+mod audit_cli;
+mod audit_tasks;
 mod background;
 mod cli;
 mod client;
 mod config;
 mod http;
+mod incident_cli;
 mod logging;
+mod mcp_cli;
 mod serve;
 mod tls;
+mod vault_cmd;
+mod webhook;
 
 use std::process::ExitCode;
 

@@ -32,12 +32,20 @@ pub struct ServeOptions {
     pub insecure_no_tls: bool,
     /// Drain timeout.
     pub shutdown_grace: Duration,
+    /// Longest time a client may take to send request headers.
+    pub header_read_timeout: Duration,
     /// Instance id override.
     pub instance_id: Option<String>,
     /// Runtime settings.
     pub settings: Settings,
     /// Audit batch window.
     pub audit_batch_window: Duration,
+    /// Checkpoints, witness, streaming sink.
+    pub audit: crate::audit_tasks::AuditOptions,
+    /// Behavioural monitoring thresholds.
+    pub monitor: steward_monitor::MonitorConfig,
+    /// How often learned baselines are saved.
+    pub monitor_snapshot_interval: Duration,
 }
 
 fn prepare_data_dir(dir: &Path) -> Result<()> {
@@ -72,15 +80,15 @@ fn instance_id(dir: &Path, configured: Option<String>) -> Result<String> {
 
 /// Unlocks the vault: never generates a key over existing encrypted data, and refuses a
 /// key that does not match the data.
-async fn unlock_vault(store: &Store, data_dir: &Path) -> Result<Keyring> {
+pub(crate) async fn unlock_vault(store: &Store, data_dir: &Path) -> Result<(Keyring, Arc<dyn KeyProvider>)> {
     let stored_check = store.meta_get("vault.check_value").await?;
     let data_exists = stored_check.is_some();
-    let keyring = if std::env::var_os(steward_vault::key_provider::DEFAULT_KEY_VAR).is_some() {
-        EnvKeyProvider::default().load().map_err(|e| anyhow!("{e}"))?
+    let (keyring, provider): (Keyring, Arc<dyn KeyProvider>) = if std::env::var_os(steward_vault::key_provider::DEFAULT_KEY_VAR).is_some() {
+        let provider = EnvKeyProvider::default();
+        (provider.load().map_err(|e| anyhow!("{e}"))?, Arc::new(provider))
     } else {
-        FileKeyProvider::new(data_dir.join("keys"))
-            .create_if_missing(data_exists)
-            .map_err(|e| anyhow!("{e} ({})", e.code()))?
+        let provider = FileKeyProvider::new(data_dir.join("keys"));
+        (provider.create_if_missing(data_exists).map_err(|e| anyhow!("{e} ({})", e.code()))?, Arc::new(provider))
     };
     match stored_check {
         Some(check) => {
@@ -97,7 +105,7 @@ async fn unlock_vault(store: &Store, data_dir: &Path) -> Result<Keyring> {
             store.meta_set_if_absent("vault.check_value", &format!("{}:{}", current.version(), current.check_value())).await?;
         }
     }
-    Ok(keyring)
+    Ok((keyring, provider))
 }
 
 /// Loads or creates a sealed internal key stored in meta.
@@ -126,28 +134,8 @@ fn base64_decode(s: &str) -> Result<Vec<u8>> {
     base64::engine::general_purpose::STANDARD.decode(s).context("corrupt stored key")
 }
 
-async fn signing_keys(store: &Store, keyring: &Keyring, now: i64) -> Result<(SigningKey, VerifyingKeys)> {
-    let mut rows = store.signing_keys().await?;
-    if rows.is_empty() {
-        let kid = steward_gateway::runtime::new_id("kid");
-        let (_key, seed) = SigningKey::generate(&kid).map_err(|e| anyhow!("{e}"))?;
-        let sealed = steward_vault::seal(keyring.current(), &format!("token-signing:{kid}"), 1, seed.as_slice()).map_err(|e| anyhow!("{e}"))?;
-        store.signing_key_insert(&kid, &sealed.to_bytes(), now).await?;
-        rows = store.signing_keys().await?;
-    }
-    let mut verifying = VerifyingKeys::new();
-    let mut current: Option<SigningKey> = None;
-    for (kid, sealed, _created, retired) in rows {
-        let seed = open_internal(keyring, &format!("token-signing:{kid}"), &sealed).map_err(|e| anyhow!("signing key `{kid}`: {e}"))?;
-        let seed: Zeroizing<[u8; 32]> = Zeroizing::new(seed.as_slice().try_into().map_err(|_| anyhow!("signing key `{kid}` malformed"))?);
-        let key = SigningKey::from_seed(&kid, &seed).map_err(|e| anyhow!("{e}"))?;
-        verifying.insert(&kid, &key.public_key(), retired.map(|r| r + 3_600_000)).map_err(|e| anyhow!("{e}"))?;
-        if retired.is_none() && current.is_none() {
-            current = Some(key);
-        }
-    }
-    let current = current.ok_or_else(|| anyhow!("no active token-signing key"))?;
-    Ok((current, verifying))
+async fn signing_keys(store: &Store, keyring: &Keyring, now: i64, overlap_ms: i64) -> Result<(SigningKey, VerifyingKeys)> {
+    steward_gateway::signing_keys::load(store, keyring, now, overlap_ms).await.map_err(|e| anyhow!("token-signing keys: {e}"))
 }
 
 /// Creates the first admin token once per deployment and prints it.
@@ -164,6 +152,13 @@ async fn bootstrap(rt: &Runtime, listen: &SocketAddr, tls: bool) -> Result<()> {
         "\nSteward is initialised. This admin token is shown ONCE; store it now:\n\n    {raw}\n\nNext steps:\n  export STEWARD_SERVER={scheme}://{listen}\n  export STEWARD_TOKEN={raw}\n  steward status\n  steward identity create my-agent --kind ai_agent\n  steward service add httpbin --base-url http://127.0.0.1:8000 --allow-http --allow-private\n  steward policy validate examples/policies/read-only\n"
     );
     Ok(())
+}
+
+/// A comma-separated list from the environment (empty when unset).
+fn env_list(name: &str) -> Vec<String> {
+    std::env::var(name)
+        .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default()
 }
 
 /// Runs the server until a shutdown signal.
@@ -190,12 +185,15 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let store = Store::open(&opts.database)
         .await
         .map_err(|e| anyhow!("database {}: {e}", mask_url(&opts.database)))?;
-    let keyring = unlock_vault(&store, &opts.data_dir).await?;
+    let (keyring, key_provider) = unlock_vault(&store, &opts.data_dir).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let now = clock.now_millis();
     let instance_id = instance_id(&opts.data_dir, opts.instance_id.clone())?;
     let audit_key = internal_key(&store, &keyring, "audit-hmac").await?;
-    let (signer, verifying) = signing_keys(&store, &keyring, now).await?;
+    let checkpoint_seed = internal_key(&store, &keyring, "audit-checkpoint").await?;
+    let checkpoint_signer = steward_audit::CheckpointSigner::from_seed(&checkpoint_seed).map_err(|e| anyhow!("audit checkpoint key: {e}"))?;
+    store.meta_set(steward_admin::AUDIT_PUBLIC_KEY_META, &hex::encode(checkpoint_signer.public_key())).await?;
+    let (signer, verifying) = signing_keys(&store, &keyring, now, opts.settings.token_max_ttl_ms).await?;
     let audit_store = Arc::new(SqlAuditStore::new(store.clone(), instance_id.clone()));
     let audit = steward_audit::AuditWriter::start(
         audit_store,
@@ -231,7 +229,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         redactor: steward_audit::Redactor::new(&audit_key).map_err(|e| anyhow!("{e}"))?,
         rates: Default::default(),
         upstream: steward_gateway::upstream::Upstream::new(Duration::from_millis(settings.connect_timeout_ms)),
-        monitor: steward_monitor::Monitor::new(steward_monitor::MonitorConfig::default()).map_err(|e| anyhow!("{e}"))?,
+        monitor: steward_monitor::Monitor::new(opts.monitor.clone()).map_err(|e| anyhow!("monitor: {e}"))?,
         started: Instant::now(),
         audit_healthy: AtomicBool::new(true),
         approval_events: tokio::sync::broadcast::channel(256).0,
@@ -239,14 +237,32 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         notifier: Some(notify_tx),
         monitor_events: Some(monitor_tx),
         oauth_failures: Default::default(),
+        secret_meta: RwLock::new(Default::default()),
         upstream_tokens: Default::default(),
+        key_provider: Some(key_provider),
+        mcp: Default::default(),
         settings,
+    });
+    rt.mcp.configure(steward_gateway::mcp::McpConfig {
+        listen: Some(opts.listen),
+        allowed_origins: env_list("STEWARD_MCP_ALLOWED_ORIGINS"),
+        allowed_hosts: env_list("STEWARD_MCP_ALLOWED_HOSTS"),
     });
     if let Err(e) = rt.reload().await {
         tracing::error!(error = %e, "initial policy load failed; serving with deny-all until fixed");
     }
     rt.load_revocations().await.map_err(|e| anyhow!("{e}"))?;
-    crate::background::spawn(Arc::clone(&rt), notify_rx, monitor_rx);
+    crate::background::restore_monitor(&rt).await.map_err(|e| anyhow!("monitor state: {e}"))?;
+    // Before serving: close the intents a crash left without an outcome.
+    let recovered = steward_gateway::audit_sink::recover_open_intents(&rt.store, &rt.audit, &instance_id, rt.now_ms())
+        .await
+        .map_err(|e| anyhow!("audit recovery: {e}"))?;
+    if recovered > 0 {
+        tracing::warn!(count = recovered, "marked intents without an outcome as outcome_unknown");
+    }
+    crate::audit_tasks::spawn(Arc::clone(&rt), checkpoint_signer, opts.audit.clone());
+    crate::background::spawn(Arc::clone(&rt), notify_rx, monitor_rx, opts.monitor_snapshot_interval);
+    crate::background::spawn_vault(Arc::clone(&rt));
     bootstrap(&rt, &opts.listen, tls_config.is_some()).await?;
 
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
@@ -255,7 +271,11 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let app = crate::http::app(Arc::clone(&rt), metrics);
     tracing::info!(listen = %opts.listen, store = rt.store.backend().as_str(), database = %mask_url(&opts.database), instance = %instance_id, tls = tls_config.is_some(), "steward serving");
     eprintln!("steward listening on {}://{}", if tls_config.is_some() { "https" } else { "http" }, opts.listen);
-    crate::http::serve(listener, app, tls_config, opts.shutdown_grace).await?;
+    let served = crate::http::serve(listener, app, tls_config, opts.shutdown_grace, opts.header_read_timeout).await;
+    // Stop the stdio MCP servers Steward started, however serving ended.
+    rt.mcp.shutdown();
+    served?;
+    crate::background::save_monitor(&rt).await;
     rt.store.close().await;
     Ok(())
 }

@@ -4,6 +4,15 @@
 //! Python peers come from PyPI (installed by `scripts/test`). Without them the affected
 //! stories are skipped locally; under `CI=true` their absence fails the run.
 
+mod admin;
+mod audit;
+mod approvals;
 mod common;
+mod discovery;
 mod gateway;
+mod mcp;
+mod monitor;
+mod security;
 mod startup;
+mod tokens;
+mod vault;

@@ -1,0 +1,587 @@
+//! Aggregation and governance: upstream tools namespaced `<service>__<tool>`, listings
+//! filtered by policy and pins, and tool calls run through the shared phase pipeline.
+//!
+//! `tools/list` shows an identity the approved tools that its token allows and that policy
+//! does not deny outright. "Outright" is judged with empty arguments: a tool is hidden when
+//! a `forbid` fires or no `permit` matches; a tool whose decision depends on arguments it
+//! was not given (missing required argument, evaluation error) stays listed, and its calls
+//! are decided with their real arguments.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+use steward_audit::{Decision as AuditDecision, Outcome};
+use steward_core::OperationName;
+use steward_policy::{DenyReason, Effect, IdentityAttrs, Request};
+
+use super::jsonrpc::{self, RpcError, canonical};
+use super::pins;
+use super::upstream::{McpUpstream, UpstreamError};
+use crate::pipeline::{self, CallMeta, Caller, ResolvedCall};
+use crate::problem::Problem;
+use crate::runtime::{Runtime, sha256_hex};
+use crate::service::{ServiceRuntime, ServiceSpec};
+
+/// Separator between service and tool names.
+pub const SEPARATOR: &str = "__";
+/// How long a tool listing is reused before the upstream is asked again.
+pub const TOOLS_TTL: Duration = Duration::from_secs(60);
+const MAX_LIST_PAGES: usize = 50;
+
+/// One upstream service's connection and its current, pin-checked tools.
+#[derive(Debug)]
+pub struct ServiceState {
+    spec: ServiceSpec,
+    /// The connection.
+    pub upstream: McpUpstream,
+    refresh: tokio::sync::Mutex<()>,
+    view: RwLock<Option<Arc<ToolView>>>,
+}
+
+/// Tools of one service as last listed.
+#[derive(Debug)]
+pub struct ToolView {
+    /// Usable tools by upstream name (current definition == approved pin).
+    pub usable: BTreeMap<String, Value>,
+    /// Quarantined tools (new or changed).
+    pub quarantined: Vec<String>,
+    fetched: Instant,
+    table: usize,
+}
+
+fn table_marker(rt: &Runtime) -> usize {
+    Arc::as_ptr(&rt.service_table()) as usize
+}
+
+/// The state of an MCP service, (re)connecting when its definition changed.
+pub fn service_state(
+    rt: &Arc<Runtime>,
+    service: &ServiceRuntime,
+) -> Result<Arc<ServiceState>, UpstreamError> {
+    let mut map = rt.mcp.services.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(state) = map.get(&service.spec.name)
+        && state.spec == service.spec
+    {
+        return Ok(Arc::clone(state));
+    }
+    let state = Arc::new(ServiceState {
+        spec: service.spec.clone(),
+        upstream: McpUpstream::start(rt, &service.spec)?,
+        refresh: tokio::sync::Mutex::new(()),
+        view: RwLock::new(None),
+    });
+    if let Some(old) = map.insert(service.spec.name.clone(), Arc::clone(&state)) {
+        old.upstream.shutdown();
+    }
+    Ok(state)
+}
+
+fn timeout(rt: &Runtime) -> Duration {
+    Duration::from_millis(rt.settings.request_timeout_ms)
+}
+
+/// The service's tools, listing the upstream again when stale.
+pub async fn tools(
+    rt: &Arc<Runtime>,
+    state: &ServiceState,
+) -> Result<Arc<ToolView>, UpstreamError> {
+    let fresh = |view: &ToolView| {
+        view.fetched.elapsed() < TOOLS_TTL
+            && view.table == table_marker(rt)
+            && !state.upstream.tools_stale.load(Ordering::Relaxed)
+    };
+    if let Some(view) = state
+        .view
+        .read()
+        .ok()
+        .and_then(|v| v.clone())
+        .filter(|v| fresh(v))
+    {
+        return Ok(view);
+    }
+    let _guard = state.refresh.lock().await;
+    if let Some(view) = state
+        .view
+        .read()
+        .ok()
+        .and_then(|v| v.clone())
+        .filter(|v| fresh(v))
+    {
+        return Ok(view);
+    }
+    state.upstream.tools_stale.store(false, Ordering::Relaxed);
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..MAX_LIST_PAGES {
+        let params = match &cursor {
+            Some(c) => json!({"cursor": c}),
+            None => json!({}),
+        };
+        let page = state
+            .upstream
+            .request("tools/list", params, timeout(rt))
+            .await
+            .inspect_err(|_| {
+                state.upstream.tools_stale.store(true, Ordering::Relaxed);
+            })?;
+        if let Some(items) = page.get("tools").and_then(Value::as_array) {
+            all.extend(
+                items
+                    .iter()
+                    .filter(|t| t.get("name").and_then(Value::as_str).is_some())
+                    .cloned(),
+            );
+        }
+        cursor = page
+            .get("nextCursor")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let observed = pins::observe(&rt.store, &state.spec.name, &all, rt.now_ms())
+        .await
+        .map_err(|e| UpstreamError::Unavailable(format!("pins: {e}")))?;
+    if observed.changed {
+        // New pins are new policy operations: rebuild the catalog before deciding anything.
+        if let Err(e) = rt.reload().await {
+            tracing::error!(error = %e, "reload after pinning MCP tools failed");
+        }
+    }
+    let view = Arc::new(ToolView {
+        usable: observed.usable,
+        quarantined: observed.quarantined,
+        fetched: Instant::now(),
+        table: table_marker(rt),
+    });
+    if let Ok(mut slot) = state.view.write() {
+        *slot = Some(Arc::clone(&view));
+    }
+    Ok(view)
+}
+
+fn mcp_services(rt: &Runtime) -> Vec<Arc<ServiceRuntime>> {
+    let table = rt.service_table();
+    let mut services: Vec<_> = table
+        .iter()
+        .filter(|s| s.spec.kind == "mcp")
+        .cloned()
+        .collect();
+    services.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+    services
+}
+
+/// Whether policy denies the operation outright (see the module docs).
+fn denied_outright(
+    rt: &Runtime,
+    caller: &Caller,
+    operation: &OperationName,
+    class: steward_core::OperationClass,
+) -> bool {
+    if !caller.token.allows(operation) {
+        return true;
+    }
+    let policy = rt.active_policy();
+    let identity = &caller.identity;
+    let now = rt.now_ms();
+    let mut request = Request::new(
+        IdentityAttrs {
+            id: identity.id.clone(),
+            kind: identity.kind.clone(),
+            owner: identity.owner.clone(),
+            labels: identity.labels.clone(),
+        },
+        operation.clone(),
+        policy.compiled.catalog(),
+        steward_core::time::from_millis(now),
+    );
+    request.class = class;
+    request.tz = rt.settings.timezone.clone();
+    request.source_ip = caller.source_ip;
+    request.rate = rt
+        .rates
+        .counts(&identity.id, &operation.service, &operation.operation, now);
+    request.risk_score = i64::from(rt.monitor.risk_score(&identity.id, now));
+    request.delegated = caller.token.delegated;
+    let decision = steward_policy::authorize(&policy.compiled, &request);
+    decision.effect() == Effect::Deny
+        && matches!(
+            decision.deny_reason(),
+            Some(DenyReason::Forbidden | DenyReason::NoPermit) | None
+        )
+}
+
+/// `tools/list`: every usable tool of every MCP service this caller is not denied outright.
+pub async fn list_tools(rt: &Arc<Runtime>, caller: &Caller) -> Vec<Value> {
+    let mut out = Vec::new();
+    for service in mcp_services(rt) {
+        let view = match service_state(rt, &service) {
+            Ok(state) => tools(rt, &state).await,
+            Err(e) => Err(e),
+        };
+        let view = match view {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(mcp.service = %service.spec.name, error = %e, "MCP service unavailable; its tools are not listed");
+                continue;
+            }
+        };
+        for (name, tool) in &view.usable {
+            let operation = OperationName::new(service.spec.name.clone(), name.clone());
+            let class = pins::class_of(tool, &service.spec.class_overrides);
+            if denied_outright(rt, caller, &operation, class) {
+                continue;
+            }
+            let mut listed = tool.clone();
+            if let Some(obj) = listed.as_object_mut() {
+                obj.insert(
+                    "name".into(),
+                    json!(format!("{}{SEPARATOR}{name}", service.spec.name)),
+                );
+            }
+            out.push(listed);
+        }
+    }
+    out
+}
+
+/// A tool result reporting an error to the model (`isError: true`).
+pub fn tool_error(text: &str, meta: Value) -> Value {
+    let mut result = json!({"content": [{"type": "text", "text": text}], "isError": true});
+    if let (Some(obj), Value::Object(m)) = (result.as_object_mut(), meta)
+        && !m.is_empty()
+    {
+        obj.insert("_meta".into(), Value::Object(m));
+    }
+    result
+}
+
+fn problem_to_tool_error(problem: &Problem, rid: &str) -> Result<Value, RpcError> {
+    if problem.status == 503 {
+        // Audit unavailable: nothing was performed and nothing may be.
+        return Err(RpcError::new(
+            jsonrpc::INTERNAL_ERROR,
+            problem
+                .detail
+                .clone()
+                .unwrap_or_else(|| problem.title.clone()),
+        )
+        .with_data(json!({"request_id": rid})));
+    }
+    if problem.kind.ends_with("/approval_required") {
+        let id = problem
+            .extra
+            .get("approval_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let operation = problem.detail.as_deref().unwrap_or_default();
+        let text = format!(
+            "Approval required: a human must approve this call before it runs. Approval id: {id}. {operation} \
+             Once approved, repeat the same call with _meta {{\"steward/approval\": \"{id}\"}}."
+        );
+        return Ok(tool_error(
+            &text,
+            json!({"steward/approval_id": id, "steward/request_id": rid, "steward/status": "approval_required"}),
+        ));
+    }
+    let mut meta = serde_json::Map::new();
+    meta.insert("steward/request_id".into(), json!(rid));
+    meta.insert("steward/status".into(), json!("denied"));
+    if let Some(id) = problem.extra.get("approval_id") {
+        meta.insert("steward/approval_id".into(), id.clone());
+    }
+    let meta = Value::Object(meta);
+    let text = format!(
+        "Denied by Steward: {}",
+        problem
+            .detail
+            .clone()
+            .unwrap_or_else(|| problem.title.clone())
+    );
+    Ok(tool_error(&text, meta))
+}
+
+/// Request metadata from a `tools/call`'s `_meta` (falling back to HTTP headers).
+pub fn call_meta(
+    params: &Map<String, Value>,
+    headers: &http::HeaderMap,
+    rid: &str,
+    default_wait_secs: u64,
+    max_wait_ms: u64,
+) -> CallMeta {
+    let meta = params.get("_meta").and_then(Value::as_object);
+    let text = |key: &str, header: &str| -> Option<String> {
+        meta.and_then(|m| m.get(key))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| {
+                headers
+                    .get(header)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            })
+            .map(|s| s.chars().take(1024).collect())
+    };
+    let wait_secs = meta
+        .and_then(|m| m.get("steward/wait"))
+        .and_then(Value::as_u64)
+        .unwrap_or(default_wait_secs);
+    CallMeta {
+        request_id: rid.to_owned(),
+        reason: text("steward/reason", "steward-reason"),
+        traceparent: text("traceparent", "traceparent"),
+        approval_id: text("steward/approval", "steward-approval"),
+        wait: (wait_secs > 0)
+            .then(|| Duration::from_secs(wait_secs).min(Duration::from_millis(max_wait_ms))),
+    }
+}
+
+/// The service's default approval wait, in seconds.
+pub fn default_wait_secs(rt: &Runtime, tool_name: &str) -> u64 {
+    let Some((service, _)) = tool_name.split_once(SEPARATOR) else {
+        return 0;
+    };
+    rt.service_table()
+        .get(service)
+        .and_then(|s| s.spec.mcp.as_ref().map(|m| m.approval_wait_secs))
+        .unwrap_or(0)
+}
+
+fn sensitive_args(tool: &Value) -> Vec<String> {
+    tool.get("inputSchema")
+        .and_then(|s| s.get("properties"))
+        .and_then(Value::as_object)
+        .map(|props| {
+            props
+                .iter()
+                .filter(|(_, p)| {
+                    p.get("writeOnly").and_then(Value::as_bool) == Some(true)
+                        || p.get("format").and_then(Value::as_str) == Some("password")
+                })
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `tools/call`: resolve, admit (authorize + durable decision), forward, audit the outcome.
+pub async fn call_tool(
+    rt: &Arc<Runtime>,
+    caller: &Caller,
+    params: &Map<String, Value>,
+    meta: &CallMeta,
+) -> Result<Value, RpcError> {
+    let rid = meta.request_id.as_str();
+    // An unknown tool is a tool error (as the reference SDK servers answer), so the model
+    // sees it and can pick another tool.
+    let unknown = |name: &str| {
+        tool_error(
+            &format!(
+                "Unknown tool `{}`: call tools/list for the tools available to you.",
+                name.chars().take(200).collect::<String>()
+            ),
+            json!({"steward/request_id": rid, "steward/status": "unknown_tool"}),
+        )
+    };
+    let name = params
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::new(jsonrpc::INVALID_PARAMS, "`name` must be a string"))?;
+    let arguments = match params.get("arguments") {
+        None | Some(Value::Null) => Value::Object(Map::new()),
+        Some(Value::Object(m)) => Value::Object(m.clone()),
+        Some(_) => {
+            return Err(RpcError::new(
+                jsonrpc::INVALID_PARAMS,
+                "`arguments` must be an object",
+            ));
+        }
+    };
+    let Some((service_name, tool_name)) = name.split_once(SEPARATOR) else {
+        return Ok(unknown(name));
+    };
+    let Some(service) = rt
+        .service_table()
+        .get(service_name)
+        .filter(|s| s.spec.kind == "mcp")
+    else {
+        return Ok(unknown(name));
+    };
+    let state = service_state(rt, &service).map_err(|e| {
+        tracing::warn!(error = %e, "MCP upstream");
+        RpcError::new(
+            jsonrpc::INTERNAL_ERROR,
+            "the upstream MCP server is unavailable",
+        )
+    })?;
+    let view = match tools(rt, &state).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(mcp.service = %service_name, error = %e, "MCP upstream unavailable");
+            return Ok(tool_error(
+                "The upstream MCP server is unavailable; try again later.",
+                json!({"steward/request_id": rid}),
+            ));
+        }
+    };
+    let operation = OperationName::new(service_name, tool_name);
+    let digest = sha256_hex(format!("mcp\n{operation}\n{}", canonical(&arguments)).as_bytes());
+    if view.quarantined.iter().any(|t| t == tool_name) {
+        // Blocked before policy: its definition is not the one an admin approved.
+        let call = ResolvedCall {
+            operation: operation.clone(),
+            class: steward_core::OperationClass::Write,
+            args: arguments,
+            sensitive: Vec::new(),
+            digest,
+        };
+        let mut event = pipeline::decision_event(rt, caller, &call, meta, None);
+        event.decision = Some(AuditDecision::Deny);
+        event.detail = json!({"reason": "mcp_tool_quarantined"});
+        rt.audit(event).await.map_err(|e| {
+            RpcError::new(
+                jsonrpc::INTERNAL_ERROR,
+                e.to_problem().detail.unwrap_or_default(),
+            )
+        })?;
+        return Ok(tool_error(
+            &format!(
+                "Denied by Steward: tool `{name}` is quarantined because its definition changed or it is new; an administrator must review and approve it."
+            ),
+            json!({"steward/request_id": rid, "steward/status": "quarantined"}),
+        ));
+    }
+    let Some(tool) = view.usable.get(tool_name) else {
+        return Ok(unknown(name));
+    };
+    let call = ResolvedCall {
+        operation,
+        class: pins::class_of(tool, &service.spec.class_overrides),
+        args: arguments.clone(),
+        sensitive: sensitive_args(tool),
+        digest,
+    };
+    let admitted = match pipeline::admit(rt, caller, &call, meta).await {
+        Ok(a) => a,
+        Err(problem) => return problem_to_tool_error(&problem, rid),
+    };
+    let started = Instant::now();
+    let result = state
+        .upstream
+        .request(
+            "tools/call",
+            json!({"name": tool_name, "arguments": arguments}),
+            timeout(rt),
+        )
+        .await;
+    let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let (outcome, detail, reply) = match result {
+        Ok(value) => {
+            let is_error = value.get("isError").and_then(Value::as_bool) == Some(true);
+            let bytes = value.to_string().len() as u64;
+            (
+                Outcome {
+                    status: Some(if is_error { 500 } else { 200 }),
+                    bytes_in: 0,
+                    bytes_out: bytes,
+                    latency_ms,
+                    outcome_unknown: false,
+                },
+                json!({"mcp": {"is_error": is_error}}),
+                Ok(value),
+            )
+        }
+        Err(UpstreamError::Rpc(e)) => (
+            Outcome {
+                status: Some(502),
+                bytes_in: 0,
+                bytes_out: 0,
+                latency_ms,
+                outcome_unknown: false,
+            },
+            json!({"mcp": {"rpc_error": e.code}}),
+            Err(e),
+        ),
+        Err(UpstreamError::Timeout) => (
+            Outcome {
+                status: None,
+                bytes_in: 0,
+                bytes_out: 0,
+                latency_ms,
+                outcome_unknown: true,
+            },
+            json!({"error": "timeout"}),
+            Ok(tool_error(
+                "The upstream tool timed out; whether it ran is unknown.",
+                json!({"steward/request_id": rid}),
+            )),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "MCP upstream call failed");
+            let blocked = matches!(e, UpstreamError::EgressBlocked);
+            (
+                Outcome {
+                    status: None,
+                    bytes_in: 0,
+                    bytes_out: 0,
+                    latency_ms,
+                    outcome_unknown: false,
+                },
+                json!({"error": if blocked { "egress_blocked" } else { "upstream_unreachable" }}),
+                Ok(tool_error(
+                    "The upstream MCP server is unavailable; try again later.",
+                    json!({"steward/request_id": rid}),
+                )),
+            )
+        }
+    };
+    pipeline::audit_outcome(rt, caller, &call, meta, &admitted, outcome, detail)
+        .await
+        .map_err(|e| {
+            RpcError::new(
+                jsonrpc::INTERNAL_ERROR,
+                e.to_problem().detail.unwrap_or_default(),
+            )
+        })?;
+    reply
+}
+
+/// `resources/subscribe` and `resources/unsubscribe`: relayed to the upstream servers in
+/// name order until one accepts the URI. A subscription returns no data, so it is not a
+/// policy decision; update notifications are not relayed (the gateway keeps no standing
+/// server-to-client stream), so a subscription only keeps the upstream's state in step.
+pub async fn relay_subscription(
+    rt: &Arc<Runtime>,
+    method: &str,
+    params: &Map<String, Value>,
+) -> Result<Value, RpcError> {
+    let uri = params
+        .get("uri")
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::new(jsonrpc::INVALID_PARAMS, "`uri` must be a string"))?;
+    let mut last = RpcError::new(
+        jsonrpc::INVALID_PARAMS,
+        "no upstream MCP server serves this resource",
+    );
+    for service in mcp_services(rt) {
+        let Ok(state) = service_state(rt, &service) else {
+            continue;
+        };
+        match state
+            .upstream
+            .request(method, json!({"uri": uri}), timeout(rt))
+            .await
+        {
+            Ok(_) => return Ok(json!({})),
+            Err(UpstreamError::Rpc(e)) => last = e,
+            Err(e) => {
+                tracing::debug!(mcp.service = %service.spec.name, error = %e, "resource subscription not relayed");
+            }
+        }
+    }
+    Err(last)
+}

@@ -1,0 +1,821 @@
+//! The `/mcp` endpoint (Streamable HTTP): POST carries one JSON-RPC message; DELETE ends a
+//! handshake-era session; GET (a standing server-to-client stream) is not offered (405).
+//!
+//! Order of checks on every request: Origin/Host (DNS-rebinding protection), then the
+//! bearer token (identity comes only from it), then the message, then the era:
+//! - **handshake era** (`initialize`, then `Mcp-Session-Id` on every request): the session
+//!   must exist and belong to the caller's identity;
+//! - **stateless era** (`2026-07-28`): every request carries `params._meta` with the
+//!   protocol version and client capabilities, and the `Mcp-Protocol-Version`,
+//!   `Mcp-Method` and (for `tools/call`) `Mcp-Name` headers must agree with the body.
+//!
+//! Responses are JSON, except a `tools/call` that may be held for approval (a wait was
+//! asked for and the client sent a `progressToken` and accepts `text/event-stream`): that
+//! one streams `notifications/progress` events until the result.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use serde_json::{Map, Value, json};
+
+use super::aggregate;
+use super::jsonrpc::{self, Id, Message, RpcError};
+use super::session::SessionRejection;
+use super::{HANDSHAKE_VERSIONS, MODERN_VERSIONS, McpConfig};
+use crate::pipeline::{self, Caller};
+use crate::problem::Problem;
+use crate::runtime::Runtime;
+
+/// `_meta` key of the protocol version in the stateless envelope.
+pub const PROTOCOL_VERSION_META_KEY: &str = "io.modelcontextprotocol/protocolVersion";
+/// `_meta` key of the client capabilities in the stateless envelope.
+pub const CLIENT_CAPABILITIES_META_KEY: &str = "io.modelcontextprotocol/clientCapabilities";
+/// `_meta` key of the server implementation on stateless results.
+pub const SERVER_INFO_META_KEY: &str = "io.modelcontextprotocol/serverInfo";
+/// Session header.
+pub const SESSION_HEADER: &str = "mcp-session-id";
+/// How long clients of the stateless era may cache a tool listing.
+pub const TOOLS_TTL_MS: u64 = 30_000;
+
+const INSTRUCTIONS: &str = "Tools from several upstream servers, named <service>__<tool>. Every call is governed by \
+Steward: a denied call returns an error naming the reason; a call needing human approval returns an approval id.";
+
+/// The `/mcp` handler for every method.
+pub async fn handle(
+    State(rt): State<Arc<Runtime>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request<Body>,
+) -> Response {
+    let config = rt.mcp.config();
+    if let Err(problem) = check_origin_and_host(&config, req.headers(), req.uri()) {
+        return problem.into_response();
+    }
+    match *req.method() {
+        Method::POST => post(rt, peer, req).await,
+        Method::DELETE => delete(rt, peer, req).await,
+        Method::GET => {
+            let mut resp = Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed",
+            )
+            .detail("this server offers no standing server-to-client stream")
+            .into_response();
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST, DELETE"));
+            resp
+        }
+        _ => Problem::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "Method not allowed",
+        )
+        .into_response(),
+    }
+}
+
+fn host_parts(value: &str) -> (String, Option<u16>) {
+    let value = value.trim().to_ascii_lowercase();
+    if let Some(rest) = value.strip_prefix('[')
+        && let Some((host, tail)) = rest.split_once(']')
+    {
+        return (
+            host.to_owned(),
+            tail.strip_prefix(':').and_then(|p| p.parse().ok()),
+        );
+    }
+    match value.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => (host.to_owned(), port.parse().ok()),
+        _ => (value, None),
+    }
+}
+
+fn is_loopback_name(host: &str) -> bool {
+    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// DNS-rebinding protection: the Host must name this server, and a browser Origin must be
+/// same-origin loopback or explicitly allowed.
+#[allow(clippy::result_large_err)] // `Problem` is the crate-wide error response type
+pub fn check_origin_and_host(
+    config: &McpConfig,
+    headers: &HeaderMap,
+    uri: &http::Uri,
+) -> Result<(), Problem> {
+    let listen = config.listen;
+    let loopback_listener = listen.is_none_or(|l| l.ip().is_loopback());
+    let port_ok =
+        |port: Option<u16>| listen.is_none_or(|l| port.unwrap_or(80) == l.port() || port.is_none());
+    let host_value = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| uri.authority().map(|a| a.to_string()))
+        .ok_or_else(|| Problem::bad_request("missing Host header"))?;
+    let (host, port) = host_parts(&host_value);
+    let allowed_by_config = config.allowed_hosts.iter().any(|h| {
+        let (ah, ap) = host_parts(h);
+        ah == host && (ap.is_none() || ap == port)
+    });
+    let host_ok = allowed_by_config
+        || (loopback_listener && is_loopback_name(&host) && port_ok(port))
+        || listen.is_some_and(|l| {
+            !l.ip().is_loopback() && (config.allowed_hosts.is_empty() || host == l.ip().to_string())
+        });
+    if !host_ok {
+        return Err(Problem::forbidden(format!(
+            "Host `{}` is not served here",
+            host_value.chars().take(100).collect::<String>()
+        )));
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin
+            .to_str()
+            .map_err(|_| Problem::forbidden("malformed Origin"))?
+            .trim()
+            .to_ascii_lowercase();
+        let allowed = config
+            .allowed_origins
+            .iter()
+            .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(&origin));
+        let same_origin_loopback = url::Url::parse(&origin).ok().is_some_and(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some_and(|h| {
+                    is_loopback_name(h.trim_start_matches('[').trim_end_matches(']'))
+                })
+                && loopback_listener
+                && listen.is_none_or(|l| u.port_or_known_default() == Some(l.port()))
+        });
+        if !(allowed || same_origin_loopback) {
+            return Err(Problem::forbidden(format!(
+                "Origin `{}` is not allowed",
+                origin.chars().take(100).collect::<String>()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    let mut resp = Response::new(Body::from(body.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn rpc_error(status: StatusCode, id: Option<&Id>, error: RpcError) -> Response {
+    json_response(status, &jsonrpc::error_response(id, &error))
+}
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, RpcError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(RpcError::new(
+            jsonrpc::HEADER_MISMATCH,
+            format!("the `{name}` header appears more than once"),
+        ));
+    }
+    first.to_str().map(Some).map_err(|_| {
+        RpcError::new(
+            jsonrpc::HEADER_MISMATCH,
+            format!("the `{name}` header is not ASCII"),
+        )
+    })
+}
+
+/// Decodes the `=?base64?…?=` form the stateless era uses for non-ASCII header values.
+fn decode_header_value(value: &str) -> Option<String> {
+    use base64::Engine;
+    match value
+        .strip_prefix("=?base64?")
+        .and_then(|v| v.strip_suffix("?="))
+    {
+        Some(payload) => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(payload)
+                .ok()?;
+            String::from_utf8(bytes).ok()
+        }
+        None => Some(value.to_owned()),
+    }
+}
+
+enum Era {
+    Handshake,
+    Modern,
+}
+
+/// The stateless-era validation ladder: envelope, header agreement, supported version.
+fn classify(
+    method: &str,
+    params: &Map<String, Value>,
+    headers: &HeaderMap,
+) -> Result<Era, RpcError> {
+    let version_header = header_text(headers, "mcp-protocol-version")?;
+    let meta = params.get("_meta").and_then(Value::as_object);
+    let envelope_version = meta.and_then(|m| m.get(PROTOCOL_VERSION_META_KEY));
+    let modern = envelope_version.is_some()
+        || method == "server/discover"
+        || version_header.is_some_and(|v| MODERN_VERSIONS.contains(&v));
+    if !modern {
+        return Ok(Era::Handshake);
+    }
+    let meta = meta.ok_or_else(|| {
+        RpcError::new(jsonrpc::INVALID_PARAMS, format!("params._meta must carry `{PROTOCOL_VERSION_META_KEY}` and `{CLIENT_CAPABILITIES_META_KEY}`"))
+    })?;
+    let missing: Vec<&str> = [PROTOCOL_VERSION_META_KEY, CLIENT_CAPABILITIES_META_KEY]
+        .into_iter()
+        .filter(|k| !meta.contains_key(*k))
+        .collect();
+    if !missing.is_empty() {
+        return Err(RpcError::new(
+            jsonrpc::INVALID_PARAMS,
+            format!("params._meta is missing {}", missing.join(", ")),
+        ));
+    }
+    let version = meta
+        .get(PROTOCOL_VERSION_META_KEY)
+        .cloned()
+        .unwrap_or(Value::Null);
+    if version_header.is_none_or(|h| Value::String(h.to_owned()) != version) {
+        return Err(RpcError::new(
+            jsonrpc::HEADER_MISMATCH,
+            "the mcp-protocol-version header does not match the request envelope",
+        ));
+    }
+    if header_text(headers, "mcp-method")? != Some(method) {
+        return Err(RpcError::new(
+            jsonrpc::HEADER_MISMATCH,
+            "the mcp-method header does not match the request body's method",
+        ));
+    }
+    let name_key = match method {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" => Some("uri"),
+        _ => None,
+    };
+    if let Some(key) = name_key
+        && let Some(body_value) = params.get(key).and_then(Value::as_str)
+    {
+        let header_value = header_text(headers, "mcp-name")?.and_then(decode_header_value);
+        if header_value.as_deref() != Some(body_value) {
+            return Err(RpcError::new(
+                jsonrpc::HEADER_MISMATCH,
+                format!("the mcp-name header does not match the request body's `{key}`"),
+            ));
+        }
+    }
+    let version = version.as_str().ok_or_else(|| {
+        RpcError::new(
+            jsonrpc::INVALID_PARAMS,
+            "the protocol version must be a string",
+        )
+    })?;
+    if !MODERN_VERSIONS.contains(&version) {
+        return Err(RpcError::new(
+            jsonrpc::UNSUPPORTED_PROTOCOL_VERSION,
+            "unsupported protocol version",
+        )
+        .with_data(json!({"supported": all_versions(), "requested": version})));
+    }
+    Ok(Era::Modern)
+}
+
+fn all_versions() -> Vec<&'static str> {
+    MODERN_VERSIONS
+        .iter()
+        .chain(HANDSHAKE_VERSIONS.iter())
+        .copied()
+        .collect()
+}
+
+fn status_for(code: i64) -> StatusCode {
+    match code {
+        jsonrpc::PARSE_ERROR
+        | jsonrpc::INVALID_REQUEST
+        | jsonrpc::INVALID_PARAMS
+        | jsonrpc::HEADER_MISMATCH
+        | jsonrpc::UNSUPPORTED_PROTOCOL_VERSION => StatusCode::BAD_REQUEST,
+        jsonrpc::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
+        _ => StatusCode::OK,
+    }
+}
+
+/// `ttlMs`/`cacheScope` of a cacheable stateless-era result: listings are per identity.
+fn cache_hints(result: &mut Value) {
+    if let Some(obj) = result.as_object_mut() {
+        obj.insert("ttlMs".into(), json!(TOOLS_TTL_MS));
+        obj.insert("cacheScope".into(), json!("private"));
+    }
+}
+
+fn capabilities() -> Value {
+    json!({"tools": {"listChanged": false}})
+}
+
+fn server_info() -> Value {
+    json!({"name": "steward", "title": "Steward MCP gateway", "version": env!("CARGO_PKG_VERSION")})
+}
+
+async fn read_body(body: Body) -> Result<Bytes, Response> {
+    Limited::new(body, jsonrpc::MAX_MESSAGE_BYTES)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|_| {
+            rpc_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                None,
+                RpcError::new(
+                    jsonrpc::INVALID_REQUEST,
+                    format!("the message exceeds {} bytes", jsonrpc::MAX_MESSAGE_BYTES),
+                ),
+            )
+        })
+}
+
+async fn session_rejected(rt: &Runtime, caller: &Caller, rejection: SessionRejection) -> Response {
+    match rejection {
+        SessionRejection::Unknown => {
+            Problem::not_found("unknown or expired MCP session; initialize again").into_response()
+        }
+        SessionRejection::WrongIdentity => {
+            tracing::warn!(identity.id = %caller.identity.id, "MCP session id presented by another identity; refused");
+            let mut event = steward_audit::AuditEvent::new(
+                steward_audit::EventKind::Other("mcp_session_rejected".into()),
+                caller.actor(),
+            );
+            event.detail = json!({"reason": "session belongs to another identity"});
+            let _ = rt.audit(event).await;
+            Problem::forbidden("this MCP session belongs to another identity").into_response()
+        }
+    }
+}
+
+async fn post(rt: Arc<Runtime>, peer: SocketAddr, req: Request<Body>) -> Response {
+    let (parts, body) = req.into_parts();
+    let caller = match pipeline::authenticate(&rt, &parts.headers, Some(peer.ip())).await {
+        Ok(c) => c,
+        Err(problem) => return problem.into_response(),
+    };
+    let bytes = match read_body(body).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let message = match jsonrpc::parse(&bytes) {
+        Ok(m) => m,
+        Err(e) => return rpc_error(StatusCode::BAD_REQUEST, None, e),
+    };
+    let headers = &parts.headers;
+    let (id, method, params) = match message {
+        // Answers to server requests (we send none) and notifications: acknowledged.
+        Message::Response { .. } | Message::Error { .. } => {
+            return StatusCode::ACCEPTED.into_response();
+        }
+        Message::Notification { method, params } => {
+            if let Ok(Era::Handshake) = classify(&method, &params, headers)
+                && let Ok(Some(sid)) = header_text(headers, SESSION_HEADER)
+                && let Err(r) = rt.mcp.sessions.check(sid, &caller.identity.id, rt.now_ms())
+            {
+                return session_rejected(&rt, &caller, r).await;
+            }
+            return StatusCode::ACCEPTED.into_response();
+        }
+        Message::Request { id, method, params } => (id, method, params),
+    };
+
+    if method == "initialize" {
+        return initialize(&rt, &caller, &id, &params, headers);
+    }
+    let era = match classify(&method, &params, headers) {
+        Ok(era) => era,
+        Err(e) => return rpc_error(status_for(e.code), Some(&id), e),
+    };
+    if let Era::Handshake = era {
+        let sid = match header_text(headers, SESSION_HEADER) {
+            Ok(Some(sid)) => sid,
+            Ok(None) => {
+                return rpc_error(
+                    StatusCode::BAD_REQUEST,
+                    Some(&id),
+                    RpcError::new(
+                        jsonrpc::INVALID_REQUEST,
+                        "missing Mcp-Session-Id: send initialize first, or use the 2026-07-28 per-request envelope",
+                    ),
+                );
+            }
+            Err(e) => return rpc_error(StatusCode::BAD_REQUEST, Some(&id), e),
+        };
+        match rt.mcp.sessions.check(sid, &caller.identity.id, rt.now_ms()) {
+            Ok(_) => {}
+            Err(r) => return session_rejected(&rt, &caller, r).await,
+        }
+    }
+    let modern = matches!(era, Era::Modern);
+    let finish = |mut result: Value| -> Value {
+        if modern && let Some(obj) = result.as_object_mut() {
+            obj.entry("resultType").or_insert(json!("complete"));
+            let meta = obj.entry("_meta").or_insert_with(|| json!({}));
+            if let Some(m) = meta.as_object_mut() {
+                m.insert(SERVER_INFO_META_KEY.into(), server_info());
+            }
+        }
+        result
+    };
+    match method.as_str() {
+        "ping" => json_response(StatusCode::OK, &jsonrpc::response(&id, finish(json!({})))),
+        "server/discover" => {
+            let result = json!({
+                "supportedVersions": all_versions(),
+                "capabilities": capabilities(),
+                "serverInfo": server_info(),
+                "instructions": INSTRUCTIONS,
+                "ttlMs": 0,
+                "cacheScope": "private",
+            });
+            json_response(StatusCode::OK, &jsonrpc::response(&id, finish(result)))
+        }
+        "tools/list" => {
+            let tools = aggregate::list_tools(&rt, &caller).await;
+            let mut result = json!({"tools": tools});
+            if modern {
+                // Per-identity listing: cacheable only by this client.
+                cache_hints(&mut result);
+            }
+            json_response(StatusCode::OK, &jsonrpc::response(&id, finish(result)))
+        }
+        "tools/call" => tools_call(rt, caller, id, params, parts.headers, modern).await,
+        "resources/subscribe" | "resources/unsubscribe" => {
+            match aggregate::relay_subscription(&rt, &method, &params).await {
+                Ok(result) => {
+                    json_response(StatusCode::OK, &jsonrpc::response(&id, finish(result)))
+                }
+                Err(e) => rpc_error(status_for(e.code), Some(&id), e),
+            }
+        }
+        "logging/setLevel" => {
+            json_response(StatusCode::OK, &jsonrpc::response(&id, finish(json!({}))))
+        }
+        "resources/list" | "resources/templates/list" | "prompts/list" => {
+            let key = match method.as_str() {
+                "resources/list" => "resources",
+                "resources/templates/list" => "resourceTemplates",
+                _ => "prompts",
+            };
+            let mut result = json!({ key: [] });
+            if modern {
+                cache_hints(&mut result);
+            }
+            json_response(StatusCode::OK, &jsonrpc::response(&id, finish(result)))
+        }
+        other => rpc_error(
+            StatusCode::NOT_FOUND,
+            Some(&id),
+            RpcError::new(
+                jsonrpc::METHOD_NOT_FOUND,
+                format!(
+                    "method `{}` is not supported by the gateway",
+                    other.chars().take(100).collect::<String>()
+                ),
+            ),
+        ),
+    }
+}
+
+fn initialize(
+    rt: &Runtime,
+    caller: &Caller,
+    id: &Id,
+    params: &Map<String, Value>,
+    headers: &HeaderMap,
+) -> Response {
+    if params
+        .get("_meta")
+        .and_then(|m| m.get(PROTOCOL_VERSION_META_KEY))
+        .is_some()
+    {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            Some(id),
+            RpcError::new(
+                jsonrpc::INVALID_REQUEST,
+                "initialize is not part of the 2026-07-28 protocol; use server/discover",
+            ),
+        );
+    }
+    if let Ok(Some(_)) = header_text(headers, SESSION_HEADER) {
+        return rpc_error(
+            StatusCode::BAD_REQUEST,
+            Some(id),
+            RpcError::new(
+                jsonrpc::INVALID_REQUEST,
+                "initialize must not carry a session id",
+            ),
+        );
+    }
+    let requested = params
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let version = if HANDSHAKE_VERSIONS.contains(&requested) {
+        requested
+    } else {
+        HANDSHAKE_VERSIONS.first().copied().unwrap_or("2025-11-25")
+    };
+    let session = rt
+        .mcp
+        .sessions
+        .create(&caller.identity.id, version, rt.now_ms());
+    let result = json!({
+        "protocolVersion": version,
+        "capabilities": capabilities(),
+        "serverInfo": server_info(),
+        "instructions": INSTRUCTIONS,
+    });
+    let mut resp = json_response(StatusCode::OK, &jsonrpc::response(id, result));
+    if let Ok(v) = HeaderValue::from_str(&session) {
+        resp.headers_mut().insert(SESSION_HEADER, v);
+    }
+    resp
+}
+
+fn accepts_sse(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains("text/event-stream"))
+}
+
+async fn tools_call(
+    rt: Arc<Runtime>,
+    caller: Caller,
+    id: Id,
+    params: Map<String, Value>,
+    headers: HeaderMap,
+    modern: bool,
+) -> Response {
+    let rid = pipeline::request_id();
+    let tool_name = params
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let meta = aggregate::call_meta(
+        &params,
+        &headers,
+        &rid,
+        aggregate::default_wait_secs(&rt, &tool_name),
+        rt.settings.max_approval_wait_ms,
+    );
+    let progress_token = params
+        .get("_meta")
+        .and_then(|m| m.get("progressToken"))
+        .cloned();
+    let finish = move |result: Result<Value, RpcError>, id: &Id| -> Value {
+        match result {
+            Ok(mut value) => {
+                if modern && let Some(obj) = value.as_object_mut() {
+                    obj.entry("resultType").or_insert(json!("complete"));
+                }
+                jsonrpc::response(id, value)
+            }
+            Err(e) => jsonrpc::error_response(Some(id), &e),
+        }
+    };
+    let streamed = meta.wait.is_some() && progress_token.is_some() && accepts_sse(&headers);
+    if !streamed {
+        let result = aggregate::call_tool(&rt, &caller, &params, &meta).await;
+        let status = match &result {
+            Err(e) => status_for(e.code),
+            Ok(_) => StatusCode::OK,
+        };
+        let mut resp = json_response(status, &finish(result, &id));
+        if let Ok(v) = HeaderValue::from_str(&rid) {
+            resp.headers_mut()
+                .insert(crate::http_proxy::REQUEST_ID_HEADER, v);
+        }
+        return resp;
+    }
+    // Held for approval: progress every few seconds, then the result, as SSE events.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(16);
+    tokio::spawn(async move {
+        let call = aggregate::call_tool(&rt, &caller, &params, &meta);
+        tokio::pin!(call);
+        let mut ticks = 0u64;
+        let mut interval = tokio::time::interval(Duration::from_secs(2));
+        interval.tick().await;
+        let result = loop {
+            tokio::select! {
+                result = &mut call => break result,
+                _ = interval.tick() => {
+                    ticks += 1;
+                    let note = json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {
+                        "progressToken": progress_token, "progress": ticks,
+                        "message": "held by Steward: waiting for a human approval or the upstream tool"
+                    }});
+                    if tx.send(Ok(Bytes::from(format!("event: message\ndata: {note}\n\n")))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        };
+        let body = finish(result, &id);
+        let _ = tx
+            .send(Ok(Bytes::from(format!("event: message\ndata: {body}\n\n"))))
+            .await;
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+async fn delete(rt: Arc<Runtime>, peer: SocketAddr, req: Request<Body>) -> Response {
+    let caller = match pipeline::authenticate(&rt, req.headers(), Some(peer.ip())).await {
+        Ok(c) => c,
+        Err(problem) => return problem.into_response(),
+    };
+    let sid = match header_text(req.headers(), SESSION_HEADER) {
+        Ok(Some(sid)) => sid.to_owned(),
+        _ => return Problem::bad_request("missing Mcp-Session-Id").into_response(),
+    };
+    match rt
+        .mcp
+        .sessions
+        .remove(&sid, &caller.identity.id, rt.now_ms())
+    {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(r) => session_rejected(&rt, &caller, r).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn dns_rebinding_is_refused() {
+        let config = McpConfig {
+            listen: Some("127.0.0.1:8080".parse().unwrap()),
+            ..Default::default()
+        };
+        let uri: http::Uri = "/mcp".parse().unwrap();
+        assert!(
+            check_origin_and_host(&config, &headers(&[("host", "127.0.0.1:8080")]), &uri).is_ok()
+        );
+        assert!(
+            check_origin_and_host(&config, &headers(&[("host", "localhost:8080")]), &uri).is_ok()
+        );
+        assert!(check_origin_and_host(&config, &headers(&[("host", "[::1]:8080")]), &uri).is_ok());
+        assert!(
+            check_origin_and_host(&config, &headers(&[("host", "evil.example:8080")]), &uri)
+                .is_err()
+        );
+        assert!(
+            check_origin_and_host(
+                &config,
+                &headers(&[
+                    ("host", "127.0.0.1:8080"),
+                    ("origin", "http://evil.example")
+                ]),
+                &uri
+            )
+            .is_err()
+        );
+        assert!(
+            check_origin_and_host(
+                &config,
+                &headers(&[
+                    ("host", "127.0.0.1:8080"),
+                    ("origin", "http://localhost:8080")
+                ]),
+                &uri
+            )
+            .is_ok()
+        );
+        assert!(
+            check_origin_and_host(
+                &config,
+                &headers(&[("host", "127.0.0.1:8080"), ("origin", "null")]),
+                &uri
+            )
+            .is_err()
+        );
+        let allowed = McpConfig {
+            allowed_origins: vec!["https://app.example".into()],
+            ..config
+        };
+        assert!(
+            check_origin_and_host(
+                &allowed,
+                &headers(&[
+                    ("host", "127.0.0.1:8080"),
+                    ("origin", "https://app.example")
+                ]),
+                &uri
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn the_stateless_ladder_checks_envelope_and_headers() {
+        let params: Map<String, Value> = serde_json::from_value(json!({"name": "a__b", "_meta": {
+            PROTOCOL_VERSION_META_KEY: "2026-07-28", CLIENT_CAPABILITIES_META_KEY: {}
+        }}))
+        .unwrap();
+        let good = headers(&[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "a__b"),
+        ]);
+        assert!(matches!(
+            classify("tools/call", &params, &good),
+            Ok(Era::Modern)
+        ));
+        let bad_name = headers(&[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "a__c"),
+        ]);
+        assert_eq!(
+            classify("tools/call", &params, &bad_name)
+                .err()
+                .unwrap()
+                .code,
+            jsonrpc::HEADER_MISMATCH
+        );
+        let bad_method = headers(&[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/list"),
+            ("mcp-name", "a__b"),
+        ]);
+        assert_eq!(
+            classify("tools/call", &params, &bad_method)
+                .err()
+                .unwrap()
+                .code,
+            jsonrpc::HEADER_MISMATCH
+        );
+        let b64 = headers(&[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "=?base64?YV9fYg==?="),
+        ]);
+        assert!(classify("tools/call", &params, &b64).is_ok());
+        let no_meta = Map::new();
+        assert_eq!(
+            classify("server/discover", &no_meta, &good)
+                .err()
+                .unwrap()
+                .code,
+            jsonrpc::INVALID_PARAMS
+        );
+        assert!(matches!(
+            classify("tools/list", &no_meta, &HeaderMap::new()),
+            Ok(Era::Handshake)
+        ));
+        let old: Map<String, Value> = serde_json::from_value(json!({"_meta": {PROTOCOL_VERSION_META_KEY: "2099-01-01", CLIENT_CAPABILITIES_META_KEY: {}}})).unwrap();
+        let h = headers(&[
+            ("mcp-protocol-version", "2099-01-01"),
+            ("mcp-method", "tools/list"),
+        ]);
+        assert_eq!(
+            classify("tools/list", &old, &h).err().unwrap().code,
+            jsonrpc::UNSUPPORTED_PROTOCOL_VERSION
+        );
+    }
+}

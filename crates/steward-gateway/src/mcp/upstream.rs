@@ -1,0 +1,837 @@
+//! Clients for upstream MCP servers: a supervised stdio child process, and Streamable HTTP.
+//!
+//! **stdio**: Steward spawns the server with a cleared environment (only `PATH`, `HOME`,
+//! locale and temp-dir variables pass through, so Steward's own configuration and master
+//! key never reach it), plus the service's plain variables and its credentials decrypted
+//! from the vault. A supervisor restarts a crashed child with exponential backoff (250 ms
+//! doubling to 30 s, reset after a minute of healthy running) and kills it on shutdown.
+//! Requests are multiplexed over the one child by JSON-RPC id.
+//!
+//! **Streamable HTTP**: requests go through the service's egress-checked client
+//! ([`crate::upstream`]), so the SSRF guard applies; the credential is added as a header
+//! from the vault; the `Host` header is the upstream's own; responses may be JSON or an SSE
+//! stream, from which the matching response is taken.
+//!
+//! Server-to-client requests (sampling, elicitation, roots) are answered with
+//! `method not found`: the gateway does not relay them to agents.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http_body_util::{BodyExt, Full};
+use serde_json::{Map, Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::{oneshot, watch};
+
+use super::jsonrpc::{self, Id, Message, RpcError};
+use crate::runtime::Runtime;
+use crate::service::{McpTransport, ServiceSpec, UpstreamAuth};
+
+/// The protocol version Steward offers upstream servers in its `initialize`.
+pub const UPSTREAM_PROTOCOL_VERSION: &str = "2025-06-18";
+/// Environment variables a stdio server inherits from Steward; everything else is cleared.
+const PASSTHROUGH_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TMPDIR",
+    "TZ",
+    "USER",
+    "SYSTEMROOT",
+];
+const MIN_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+
+/// Why an upstream call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// The server is not running or cannot be reached.
+    #[error("upstream unavailable: {0}")]
+    Unavailable(String),
+    /// No answer in time.
+    #[error("upstream timed out")]
+    Timeout,
+    /// The server answered with a JSON-RPC error.
+    #[error("upstream error {}: {}", .0.code, .0.message)]
+    Rpc(RpcError),
+    /// The server's answer broke the protocol.
+    #[error("upstream protocol error: {0}")]
+    Protocol(String),
+    /// The egress guard refused the address.
+    #[error("upstream address not allowed")]
+    EgressBlocked,
+}
+
+/// A connection to one upstream MCP server.
+#[derive(Debug)]
+pub struct McpUpstream {
+    transport: UpstreamTransport,
+    /// Set when the server said its tool list changed (or restarted).
+    pub tools_stale: Arc<AtomicBool>,
+}
+
+#[derive(Debug)]
+enum UpstreamTransport {
+    Stdio(StdioHandle),
+    Http(Arc<HttpConn>),
+}
+
+impl McpUpstream {
+    /// Builds the client for a service; a stdio server is started in the background.
+    pub fn start(rt: &Arc<Runtime>, spec: &ServiceSpec) -> Result<Self, UpstreamError> {
+        let mcp = spec
+            .mcp
+            .as_ref()
+            .ok_or_else(|| UpstreamError::Unavailable("the service has no `mcp` section".into()))?;
+        let tools_stale = Arc::new(AtomicBool::new(true));
+        let transport = match &mcp.transport {
+            McpTransport::Stdio { .. } => UpstreamTransport::Stdio(StdioHandle::spawn(
+                Arc::downgrade(rt),
+                spec.clone(),
+                Arc::clone(&tools_stale),
+            )),
+            McpTransport::Http { url } => {
+                let uri: http::Uri = url
+                    .parse()
+                    .map_err(|e| UpstreamError::Unavailable(format!("url: {e}")))?;
+                let client = rt
+                    .upstream
+                    .client(spec.egress(), spec.ca_bundle.as_deref())
+                    .map_err(UpstreamError::Unavailable)?;
+                UpstreamTransport::Http(Arc::new(HttpConn {
+                    rt: Arc::downgrade(rt),
+                    uri,
+                    client,
+                    auth: spec.auth.clone(),
+                    session: Mutex::new(None),
+                    init: tokio::sync::Mutex::new(false),
+                    next_id: AtomicI64::new(1),
+                    tools_stale: Arc::clone(&tools_stale),
+                }))
+            }
+        };
+        Ok(Self {
+            transport,
+            tools_stale,
+        })
+    }
+
+    /// Sends a request and waits for its result.
+    pub async fn request(
+        &self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value, UpstreamError> {
+        match &self.transport {
+            UpstreamTransport::Stdio(h) => h.request(method, params, timeout).await,
+            UpstreamTransport::Http(c) => c.request(method, params, timeout).await,
+        }
+    }
+
+    /// Stops a stdio server (and keeps it stopped).
+    pub fn shutdown(&self) {
+        if let UpstreamTransport::Stdio(h) = &self.transport {
+            let _ = h.shutdown.send(true);
+        }
+    }
+
+    /// How many times the stdio server was (re)started.
+    pub fn starts(&self) -> u64 {
+        match &self.transport {
+            UpstreamTransport::Stdio(h) => h.starts.load(Ordering::Relaxed),
+            UpstreamTransport::Http(_) => 0,
+        }
+    }
+}
+
+impl Drop for McpUpstream {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn initialize_params() -> Value {
+    json!({
+        "protocolVersion": UPSTREAM_PROTOCOL_VERSION,
+        "capabilities": {},
+        "clientInfo": {"name": "steward", "version": env!("CARGO_PKG_VERSION")},
+    })
+}
+
+fn params_map(params: Value) -> Map<String, Value> {
+    match params {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// stdio
+
+#[derive(Debug)]
+struct StdioHandle {
+    conn: watch::Receiver<Option<Arc<StdioConn>>>,
+    shutdown: watch::Sender<bool>,
+    starts: Arc<AtomicU64>,
+}
+
+type Pending = Mutex<HashMap<i64, oneshot::Sender<Result<Value, RpcError>>>>;
+
+#[derive(Debug)]
+struct StdioConn {
+    stdin: tokio::sync::Mutex<ChildStdin>,
+    pending: Pending,
+    next_id: AtomicI64,
+}
+
+impl StdioConn {
+    async fn send(&self, message: &Value) -> Result<(), UpstreamError> {
+        let mut line = message.to_string().into_bytes();
+        line.push(b'\n');
+        let mut stdin = self.stdin.lock().await;
+        stdin
+            .write_all(&line)
+            .await
+            .map_err(|e| UpstreamError::Unavailable(format!("write: {e}")))?;
+        stdin
+            .flush()
+            .await
+            .map_err(|e| UpstreamError::Unavailable(format!("write: {e}")))
+    }
+
+    async fn request(
+        &self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value, UpstreamError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, tx);
+        let msg = Message::Request {
+            id: Id::Number(id),
+            method: method.to_owned(),
+            params: params_map(params),
+        };
+        if let Err(e) = self.send(&msg.to_json()).await {
+            self.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            return Err(e);
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(Ok(v))) => Ok(v),
+            Ok(Ok(Err(e))) => Err(UpstreamError::Rpc(e)),
+            Ok(Err(_)) => Err(UpstreamError::Unavailable("the server exited".into())),
+            Err(_) => {
+                self.pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+                let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": id}});
+                let _ = self.send(&cancel).await;
+                Err(UpstreamError::Timeout)
+            }
+        }
+    }
+
+    fn fail_all(&self) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+}
+
+impl StdioHandle {
+    fn spawn(rt: Weak<Runtime>, spec: ServiceSpec, tools_stale: Arc<AtomicBool>) -> Self {
+        let (conn_tx, conn_rx) = watch::channel(None);
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let starts = Arc::new(AtomicU64::new(0));
+        tokio::spawn(supervise(
+            rt,
+            spec,
+            conn_tx,
+            shutdown_rx,
+            Arc::clone(&starts),
+            tools_stale,
+        ));
+        Self {
+            conn: conn_rx,
+            shutdown: shutdown_tx,
+            starts,
+        }
+    }
+
+    async fn request(
+        &self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value, UpstreamError> {
+        let mut rx = self.conn.clone();
+        let conn = match tokio::time::timeout(timeout, rx.wait_for(Option::is_some)).await {
+            Ok(Ok(guard)) => guard.clone(),
+            Ok(Err(_)) => return Err(UpstreamError::Unavailable("the server was stopped".into())),
+            Err(_) => {
+                return Err(UpstreamError::Unavailable(
+                    "the server is not running (restarting)".into(),
+                ));
+            }
+        };
+        let conn =
+            conn.ok_or_else(|| UpstreamError::Unavailable("the server is not running".into()))?;
+        conn.request(method, params, timeout).await
+    }
+}
+
+async fn supervise(
+    rt: Weak<Runtime>,
+    spec: ServiceSpec,
+    conn_tx: watch::Sender<Option<Arc<StdioConn>>>,
+    mut shutdown: watch::Receiver<bool>,
+    starts: Arc<AtomicU64>,
+    tools_stale: Arc<AtomicBool>,
+) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let started = Instant::now();
+        match spawn_child(&rt, &spec, Arc::clone(&tools_stale)).await {
+            Ok((mut child, conn)) => {
+                starts.fetch_add(1, Ordering::Relaxed);
+                let init = conn
+                    .request("initialize", initialize_params(), Duration::from_secs(30))
+                    .await;
+                match init {
+                    Ok(_) => {
+                        let _ = conn
+                            .send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+                            .await;
+                        tools_stale.store(true, Ordering::Relaxed);
+                        let _ = conn_tx.send(Some(Arc::clone(&conn)));
+                        tracing::info!(mcp.service = %spec.name, "mcp server started");
+                    }
+                    Err(e) => {
+                        tracing::warn!(mcp.service = %spec.name, error = %e, "mcp server failed to initialize")
+                    }
+                }
+                tokio::select! {
+                    status = child.wait() => {
+                        tracing::warn!(mcp.service = %spec.name, status = ?status.ok(), "mcp server exited; restarting with backoff");
+                    }
+                    _ = shutdown.changed() => {
+                        let _ = child.kill().await;
+                        let _ = conn_tx.send(None);
+                        conn.fail_all();
+                        break;
+                    }
+                }
+                let _ = conn_tx.send(None);
+                conn.fail_all();
+            }
+            Err(e) => {
+                tracing::warn!(mcp.service = %spec.name, error = %e, "mcp server could not be started")
+            }
+        }
+        if started.elapsed() >= HEALTHY_AFTER {
+            backoff = MIN_BACKOFF;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => break,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn spawn_child(
+    rt: &Weak<Runtime>,
+    spec: &ServiceSpec,
+    tools_stale: Arc<AtomicBool>,
+) -> Result<(Child, Arc<StdioConn>), UpstreamError> {
+    let Some(McpTransport::Stdio {
+        command,
+        args,
+        env,
+        plain_env,
+        cwd,
+    }) = spec.mcp.as_ref().map(|m| &m.transport)
+    else {
+        return Err(UpstreamError::Unavailable("not a stdio service".into()));
+    };
+    let rt = rt
+        .upgrade()
+        .ok_or_else(|| UpstreamError::Unavailable("shutting down".into()))?;
+    let mut cmd = Command::new(command);
+    cmd.args(args).env_clear();
+    for name in PASSTHROUGH_ENV {
+        if let Some(v) = std::env::var_os(name) {
+            cmd.env(name, v);
+        }
+    }
+    cmd.envs(plain_env);
+    for (var, secret) in env {
+        // Phase 5 for stdio servers: the credential reaches the tool process, never the agent.
+        let (_, value) = rt.secret_value(secret).await.map_err(|e| {
+            UpstreamError::Unavailable(format!("credential `{secret}` for `{var}`: {e}"))
+        })?;
+        let text = std::str::from_utf8(value.expose_secret()).map_err(|_| {
+            UpstreamError::Unavailable(format!("credential `{secret}` is not UTF-8"))
+        })?;
+        cmd.env(var, text);
+    }
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| UpstreamError::Unavailable(format!("spawn `{command}`: {e}")))?;
+    let stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| UpstreamError::Unavailable("no stdin".into()))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| UpstreamError::Unavailable("no stdout".into()))?;
+    if let Some(stderr) = child.stderr.take() {
+        let service = spec.name.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let short: String = line.chars().take(512).collect();
+                tracing::debug!(mcp.service = %service, "mcp server stderr: {short}");
+            }
+        });
+    }
+    let conn = Arc::new(StdioConn {
+        stdin: tokio::sync::Mutex::new(stdin),
+        pending: Mutex::new(HashMap::new()),
+        next_id: AtomicI64::new(1),
+    });
+    let reader_conn = Arc::clone(&conn);
+    let service = spec.name.clone();
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(stdout);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match read_bounded_line(&mut reader, &mut line).await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(mcp.service = %service, error = %e, "mcp server output unreadable");
+                    break;
+                }
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match jsonrpc::parse(&line) {
+                Ok(msg) => dispatch_from_server(&reader_conn, msg, &tools_stale).await,
+                Err(e) => {
+                    tracing::debug!(mcp.service = %service, error = %e.message, "ignoring a malformed line from the mcp server")
+                }
+            }
+        }
+        reader_conn.fail_all();
+    });
+    Ok((child, conn))
+}
+
+async fn read_bounded_line<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    out: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    loop {
+        let buf = reader.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(out.len());
+        }
+        let (chunk, done) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        out.extend_from_slice(buf.get(..chunk).unwrap_or_default());
+        reader.consume(chunk);
+        if out.len() > jsonrpc::MAX_MESSAGE_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "message too large",
+            ));
+        }
+        if done {
+            return Ok(out.len());
+        }
+    }
+}
+
+async fn dispatch_from_server(conn: &StdioConn, msg: Message, tools_stale: &AtomicBool) {
+    match msg {
+        Message::Response {
+            id: Id::Number(n),
+            result,
+        } => {
+            if let Some(tx) = conn
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&n)
+            {
+                let _ = tx.send(Ok(result));
+            }
+        }
+        Message::Error {
+            id: Some(Id::Number(n)),
+            error,
+        } => {
+            if let Some(tx) = conn
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&n)
+            {
+                let _ = tx.send(Err(error));
+            }
+        }
+        Message::Request { id, method, .. } => {
+            let reply = if method == "ping" {
+                jsonrpc::response(&id, json!({}))
+            } else {
+                jsonrpc::error_response(
+                    Some(&id),
+                    &RpcError::new(
+                        jsonrpc::METHOD_NOT_FOUND,
+                        "the gateway does not relay server requests",
+                    ),
+                )
+            };
+            let _ = conn.send(&reply).await;
+        }
+        Message::Notification { method, .. } if method == "notifications/tools/list_changed" => {
+            tools_stale.store(true, Ordering::Relaxed);
+        }
+        _ => {}
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Streamable HTTP
+
+struct HttpConn {
+    rt: Weak<Runtime>,
+    uri: http::Uri,
+    client: crate::upstream::UpstreamClient,
+    auth: UpstreamAuth,
+    session: Mutex<Option<String>>,
+    init: tokio::sync::Mutex<bool>,
+    next_id: AtomicI64,
+    tools_stale: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for HttpConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConn")
+            .field("uri", &self.uri)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Posted {
+    Reply(Result<Value, RpcError>),
+    Accepted,
+    SessionExpired,
+}
+
+impl HttpConn {
+    async fn request(
+        &self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value, UpstreamError> {
+        for _attempt in 0..2 {
+            self.ensure_initialized(timeout).await?;
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let msg = Message::Request {
+                id: Id::Number(id),
+                method: method.to_owned(),
+                params: params_map(params.clone()),
+            };
+            match tokio::time::timeout(timeout, self.post(&msg.to_json(), Some(id))).await {
+                Err(_) => return Err(UpstreamError::Timeout),
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(Posted::Reply(Ok(v)))) => return Ok(v),
+                Ok(Ok(Posted::Reply(Err(e)))) => return Err(UpstreamError::Rpc(e)),
+                Ok(Ok(Posted::Accepted)) => {
+                    return Err(UpstreamError::Protocol(
+                        "a request was answered with 202".into(),
+                    ));
+                }
+                Ok(Ok(Posted::SessionExpired)) => {
+                    // The server forgot the session: initialize again, once.
+                    *self.init.lock().await = false;
+                    *self.session.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    self.tools_stale.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        Err(UpstreamError::Unavailable(
+            "the server keeps rejecting its session".into(),
+        ))
+    }
+
+    async fn ensure_initialized(&self, timeout: Duration) -> Result<(), UpstreamError> {
+        let mut done = self.init.lock().await;
+        if *done {
+            return Ok(());
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let msg = Message::Request {
+            id: Id::Number(id),
+            method: "initialize".into(),
+            params: params_map(initialize_params()),
+        };
+        match tokio::time::timeout(timeout, self.post(&msg.to_json(), Some(id))).await {
+            Err(_) => return Err(UpstreamError::Timeout),
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(Posted::Reply(Ok(_)))) => {}
+            Ok(Ok(Posted::Reply(Err(e)))) => return Err(UpstreamError::Rpc(e)),
+            Ok(Ok(_)) => {
+                return Err(UpstreamError::Protocol(
+                    "initialize was not answered".into(),
+                ));
+            }
+        }
+        let _ = self
+            .post(
+                &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+                None,
+            )
+            .await;
+        *done = true;
+        Ok(())
+    }
+
+    async fn post(&self, body: &Value, id: Option<i64>) -> Result<Posted, UpstreamError> {
+        let bytes = Bytes::from(body.to_string());
+        let mut req = http::Request::builder()
+            .method(http::Method::POST)
+            .uri(self.uri.clone())
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json, text/event-stream")
+            .header("mcp-protocol-version", UPSTREAM_PROTOCOL_VERSION)
+            .body(
+                Full::new(bytes)
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            )
+            .map_err(|e| UpstreamError::Unavailable(e.to_string()))?;
+        let session = self
+            .session
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(session) = session
+            && let Ok(v) = HeaderValue::from_str(&session)
+        {
+            req.headers_mut().insert("mcp-session-id", v);
+        }
+        self.inject(req.headers_mut()).await?;
+        let resp = self.client.request(req).await.map_err(|e| {
+            if format!("{e:?}").contains("PermissionDenied") {
+                UpstreamError::EgressBlocked
+            } else {
+                UpstreamError::Unavailable(e.to_string())
+            }
+        })?;
+        let status = resp.status();
+        if let Some(session) = resp
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+        {
+            *self.session.lock().unwrap_or_else(|p| p.into_inner()) = Some(session.to_owned());
+        }
+        if status == http::StatusCode::ACCEPTED {
+            return Ok(Posted::Accepted);
+        }
+        if status == http::StatusCode::NOT_FOUND
+            && self.session.lock().map(|s| s.is_some()).unwrap_or(false)
+        {
+            return Ok(Posted::SessionExpired);
+        }
+        let is_sse = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().starts_with("text/event-stream"));
+        let mut body = resp.into_body();
+        if !is_sse {
+            let collected = http_body_util::Limited::new(body, jsonrpc::MAX_MESSAGE_BYTES)
+                .collect()
+                .await
+                .map_err(|e| UpstreamError::Protocol(format!("response body: {e}")))?
+                .to_bytes();
+            if !status.is_success() && collected.is_empty() {
+                return Err(UpstreamError::Unavailable(format!("http status {status}")));
+            }
+            return match jsonrpc::parse(&collected) {
+                Ok(Message::Response { result, .. }) => Ok(Posted::Reply(Ok(result))),
+                Ok(Message::Error { error, .. }) => Ok(Posted::Reply(Err(error))),
+                Ok(_) => Err(UpstreamError::Protocol(
+                    "the answer is not a response".into(),
+                )),
+                Err(e) if status.is_success() => Err(UpstreamError::Protocol(e.message)),
+                Err(_) => Err(UpstreamError::Unavailable(format!("http status {status}"))),
+            };
+        }
+        // SSE: read events until the response with our id arrives.
+        let mut buffer: Vec<u8> = Vec::new();
+        let mut total = 0usize;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| UpstreamError::Protocol(format!("event stream: {e}")))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            total = total.saturating_add(data.len());
+            if total > jsonrpc::MAX_MESSAGE_BYTES * 4 {
+                return Err(UpstreamError::Protocol("event stream too large".into()));
+            }
+            buffer.extend_from_slice(&data);
+            while let Some((event, rest)) = split_event(&buffer) {
+                let payload = sse_data(&event);
+                buffer = rest;
+                if payload.is_empty() {
+                    continue;
+                }
+                match jsonrpc::parse(payload.as_bytes()) {
+                    Ok(Message::Response {
+                        id: Id::Number(n),
+                        result,
+                    }) if Some(n) == id => return Ok(Posted::Reply(Ok(result))),
+                    Ok(Message::Error {
+                        id: Some(Id::Number(n)),
+                        error,
+                    }) if Some(n) == id => return Ok(Posted::Reply(Err(error))),
+                    Ok(Message::Notification { method, .. })
+                        if method == "notifications/tools/list_changed" =>
+                    {
+                        self.tools_stale.store(true, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Err(UpstreamError::Protocol(
+            "the event stream ended without a response".into(),
+        ))
+    }
+
+    async fn inject(&self, headers: &mut http::HeaderMap) -> Result<(), UpstreamError> {
+        let (name, prefix, secret) = match &self.auth {
+            UpstreamAuth::None => return Ok(()),
+            UpstreamAuth::Bearer { secret } => {
+                (header::AUTHORIZATION, "Bearer ".to_owned(), secret)
+            }
+            UpstreamAuth::Header {
+                name,
+                secret,
+                prefix,
+            } => (
+                http::HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| UpstreamError::Unavailable(format!("bad header name `{name}`")))?,
+                prefix.clone(),
+                secret,
+            ),
+            _ => {
+                return Err(UpstreamError::Unavailable(
+                    "MCP services support auth `none`, `bearer` and `header`".into(),
+                ));
+            }
+        };
+        let rt = self
+            .rt
+            .upgrade()
+            .ok_or_else(|| UpstreamError::Unavailable("shutting down".into()))?;
+        let (_, value) = rt
+            .secret_value(secret)
+            .await
+            .map_err(|e| UpstreamError::Unavailable(format!("credential: {e}")))?;
+        let mut raw = zeroize::Zeroizing::new(Vec::with_capacity(
+            prefix.len() + value.expose_secret().len(),
+        ));
+        raw.extend_from_slice(prefix.as_bytes());
+        raw.extend_from_slice(value.expose_secret());
+        let mut v = HeaderValue::from_bytes(&raw).map_err(|_| {
+            UpstreamError::Unavailable("the credential is not a valid header value".into())
+        })?;
+        v.set_sensitive(true);
+        headers.insert(name, v);
+        Ok(())
+    }
+}
+
+/// Splits the first complete SSE event (terminated by a blank line) off `buffer`.
+fn split_event(buffer: &[u8]) -> Option<(String, Vec<u8>)> {
+    let text = buffer;
+    for (i, w) in text.windows(2).enumerate() {
+        if w == b"\n\n" {
+            let event =
+                String::from_utf8_lossy(text.get(..i).unwrap_or_default()).replace('\r', "");
+            return Some((event, text.get(i + 2..).unwrap_or_default().to_vec()));
+        }
+    }
+    for (i, w) in text.windows(4).enumerate() {
+        if w == b"\r\n\r\n" {
+            let event =
+                String::from_utf8_lossy(text.get(..i).unwrap_or_default()).replace('\r', "");
+            return Some((event, text.get(i + 4..).unwrap_or_default().to_vec()));
+        }
+    }
+    None
+}
+
+fn sse_data(event: &str) -> String {
+    event
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| d.strip_prefix(' ').unwrap_or(d))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_events_are_split_and_joined() {
+        let buf = b"event: message\ndata: {\"a\":\ndata: 1}\n\nid: 2\ndata: x\n\npartial".to_vec();
+        let (event, rest) = split_event(&buf).unwrap();
+        assert_eq!(sse_data(&event), "{\"a\":\n1}");
+        let (event, rest) = split_event(&rest).unwrap();
+        assert_eq!(sse_data(&event), "x");
+        assert!(split_event(&rest).is_none());
+    }
+}

@@ -1,0 +1,257 @@
+//! Audit background tasks: the checkpoint scheduler (sign the writer head every N records
+//! or T seconds; store it, append it to a file, POST it to a witness), the streaming sink
+//! (webhook or syslog, at least once, from a stored cursor), and the probe that brings
+//! the audit path back to healthy once the store can write again.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use serde_json::json;
+use steward_audit::{Actor, AuditEvent, Checkpoint, CheckpointPolicy, CheckpointSigner, EventKind};
+use steward_gateway::runtime::Runtime;
+use tokio::io::AsyncWriteExt;
+
+/// `[audit]` settings the tasks use.
+#[derive(Debug, Clone, Default)]
+pub struct AuditOptions {
+    /// When checkpoints are due.
+    pub policy: CheckpointPolicy,
+    /// Append checkpoints to this file.
+    pub checkpoint_file: Option<PathBuf>,
+    /// POST checkpoints here.
+    pub witness_url: Option<String>,
+    /// Deliver records to this webhook.
+    pub sink_url: Option<String>,
+    /// Deliver records to this syslog collector over UDP.
+    pub syslog_addr: Option<String>,
+}
+
+/// `kv_records` kind of the sink cursors.
+pub const CURSOR_KIND: &str = "audit_cursor";
+
+/// Starts the tasks.
+pub fn spawn(rt: Arc<Runtime>, signer: CheckpointSigner, options: AuditOptions) {
+    let witness = options.witness_url.clone().map(|url| {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Checkpoint>(64);
+        tokio::spawn(witness_task(url, rx));
+        tx
+    });
+    tokio::spawn(checkpoint_task(Arc::clone(&rt), signer, options.clone(), witness));
+    if let Some(url) = options.sink_url.clone() {
+        tokio::spawn(sink_task(Arc::clone(&rt), Sink::Webhook(url)));
+    }
+    if let Some(addr) = options.syslog_addr.clone() {
+        tokio::spawn(sink_task(Arc::clone(&rt), Sink::Syslog(addr)));
+    }
+    tokio::spawn(resume_probe(rt));
+}
+
+async fn checkpoint_task(
+    rt: Arc<Runtime>,
+    signer: CheckpointSigner,
+    options: AuditOptions,
+    witness: Option<tokio::sync::mpsc::Sender<Checkpoint>>,
+) {
+    let mut heads = rt.audit.subscribe();
+    let mut last: Option<(u64, i64)> = match steward_gateway::audit_sink::checkpoints(&rt.store, &rt.instance_id).await
+    {
+        Ok(list) => list.last().map(|c| (c.tree_size, c.time_ms)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read audit checkpoints");
+            None
+        }
+    };
+    loop {
+        // Wake on a new durable head, or every second for the time rule.
+        let _ = tokio::time::timeout(Duration::from_secs(1), heads.changed()).await;
+        let head = *heads.borrow_and_update();
+        let now = rt.now_ms();
+        if !options.policy.is_due(last, head.tree_size, now) {
+            continue;
+        }
+        let checkpoint = signer.sign_head(&head, now, &rt.instance_id);
+        match store_checkpoint(&rt, &checkpoint, options.checkpoint_file.as_ref()).await {
+            Ok(()) => {
+                last = Some((checkpoint.tree_size, checkpoint.time_ms));
+                metrics::counter!("steward_audit_checkpoints_total").increment(1);
+                if let Some(tx) = &witness
+                    && tx.try_send(checkpoint).is_err()
+                {
+                    tracing::warn!("witness queue full; a checkpoint was not sent (a later one supersedes it)");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot store audit checkpoint; retrying"),
+        }
+    }
+}
+
+async fn store_checkpoint(rt: &Runtime, checkpoint: &Checkpoint, file: Option<&PathBuf>) -> Result<()> {
+    let line = serde_json::to_string(checkpoint)?;
+    let size = i64::try_from(checkpoint.tree_size).unwrap_or(i64::MAX);
+    rt.store.audit_checkpoint_insert(&rt.instance_id, size, &line).await?;
+    if let Some(path) = file {
+        let mut f = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .await
+            .with_context(|| format!("checkpoint file `{}`", path.display()))?;
+        f.write_all(format!("{line}\n").as_bytes()).await?;
+        f.sync_data().await?;
+    }
+    Ok(())
+}
+
+async fn witness_task(url: String, mut rx: tokio::sync::mpsc::Receiver<Checkpoint>) {
+    let client = match reqwest::Client::builder().timeout(Duration::from_secs(10)).build() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "witness client");
+            return;
+        }
+    };
+    while let Some(checkpoint) = rx.recv().await {
+        let mut delay = Duration::from_millis(200);
+        for attempt in 1..=8u32 {
+            match client.post(&url).json(&checkpoint).send().await {
+                Ok(r) if r.status().is_success() => break,
+                Ok(r) => tracing::warn!(status = r.status().as_u16(), attempt, "witness refused checkpoint"),
+                Err(e) => tracing::warn!(error = %e, attempt, "witness unreachable"),
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Sink {
+    Webhook(String),
+    Syslog(String),
+}
+
+impl Sink {
+    fn cursor_id(&self, instance: &str) -> String {
+        match self {
+            Self::Webhook(_) => format!("webhook:{instance}"),
+            Self::Syslog(_) => format!("syslog:{instance}"),
+        }
+    }
+}
+
+const SINK_BATCH: i64 = 100;
+
+/// Delivers records `cursor..` in batches; the cursor advances only after a batch was
+/// accepted, so a crash or a failed delivery repeats records rather than losing them.
+async fn sink_task(rt: Arc<Runtime>, sink: Sink) {
+    let cursor_id = sink.cursor_id(&rt.instance_id);
+    let mut heads = rt.audit.subscribe();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().ok();
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match deliver_once(&rt, &sink, &cursor_id, client.as_ref()).await {
+            Ok(true) => {
+                delay = Duration::from_millis(200);
+                continue;
+            }
+            Ok(false) => {
+                delay = Duration::from_millis(200);
+                let _ = tokio::time::timeout(Duration::from_secs(1), heads.changed()).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "audit sink delivery failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// One batch; `Ok(true)` when records were delivered (more may follow).
+async fn deliver_once(rt: &Runtime, sink: &Sink, cursor_id: &str, client: Option<&reqwest::Client>) -> Result<bool> {
+    let cursor = match rt.store.kv_get(CURSOR_KIND, cursor_id).await? {
+        Some(record) => record.body["next_seq"].as_i64().unwrap_or(0),
+        None => 0,
+    };
+    let rows = rt.store.audit_range(&rt.instance_id, cursor, SINK_BATCH).await?;
+    let Some(last) = rows.last() else {
+        return Ok(false);
+    };
+    let next = last.seq.saturating_add(1);
+    let mut lines = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let record = steward_gateway::audit_sink::from_row(row).map_err(|e| anyhow!(e))?;
+        lines.push((record.time_ms, record.to_jsonl_line()?));
+    }
+    match sink {
+        Sink::Webhook(url) => {
+            let client = client.ok_or_else(|| anyhow!("no http client"))?;
+            let body: String = lines.iter().map(|(_, l)| format!("{l}\n")).collect();
+            let resp = client
+                .post(url)
+                .header("content-type", "application/x-ndjson")
+                .header("steward-audit-instance", rt.instance_id.as_str())
+                .body(body)
+                .send()
+                .await?;
+            if !resp.status().is_success() {
+                return Err(anyhow!("webhook answered {}", resp.status()));
+            }
+        }
+        Sink::Syslog(addr) => {
+            let socket = tokio::net::UdpSocket::bind("0.0.0.0:0").await?;
+            socket.connect(addr).await?;
+            for (time_ms, line) in &lines {
+                socket
+                    .send(syslog_line(*time_ms, &rt.instance_id, line).as_bytes())
+                    .await?;
+            }
+        }
+    }
+    rt.store
+        .kv_put(CURSOR_KIND, cursor_id, &json!({"next_seq": next}), rt.now_ms())
+        .await?;
+    Ok(true)
+}
+
+/// An RFC 5424 message: facility 13 (log audit), severity 6 (informational), the record
+/// as its JSON line.
+fn syslog_line(time_ms: i64, instance: &str, line: &str) -> String {
+    let time = jiff::Timestamp::from_millisecond(time_ms)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| "-".into());
+    let host = if instance.is_empty() { "-" } else { instance };
+    format!("<110>1 {time} {host} steward - audit - {line}")
+}
+
+/// After an audit write failed, readiness reports it until a write succeeds. Requests may
+/// not arrive while a load balancer holds traffic back, so this probe writes a record
+/// saying the log resumed, which succeeds (and restores readiness) as soon as the store
+/// can write again.
+async fn resume_probe(rt: Arc<Runtime>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if rt.audit_healthy.load(Ordering::Relaxed) {
+            continue;
+        }
+        let mut event = AuditEvent::new(EventKind::Other("audit_resumed".into()), Actor::system());
+        event.detail = json!({"reason": "the audit store accepted writes again after a failure"});
+        if rt.audit(event).await.is_ok() {
+            tracing::info!("audit log writable again");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syslog_lines_follow_rfc_5424() {
+        let line = syslog_line(0, "ins_1", "{\"seq\":0}");
+        assert_eq!(line, "<110>1 1970-01-01T00:00:00Z ins_1 steward - audit - {\"seq\":0}");
+    }
+}

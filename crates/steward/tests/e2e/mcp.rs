@@ -1,0 +1,718 @@
+//! The MCP gateway with real peers: upstreams are a Python `mcp` SDK server (stdio) and
+//! `@modelcontextprotocol/server-everything` (stdio and Streamable HTTP); the agent is the
+//! Python `mcp` SDK client (which negotiates `2026-07-28`) plus raw JSON-RPC for the
+//! session-based `2025-11-25` handshake.
+//!
+//! Peers are installed by `scripts/install-mcp-peers` (called from `scripts/test`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+fn here() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/mcp")
+}
+
+fn npm_dir() -> PathBuf {
+    std::env::var_os("STEWARD_NPM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/steward-npm")
+        })
+}
+
+fn everything_js() -> PathBuf {
+    npm_dir().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js")
+}
+
+/// The Python interpreter that has the `mcp` SDK, if any.
+fn python_with_mcp() -> Option<String> {
+    let out = Command::new("python3")
+        .args(["-c", "import mcp, httpx2, sys; print(sys.executable)"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn peers_available() -> Option<String> {
+    let python = python_with_mcp();
+    let node = everything_js().exists()
+        && Command::new("node")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if python.is_none() || !node {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but the MCP peers are missing (run scripts/install-mcp-peers)"
+        );
+        eprintln!("skipping: MCP peers not installed (scripts/install-mcp-peers)");
+        return None;
+    }
+    python
+}
+
+/// `node` when the TypeScript SDK client is installed (skips locally, fails under CI=true).
+fn ts_sdk_node() -> Option<&'static str> {
+    if npm_dir()
+        .join("node_modules/@modelcontextprotocol/sdk/dist/esm/client/index.js")
+        .exists()
+    {
+        return Some("node");
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but @modelcontextprotocol/sdk is missing (run scripts/install-mcp-peers)"
+    );
+    eprintln!("skipping the TypeScript client: @modelcontextprotocol/sdk not installed");
+    None
+}
+
+/// Runs the Python SDK agent; returns its JSON output.
+fn agent(python: &str, port: u16, token: &str, args: &[&str]) -> Value {
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let out = Command::new(python)
+        .arg(here().join("agent.py"))
+        .args([url.as_str(), token])
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "agent {args:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("agent output {stdout:?}: {e}"))
+}
+
+fn tool_names(listing: &Value) -> Vec<String> {
+    listing["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn call(
+    python: &str,
+    port: u16,
+    token: &str,
+    tool: &str,
+    args: Value,
+    meta: Option<Value>,
+) -> Value {
+    let args_text = args.to_string();
+    let meta_text = meta.map(|m| m.to_string());
+    let mut argv = vec!["call", tool, args_text.as_str()];
+    if let Some(m) = &meta_text {
+        argv.push(m.as_str());
+    }
+    agent(python, port, token, &argv)
+}
+
+/// One JSON-RPC POST to `/mcp`; returns status, headers+body text, and the JSON body.
+fn rpc(port: u16, headers: &[(&str, &str)], body: &Value) -> (u16, String, Value) {
+    let mut all = vec![
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+    ];
+    all.extend_from_slice(headers);
+    let (status, text) = http(
+        "POST",
+        &format!("http://127.0.0.1:{port}/mcp"),
+        &all,
+        Some(&body.to_string()),
+    );
+    let json = text
+        .split("\r\n\r\n")
+        .nth(1)
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    (status, text, json)
+}
+
+fn header_value(text: &str, name: &str) -> Option<String> {
+    text.split("\r\n\r\n").next()?.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_owned())
+    })
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data).as_ref())
+}
+
+const POLICY: &str = "permit(principal, action in Action::\"read\", resource);\n\
+permit(principal, action == Action::\"tools:transfer\", resource);\n\
+permit(principal, action == Action::\"tools:crash\", resource);\n\
+@approval(\"transfers above 100 need a human\")\n\
+forbid(principal, action == Action::\"tools:transfer\", resource) when { context.args.amount > 100 };\n";
+
+fn services_yaml(python: &str, variant: &Path, http_port: u16) -> String {
+    let server = here().join("tool_server.py");
+    format!(
+        r#"version: 1
+services:
+  - name: tools
+    kind: mcp
+    class_overrides: {{crash: write}}
+    mcp:
+      transport:
+        type: stdio
+        command: {python}
+        args: ["{server}"]
+        env: {{UPSTREAM_API_KEY: tools-api-key}}
+        plain_env: {{TOOLS_VARIANT_FILE: "{variant}"}}
+  - name: tools2
+    kind: mcp
+    mcp:
+      transport:
+        type: stdio
+        command: {python}
+        args: ["{server}"]
+  - name: everything
+    kind: mcp
+    mcp:
+      transport:
+        type: stdio
+        command: node
+        args: ["{everything}", "stdio"]
+  - name: everything_http
+    kind: mcp
+    allow_http: true
+    allow_private: true
+    auth: {{type: bearer, secret: tools-api-key}}
+    mcp:
+      transport:
+        type: http
+        url: "http://127.0.0.1:{http_port}/mcp"
+"#,
+        server = server.display(),
+        variant = variant.display(),
+        everything = everything_js().display(),
+    )
+}
+
+#[test]
+fn mcp_gateway_governs_real_mcp_peers() {
+    let Some(python) = peers_available() else {
+        return;
+    };
+    let d = Deployment::start(None, None);
+    let port = d.port;
+    let admin = d.admin.clone();
+    let agent_token = d.agent.clone();
+    let (_other_id, _, other_token) = new_agent(port, &admin, "agent-two");
+
+    // server-everything over Streamable HTTP, forced onto loopback by the preload.
+    let http_port = free_port();
+    let preload =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/mcp/listen-loopback.cjs");
+    let _everything_http = Proc(
+        Command::new("node")
+            .arg("--require")
+            .arg(&preload)
+            .arg(everything_js())
+            .arg("streamableHttp")
+            .env("PORT", http_port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(http_port);
+    // The preload bound it to loopback only.
+    let ss = Command::new("ss")
+        .args(["-ltnH"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if !ss.is_empty() {
+        let line = ss
+            .lines()
+            .find(|l| l.contains(&format!(":{http_port} ")))
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            line.contains(&format!("127.0.0.1:{http_port}")),
+            "server-everything is not loopback-only: {line}"
+        );
+    }
+
+    d.ok(&["secret", "set", "tools-api-key"], Some(CANARY));
+    let variant = d.dir.path().join("variant.txt");
+    std::fs::write(&variant, "").unwrap();
+    let apply = d.dir.path().join("mcp-services.yaml");
+    std::fs::write(&apply, services_yaml(&python, &variant, http_port)).unwrap();
+    d.ok(&["apply", "--file", apply.to_str().unwrap()], None);
+
+    // First listing pins every tool (also makes them policy operations).
+    for service in ["tools", "tools2", "everything", "everything_http"] {
+        let refreshed = json(port, &admin, &["mcp", "refresh", service]);
+        assert!(
+            refreshed["quarantined"].as_array().unwrap().is_empty(),
+            "{refreshed}"
+        );
+        assert!(
+            !refreshed["usable"].as_array().unwrap().is_empty(),
+            "{refreshed}"
+        );
+    }
+    let pins = json(
+        port,
+        &admin,
+        &["mcp", "tools", "list", "--service", "tools"],
+    );
+    assert!(
+        pins["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["status"] == "approved"),
+        "{pins}"
+    );
+    d.policy(POLICY);
+
+    // Listing (stateless 2026-07-28 through the Python SDK): namespaced, filtered by policy.
+    let listing = agent(&python, port, &agent_token, &["list"]);
+    assert_eq!(listing["protocol_version"], "2026-07-28", "{listing}");
+    let names = tool_names(&listing);
+    for expected in [
+        "tools__echo",
+        "tools__secret_digest",
+        "tools__transfer",
+        "tools2__echo",
+        "everything__echo",
+        "everything_http__echo",
+    ] {
+        assert!(
+            names.contains(&expected.to_owned()),
+            "{expected} missing from {names:?}"
+        );
+    }
+    assert!(
+        !names.contains(&"tools__wipe".to_owned()),
+        "a tool denied outright is listed: {names:?}"
+    );
+    assert!(
+        listing["ttl_ms"].as_u64().is_some(),
+        "ttlMs missing: {listing}"
+    );
+
+    // Calling: allowed read, and two servers' `echo` stay distinct.
+    let r = call(
+        &python,
+        port,
+        &agent_token,
+        "tools__echo",
+        json!({"message": "hello"}),
+        None,
+    );
+    assert_eq!(
+        (r["is_error"].as_bool(), r["text"].as_str()),
+        (Some(false), Some("hello")),
+        "{r}"
+    );
+    let r = call(
+        &python,
+        port,
+        &agent_token,
+        "tools2__echo",
+        json!({"message": "second"}),
+        None,
+    );
+    assert_eq!(r["text"], "second", "{r}");
+    let r = call(
+        &python,
+        port,
+        &agent_token,
+        "everything__echo",
+        json!({"message": "via stdio"}),
+        None,
+    );
+    assert!(r["text"].as_str().unwrap().contains("via stdio"), "{r}");
+    let r = call(
+        &python,
+        port,
+        &agent_token,
+        "everything_http__echo",
+        json!({"message": "via http"}),
+        None,
+    );
+    assert!(r["text"].as_str().unwrap().contains("via http"), "{r}");
+
+    // Credential injection: the tool sees the vault secret; the agent never does.
+    let r = call(
+        &python,
+        port,
+        &agent_token,
+        "tools__secret_digest",
+        json!({}),
+        None,
+    );
+    assert_eq!(
+        r["text"].as_str().unwrap(),
+        format!("sha256:{}", sha256_hex(CANARY.as_bytes())),
+        "{r}"
+    );
+    assert!(!r.to_string().contains(CANARY));
+
+    // Denial: a tool error naming the reason.
+    let r = call(&python, port, &agent_token, "tools__wipe", json!({}), None);
+    assert_eq!(r["is_error"], true, "{r}");
+    assert!(
+        r["text"].as_str().unwrap().contains("Denied by Steward"),
+        "{r}"
+    );
+    assert!(
+        !r["text"].as_str().unwrap().contains("forbid"),
+        "policy internals leaked: {r}"
+    );
+
+    // Approval: the tool error names the approval id; the approved retry runs once.
+    let r = call(
+        &python,
+        port,
+        &agent_token,
+        "tools__transfer",
+        json!({"amount": 500, "to": "bob"}),
+        None,
+    );
+    assert_eq!(r["is_error"], true, "{r}");
+    let approval = r["meta"]["steward/approval_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(r["text"].as_str().unwrap().contains(&approval), "{r}");
+    d.ok(
+        &["approvals", "approve", &approval, "--reason", "checked"],
+        None,
+    );
+    let other_args = call(
+        &python,
+        port,
+        &agent_token,
+        "tools__transfer",
+        json!({"amount": 900, "to": "bob"}),
+        Some(json!({"steward/approval": approval})),
+    );
+    assert_eq!(
+        other_args["is_error"], true,
+        "an approval must not cover other arguments: {other_args}"
+    );
+    let r = call(
+        &python,
+        port,
+        &agent_token,
+        "tools__transfer",
+        json!({"amount": 500, "to": "bob"}),
+        Some(json!({"steward/approval": approval})),
+    );
+    assert_eq!(
+        (r["is_error"].as_bool(), r["text"].as_str()),
+        (Some(false), Some("transferred 500 to bob")),
+        "{r}"
+    );
+    let r = call(
+        &python,
+        port,
+        &agent_token,
+        "tools__transfer",
+        json!({"amount": 50, "to": "bob"}),
+        None,
+    );
+    assert_eq!(r["text"], "transferred 50 to bob", "{r}");
+
+    // The TypeScript SDK client (session-based 2025-11-25): listing, calling, denial.
+    if let Some(node) = ts_sdk_node() {
+        let out = Command::new(node)
+            .arg(here().join("ts_agent.mjs"))
+            .arg(npm_dir())
+            .arg(format!("http://127.0.0.1:{port}/mcp"))
+            .arg(&agent_token)
+            .args([
+                "tools2__echo",
+                r#"{"message":"from typescript"}"#,
+                "tools__wipe",
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "TypeScript agent failed: {}\n{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ts: Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!(ts["protocol_version"], "2025-11-25", "{ts}");
+        assert_eq!(ts["session"], true, "{ts}");
+        let names: Vec<&str> = ts["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(
+            names.contains(&"tools2__echo") && names.contains(&"everything__echo"),
+            "{ts}"
+        );
+        assert!(!names.contains(&"tools__wipe"), "{ts}");
+        assert_eq!(
+            (
+                ts["allowed"]["is_error"].as_bool(),
+                ts["allowed"]["text"].as_str()
+            ),
+            (Some(false), Some("from typescript")),
+            "{ts}"
+        );
+        assert_eq!(ts["denied"]["is_error"], true, "{ts}");
+        assert!(
+            ts["denied"]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("Denied by Steward"),
+            "{ts}"
+        );
+        assert_eq!(ts["denied"]["meta"]["steward/status"], "denied", "{ts}");
+    }
+
+    // Pinning: a changed description (with an invisible character) and a new tool are
+    // quarantined; unchanged tools keep working.
+    std::fs::write(&variant, "rugpull extra").unwrap();
+    let refreshed = json(port, &admin, &["mcp", "refresh", "tools"]);
+    let quarantined: Vec<&str> = refreshed["quarantined"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        quarantined.contains(&"echo") && quarantined.contains(&"exfiltrate"),
+        "{refreshed}"
+    );
+    let names = tool_names(&agent(&python, port, &agent_token, &["list"]));
+    assert!(
+        !names.contains(&"tools__echo".to_owned())
+            && !names.contains(&"tools__exfiltrate".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"tools__secret_digest".to_owned())
+            && names.contains(&"tools2__echo".to_owned()),
+        "{names:?}"
+    );
+    let r = call(
+        &python,
+        port,
+        &agent_token,
+        "tools__echo",
+        json!({"message": "x"}),
+        None,
+    );
+    assert_eq!(r["is_error"], true, "{r}");
+    assert!(r["text"].as_str().unwrap().contains("quarantined"), "{r}");
+    let diff = ok(port, &admin, &["mcp", "tools", "diff", "tools__echo"], None);
+    assert!(
+        diff.contains("<U+200B>"),
+        "invisible character not revealed: {diff}"
+    );
+    assert!(diff.contains("- ") && diff.contains("+ "), "{diff}");
+    let (code, _, err) = cli(
+        port,
+        &admin,
+        &["mcp", "tools", "approve", "tools__echo", "--hash", "0000"],
+        None,
+    );
+    assert_ne!(
+        code, 0,
+        "approving a hash other than the pending one must fail"
+    );
+    assert!(err.contains("changed again"), "{err}");
+    d.ok(
+        &[
+            "mcp",
+            "tools",
+            "approve",
+            "tools__echo",
+            "--reason",
+            "reviewed",
+        ],
+        None,
+    );
+    let names = tool_names(&agent(&python, port, &agent_token, &["list"]));
+    assert!(
+        names.contains(&"tools__echo".to_owned()),
+        "approved tool still hidden: {names:?}"
+    );
+    assert!(
+        !names.contains(&"tools__exfiltrate".to_owned()),
+        "{names:?}"
+    );
+    let r = call(
+        &python,
+        port,
+        &agent_token,
+        "tools__echo",
+        json!({"message": "back"}),
+        None,
+    );
+    assert_eq!(r["text"], "back", "{r}");
+
+    // Session-based handshake (2025-11-25): the session is bound to the identity.
+    let bearer = format!("Bearer {agent_token}");
+    let other_bearer = format!("Bearer {other_token}");
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}});
+    let (status, text, body) = rpc(port, &[("Authorization", &bearer)], &init);
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(body["result"]["protocolVersion"], "2025-11-25");
+    let session = header_value(&text, "mcp-session-id").expect("a session id");
+    assert!(
+        session.len() >= 22,
+        "session id too short for 128 bits: {session}"
+    );
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let (status, _, body) = rpc(
+        port,
+        &[
+            ("Authorization", &bearer),
+            ("Mcp-Session-Id", &session),
+            ("MCP-Protocol-Version", "2025-11-25"),
+        ],
+        &list,
+    );
+    assert_eq!(status, 200);
+    assert!(
+        body["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "tools__echo"),
+        "{body}"
+    );
+    let (status, text, _) = rpc(
+        port,
+        &[
+            ("Authorization", &other_bearer),
+            ("Mcp-Session-Id", &session),
+        ],
+        &list,
+    );
+    assert_eq!(status, 403, "another identity replayed the session: {text}");
+    let (status, _, _) = rpc(port, &[("Mcp-Session-Id", &session)], &list);
+    assert_eq!(status, 401, "a session id alone must not authenticate");
+    let (status, _, _) = rpc(
+        port,
+        &[
+            ("Authorization", &bearer),
+            ("Mcp-Session-Id", "forged-session"),
+        ],
+        &list,
+    );
+    assert_eq!(status, 404);
+    // DNS rebinding: foreign Origin and Host are refused.
+    let (status, _, _) = rpc(
+        port,
+        &[
+            ("Authorization", &bearer),
+            ("Mcp-Session-Id", &session),
+            ("Origin", "http://evil.example"),
+        ],
+        &list,
+    );
+    assert_eq!(status, 403);
+    let (status, _) = http(
+        "POST",
+        &format!("http://127.0.0.1:{port}/mcp"),
+        &[
+            ("Authorization", &bearer),
+            ("Host", "evil.example"),
+            ("Content-Type", "application/json"),
+        ],
+        Some(&list.to_string()),
+    );
+    assert!(
+        status == 403 || status == 400,
+        "foreign Host accepted: {status}"
+    );
+
+    // The stdio server is restarted after a crash.
+    let _ = call(&python, port, &agent_token, "tools__crash", json!({}), None);
+    let started = Instant::now();
+    loop {
+        let r = call(
+            &python,
+            port,
+            &agent_token,
+            "tools__echo",
+            json!({"message": "again"}),
+            None,
+        );
+        if r["text"] == "again" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the crashed server never came back: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // Every call is audited, and the chain verifies.
+    let verify = json(port, &admin, &["audit", "verify"]);
+    assert_eq!(verify["ok"], true, "{verify}");
+    let log = json(
+        port,
+        &admin,
+        &[
+            "audit",
+            "search",
+            "--operation",
+            "tools2:echo",
+            "--limit",
+            "10",
+        ],
+    );
+    assert!(
+        !log["items"].as_array().unwrap().is_empty(),
+        "tools2:echo not audited: {log}"
+    );
+    let log = json(
+        port,
+        &admin,
+        &[
+            "audit",
+            "search",
+            "--operation",
+            "tools:transfer",
+            "--limit",
+            "100",
+        ],
+    );
+    let with_approval = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["event"]["approval_id"] == approval.as_str())
+        .count();
+    assert!(
+        with_approval >= 2,
+        "decision and outcome should carry the approval id: {log}"
+    );
+
+    let Deployment { dir, steward, .. } = d;
+    drop(steward);
+    // The credential never appears in plaintext at rest or in logs.
+    let hits = all_files_contain(dir.path(), CANARY);
+    assert!(hits.is_empty(), "credential found in {hits:?}");
+}
