@@ -59,9 +59,12 @@ http {
   }
 }
 NGINX
+# nginx workers drop to an unprivileged user: let them read the static files.
+chmod -R a+rX "$WORK"
 nginx -c "$WORK/nginx.conf" -p "$WORK"
 
-"$BIN" serve --data-dir "$WORK/steward" --listen "127.0.0.1:$GW" > "$WORK/steward.out" 2> "$WORK/steward.err" &
+STEWARD_DATA="${STEWARD_BENCH_DATA_DIR:-$WORK/steward}"
+"$BIN" serve --data-dir "$STEWARD_DATA" --listen "127.0.0.1:$GW" > "$WORK/steward.out" 2> "$WORK/steward.err" &
 STEWARD_PID=$!
 for _ in $(seq 1 100); do grep -q stwa_ "$WORK/steward.out" 2>/dev/null && break; sleep 0.1; done
 export STEWARD_SERVER="http://127.0.0.1:$GW"
@@ -93,6 +96,10 @@ check -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$GW/gw/bench/item.json
 to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/,"",v); print v/1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v } else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000 } else print v }'; }
 run() { # name url [header]
   local out
+  # STEWARD_BENCH_PERF=FILE records a CPU profile of Steward during its runs.
+  if [ "$1" = steward ] && [ -n "${STEWARD_BENCH_PERF:-}" ]; then
+    perf record -F 999 -g -p "$STEWARD_PID" -o "$STEWARD_BENCH_PERF" -- sleep "$DURATION" >/dev/null 2>&1 &
+  fi
   if [ -n "${3:-}" ]; then
     out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -H "$3" "$2")
   else

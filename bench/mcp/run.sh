@@ -6,7 +6,9 @@
 #   (b) through nginx as a reverse proxy injecting Authorization (proxy_pass);
 #   (c) through Steward's /mcp with full governance: bearer token verification, session
 #       check, tool pinning, Cedar policy, credential injection from the vault, durable
-#       audit of decision and outcome, forwarding to the same responder.
+#       audit of decision and outcome, forwarding to the same responder;
+#   (d) as (c), with the audit group-commit window at 0 instead of the default 1 ms;
+# then a phase breakdown of (c): `ping`, a denied call, the allowed call.
 # The client is wrk with bench/mcp/call.lua, which counts every response that is not the
 # tool's own result as bad. Writes bench/results/mcp.md.
 #
@@ -31,7 +33,7 @@ BIN="$STEWARD_BIN"
 WORK="$(mktemp -d)"
 cleanup() {
   [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
-  [ -n "${STEWARD_PID:-}" ] && kill "$STEWARD_PID" 2>/dev/null || true
+  for p in "${STEWARD_PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -43,7 +45,7 @@ UP=$(free_port); PROXY=$(free_port); GW=$(free_port)
 # both a tool listing (read by Steward's `tools/list`) and a tool result (`tools/call`);
 # `initialize` only needs some result. Ids are not echoed: Steward matches a JSON answer to
 # its POST, and the load client ignores ids.
-CANNED='{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"bench-ok"}],"isError":false,"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"static","version":"1"},"tools":[{"name":"echo","description":"Returns a canned text.","inputSchema":{"type":"object","properties":{"message":{"type":"string"}}},"annotations":{"readOnlyHint":true}}]}}'
+CANNED='{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"bench-ok"}],"isError":false,"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"static","version":"1"},"tools":[{"name":"echo","description":"Returns a canned text.","inputSchema":{"type":"object","properties":{"message":{"type":"string"}}},"annotations":{"readOnlyHint":true}},{"name":"blocked","description":"Never allowed.","inputSchema":{"type":"object"}}]}}'
 mkdir -p "$WORK/logs"
 cat > "$WORK/nginx.conf" <<NGINX
 worker_processes 1;
@@ -72,16 +74,29 @@ http {
 NGINX
 nginx -c "$WORK/nginx.conf" -p "$WORK"
 
-"$BIN" serve --data-dir "$WORK/steward" --listen "127.0.0.1:$GW" > "$WORK/steward.out" 2> "$WORK/steward.err" &
-STEWARD_PID=$!
-for _ in $(seq 1 150); do grep -q stwa_ "$WORK/steward.out" 2>/dev/null && break; sleep 0.1; done
-export STEWARD_SERVER="http://127.0.0.1:$GW"
-STEWARD_TOKEN="$(grep -o 'stwa_[A-Za-z0-9_-]*' "$WORK/steward.out" | head -n1)"
-export STEWARD_TOKEN
-"$BIN" identity create bench-agent --owner bench >/dev/null
-"$BIN" identity key-create bench-agent > "$WORK/key" 2>/dev/null
-printf 'upstream-bench-secret' | "$BIN" secret set bench-secret >/dev/null
-cat > "$WORK/services.yaml" <<YAML
+# Two Steward instances with the same setup: the default configuration, and one with the
+# audit group-commit window at 0 (`[audit] batch_window_ms = 0`), to show what the window
+# costs a lone caller.
+printf 'version = 1\n\n[audit]\nbatch_window_ms = 0\n' > "$WORK/window0.toml"
+STEWARD_PIDS=()
+setup_steward() { # name port [config]: starts, bootstraps and configures one instance
+  local name="$1" port="$2" dir="$WORK/$1"
+  mkdir -p "$dir"
+  if [ -n "${3:-}" ]; then
+    STEWARD_CONFIG="$3" "$BIN" serve --data-dir "$dir/data" --listen "127.0.0.1:$port" > "$dir/out" 2> "$dir/err" &
+  else
+    "$BIN" serve --data-dir "$dir/data" --listen "127.0.0.1:$port" > "$dir/out" 2> "$dir/err" &
+  fi
+  STEWARD_PIDS+=($!)
+  for _ in $(seq 1 150); do grep -q stwa_ "$dir/out" 2>/dev/null && break; sleep 0.1; done
+  local admin
+  admin="$(grep -o 'stwa_[A-Za-z0-9_-]*' "$dir/out" | head -n1)"
+  [ -n "$admin" ] || { echo "Steward $name did not start: $(tail -n 3 "$dir/err")" >&2; exit 1; }
+  export STEWARD_SERVER="http://127.0.0.1:$port" STEWARD_TOKEN="$admin"
+  "$BIN" identity create bench-agent --owner bench >/dev/null
+  "$BIN" identity key-create bench-agent > "$dir/key" 2>/dev/null
+  printf 'upstream-bench-secret' | "$BIN" secret set bench-secret >/dev/null
+  cat > "$dir/services.yaml" <<YAML
 version: 1
 services:
   - name: bench
@@ -94,16 +109,21 @@ services:
         type: http
         url: "http://127.0.0.1:$UP/mcp"
 YAML
-"$BIN" apply --file "$WORK/services.yaml" >/dev/null
-"$BIN" mcp refresh bench >/dev/null
-mkdir -p "$WORK/pol"
-echo 'permit(principal, action == Action::"bench:echo", resource);' > "$WORK/pol/p.cedar"
-"$BIN" policy set "$WORK/pol" >/dev/null
+  "$BIN" apply --file "$dir/services.yaml" >/dev/null
+  "$BIN" mcp refresh bench >/dev/null
+  mkdir -p "$dir/pol"
+  echo 'permit(principal, action == Action::"bench:echo", resource);' > "$dir/pol/p.cedar"
+  "$BIN" policy set "$dir/pol" >/dev/null
+}
+GW0=$(free_port)
+setup_steward steward0 "$GW0" "$WORK/window0.toml"
+setup_steward steward "$GW"
+agent_token() { STEWARD_SERVER="http://127.0.0.1:$1" "$BIN" token get --client-id bench-agent --key-file "$WORK/$2/key"; }
 
 # A token lives 15 minutes by default: every round mints one and opens a 2025-11-25 session.
-session() { # token -> session id
+session() { # token port -> session id
   curl -sf -D - -o /dev/null -H "Authorization: Bearer $1" -H 'Content-Type: application/json' \
-    -H 'Accept: application/json, text/event-stream' "http://127.0.0.1:$GW/mcp" \
+    -H 'Accept: application/json, text/event-stream' "http://127.0.0.1:$2/mcp" \
     -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}' \
     | tr -d '\r' | awk 'tolower($1)=="mcp-session-id:" {print $2}'
 }
@@ -116,12 +136,16 @@ probe() { # url [headers...]: one call must return the tool's own result
     || { echo "probe failed: $url" >&2; exit 1; }
   case "$body" in *'"text":"bench-ok"'*) ;; *) echo "probe got a wrong answer from $url: $body" >&2; exit 1 ;; esac
 }
-TOKEN="$("$BIN" token get --client-id bench-agent --key-file "$WORK/key")"
-SID="$(session "$TOKEN")"
-[ -n "$SID" ] || { echo "no MCP session from Steward" >&2; exit 1; }
+mint() { # -> TOKEN, SID (default instance), TOKEN0, SID0 (window 0)
+  TOKEN="$(agent_token "$GW" steward)"; SID="$(session "$TOKEN" "$GW")"
+  TOKEN0="$(agent_token "$GW0" steward0)"; SID0="$(session "$TOKEN0" "$GW0")"
+  [ -n "$SID" ] && [ -n "$SID0" ] || { echo "no MCP session from Steward" >&2; exit 1; }
+}
+mint
 probe "http://127.0.0.1:$UP/mcp"
 probe "http://127.0.0.1:$PROXY/mcp"
 probe "http://127.0.0.1:$GW/mcp" -H "Authorization: Bearer $TOKEN" -H "Mcp-Session-Id: $SID"
+probe "http://127.0.0.1:$GW0/mcp" -H "Authorization: Bearer $TOKEN0" -H "Mcp-Session-Id: $SID0"
 
 to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/,"",v); print v/1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v } else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000 } else print v }'; }
 run() { # name concurrency url [headers...]
@@ -142,20 +166,34 @@ run() { # name concurrency url [headers...]
 : > "$WORK/results"
 for r in $(seq 1 "$ROUNDS"); do
   echo "round $r/$ROUNDS"
-  TOKEN="$("$BIN" token get --client-id bench-agent --key-file "$WORK/key")"
-  SID="$(session "$TOKEN")"
+  mint
   for c in 1 32; do
     run direct "$c" "http://127.0.0.1:$UP/mcp"
     run nginx "$c" "http://127.0.0.1:$PROXY/mcp"
     run steward "$c" "http://127.0.0.1:$GW/mcp" "Authorization: Bearer $TOKEN" "Mcp-Session-Id: $SID"
+    run steward0 "$c" "http://127.0.0.1:$GW0/mcp" "Authorization: Bearer $TOKEN0" "Mcp-Session-Id: $SID0"
   done
 done
-AUDITED=$("$BIN" audit search --operation bench:echo --limit 1 2>/dev/null | grep -c '"bench:echo"' || true)
+# Phase breakdown (one more round): `ping` costs the HTTP layer, bearer token and session
+# check; a denied call adds tool lookup, Cedar and one durable audit record; the allowed
+# call (above) adds the upstream round trip and the outcome record.
+mint
+for c in 1 32; do
+  MCP_BODY='{"jsonrpc":"2.0","id":7,"method":"ping"}' MCP_EXPECT='"result"' \
+    run steward-ping "$c" "http://127.0.0.1:$GW/mcp" "Authorization: Bearer $TOKEN" "Mcp-Session-Id: $SID"
+  MCP_BODY='{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"bench__blocked","arguments":{}}}' \
+    MCP_EXPECT='Denied by Steward' \
+    run steward-denied "$c" "http://127.0.0.1:$GW/mcp" "Authorization: Bearer $TOKEN" "Mcp-Session-Id: $SID"
+done
+export STEWARD_SERVER="http://127.0.0.1:$GW" STEWARD_TOKEN="$(grep -o 'stwa_[A-Za-z0-9_-]*' "$WORK/steward/out" | head -n1)"
+AUDITED=$("$BIN" -o json audit search --operation bench:echo --limit 10 2>/dev/null \
+  | python3 -c 'import json,sys; print(len(json.load(sys.stdin).get("items", [])))' || echo 0)
+VERIFIED=$("$BIN" -o json audit verify 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin).get("ok"))' || echo False)
 
-python3 - "$WORK/results" "$DURATION" "$ROUNDS" "$AUDITED" <<'PY'
+python3 - "$WORK/results" "$DURATION" "$ROUNDS" "$AUDITED" "$VERIFIED" <<'PY'
 import statistics, sys, datetime, os, platform
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-dur, rounds, audited = sys.argv[2], sys.argv[3], sys.argv[4]
+dur, rounds, audited, verified = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 by = {}
 for name, conns, rps, p50, p99, bad in rows:
     by.setdefault((name, int(conns)), []).append((float(rps), float(p50), float(p99), int(bad)))
@@ -174,9 +212,10 @@ lines = [
     "| path | concurrency | requests/s | p50 ms | p99 ms | bad |",
     "|---|---:|---:|---:|---:|---:|",
 ]
-labels = {"direct": "(a) direct to the responder", "nginx": "(b) nginx proxy_pass + Authorization", "steward": "(c) Steward /mcp, full governance"}
+labels = {"direct": "(a) direct to the responder", "nginx": "(b) nginx proxy_pass + Authorization", "steward": "(c) Steward /mcp, full governance",
+          "steward0": "(d) = (c) with `[audit] batch_window_ms = 0`"}
 for c in (1, 32):
-    for n in ("direct", "nginx", "steward"):
+    for n in ("direct", "nginx", "steward", "steward0"):
         v = med.get((n, c))
         if v:
             lines.append(f"| {labels[n]} | {c} | {v[0]:.0f} | {v[1]:.2f} | {v[2]:.2f} | {v[3]} |")
@@ -189,7 +228,36 @@ for c in (1, 32):
         f"nginx/direct {b[0]/a[0]:.2f}; Steward/nginx {s[0]/b[0]:.2f}. "
         f"p50 Steward/direct {s[1]/a[1]:.1f}×, p99 {s[2]/a[2]:.1f}× (Steward p99 {s[2]:.2f} ms vs nginx {b[2]:.2f} ms)"
     )
-lines.append(f"- audit check after the run: `steward audit search --operation bench:echo` returned records: {'yes' if audited not in ('', '0') else 'no'}")
+    if ("steward0", c) in med:
+        z = med[("steward0", c)]
+        lines.append(f"  - with the audit window at 0: Steward/direct **{z[0]/a[0]:.2f}**, p50 {z[1]:.2f} ms, p99 {z[2]:.2f} ms")
+lines += ["", "Phase breakdown (Steward only; one extra round): each row adds work to the one above.", "",
+          "| request | concurrency | requests/s | p50 ms | p99 ms | bad |", "|---|---:|---:|---:|---:|---:|"]
+phase = {"steward-ping": "`ping`: HTTP, bearer token, session check", "steward-denied": "`tools/call` denied: + tool lookup, Cedar, 1 durable audit record",
+         "steward": "`tools/call` allowed: + vault credential, upstream round trip, outcome record"}
+for c in (1, 32):
+    for n in ("steward-ping", "steward-denied", "steward"):
+        v = med.get((n, c))
+        if v:
+            lines.append(f"| {phase[n]} | {c} | {v[0]:.0f} | {v[1]:.2f} | {v[2]:.2f} | {v[3]} |")
+lines.append("")
+try:
+    per = lambda n, c: 1000.0 / med[(n, c)][0]  # mean ms per call at that concurrency
+    p1, d1, a1 = per("steward-ping", 1), per("steward-denied", 1), per("steward", 1)
+    lines.append(
+        f"- where the time goes at concurrency 1 (mean ms per call): HTTP + token + session {p1:.2f}; "
+        f"+ tool lookup, Cedar and one durable audit record {d1 - p1:.2f}; "
+        f"+ upstream round trip and the outcome record {a1 - d1:.2f}. The MCP layer itself is the `ping` row."
+    )
+    lines.append(
+        f"- at concurrency 32 the durable audit log sets the ceiling: denied calls (1 record each) reach "
+        f"{med[('steward-denied', 32)][0]:.0f}/s and allowed calls (2 records, committed one after the other) "
+        f"{med[('steward', 32)][0]:.0f}/s, i.e. {med[('steward-denied', 32)][0]:.0f} vs "
+        f"{2 * med[('steward', 32)][0]:.0f} records/s, while `ping` reaches {med[('steward-ping', 32)][0]:.0f}/s."
+    )
+except KeyError:
+    pass
+lines.append(f"- audit after the run: `steward audit search --operation bench:echo` found records: {'yes' if audited not in ('', '0') else 'NO'}; `steward audit verify`: {'ok' if verified == 'True' else 'FAILED'}")
 print("\n".join(lines))
 os.makedirs("bench/results", exist_ok=True)
 open("bench/results/mcp.md", "w").write("\n".join(lines) + "\n")

@@ -1289,7 +1289,7 @@ impl Store {
 }
 
 /// Rows per multi-row audit `INSERT` (11 parameters each, well under every backend's limit).
-pub const AUDIT_ROWS_PER_INSERT: usize = 100;
+pub const AUDIT_ROWS_PER_INSERT: usize = 16;
 
 /// `INSERT INTO audit_log (..) VALUES ($1, .., $11), ($12, ..), ..` for `rows` rows.
 fn audit_insert_sql(rows: usize) -> String {

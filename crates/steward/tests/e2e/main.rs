@@ -14,5 +14,6 @@ mod mcp;
 mod monitor;
 mod security;
 mod startup;
+mod tls;
 mod tokens;
 mod vault;

@@ -609,6 +609,33 @@ fn mcp_gateway_governs_real_mcp_peers() {
         &list,
     );
     assert_eq!(status, 403, "another identity replayed the session: {text}");
+    let in_session = [
+        ("Authorization", bearer.as_str()),
+        ("Mcp-Session-Id", session.as_str()),
+        ("MCP-Protocol-Version", "2025-11-25"),
+    ];
+    // An unknown tool is a tool error the model can read, not a protocol failure.
+    let unknown = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "nosuch__tool", "arguments": {}}});
+    let (status, text, body) = rpc(port, &in_session, &unknown);
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(body["result"]["isError"], true, "{body}");
+    assert!(
+        body["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Unknown tool `nosuch__tool`"),
+        "{body}"
+    );
+    // Resource subscriptions are relayed to the upstream that accepts the URI.
+    let subscribe = json!({"jsonrpc": "2.0", "id": 4, "method": "resources/subscribe",
+        "params": {"uri": "demo://resource/static/document/architecture.md"}});
+    let (status, text, body) = rpc(port, &in_session, &subscribe);
+    assert_eq!((status, &body["result"]), (200, &json!({})), "{text}");
+    let no_uri =
+        json!({"jsonrpc": "2.0", "id": 5, "method": "resources/unsubscribe", "params": {}});
+    let (status, _, body) = rpc(port, &in_session, &no_uri);
+    assert_eq!(status, 400, "{body}");
     let (status, _, _) = rpc(port, &[("Mcp-Session-Id", &session)], &list);
     assert_eq!(status, 401, "a session id alone must not authenticate");
     let (status, _, _) = rpc(
