@@ -4,7 +4,7 @@ import os
 import platform
 import subprocess
 
-ORDER = ["http", "mcp", "token", "vault", "policy", "audit", "monitor", "scan"]
+ORDER = ["summary", "http", "http-profile", "mcp", "mcp-conformance", "token", "vault", "policy", "audit", "monitor", "scan"]
 root = os.path.join(os.path.dirname(__file__), "..")
 results = os.path.join(root, "bench", "results")
 
@@ -40,9 +40,12 @@ files = sorted(f for f in os.listdir(results) if f.endswith(".md"))
 files.sort(key=lambda f: (ORDER.index(f[:-3]) if f[:-3] in ORDER else len(ORDER), f))
 for f in files:
     text = open(os.path.join(results, f)).read().strip()
-    lines = text.splitlines()
-    if lines and lines[0].startswith("# "):
-        lines[0] = "#" + lines[0]
+    # Each file's headings move one level down, so the files become sections.
+    lines, fenced = [], False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        lines.append("#" + line if line.startswith("#") and not fenced else line)
     parts.append("\n".join(lines))
     parts.append("")
 open(os.path.join(root, "BENCHMARKS.md"), "w").write("\n".join(parts))

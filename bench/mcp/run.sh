@@ -224,13 +224,13 @@ for c in (1, 32):
     a, b, s = med[("direct", c)], med[("nginx", c)], med[("steward", c)]
     verdict = "met" if s[0] >= 0.5 * a[0] else "missed"
     lines.append(
-        f"- concurrency {c}: Steward/direct requests/s **{s[0]/a[0]:.2f}** (target ≥ 0.5: {verdict}); "
-        f"nginx/direct {b[0]/a[0]:.2f}; Steward/nginx {s[0]/b[0]:.2f}. "
+        f"- concurrency {c}: Steward/direct requests/s **{s[0]/a[0]:.3f}** (target ≥ 0.5: {verdict}); "
+        f"nginx/direct {b[0]/a[0]:.2f}; Steward/nginx {s[0]/b[0]:.3f}. "
         f"p50 Steward/direct {s[1]/a[1]:.1f}×, p99 {s[2]/a[2]:.1f}× (Steward p99 {s[2]:.2f} ms vs nginx {b[2]:.2f} ms)"
     )
     if ("steward0", c) in med:
         z = med[("steward0", c)]
-        lines.append(f"  - with the audit window at 0: Steward/direct **{z[0]/a[0]:.2f}**, p50 {z[1]:.2f} ms, p99 {z[2]:.2f} ms")
+        lines.append(f"  - with the audit window at 0: Steward/direct **{z[0]/a[0]:.3f}**, p50 {z[1]:.2f} ms, p99 {z[2]:.2f} ms")
 lines += ["", "Phase breakdown (Steward only; one extra round): each row adds work to the one above.", "",
           "| request | concurrency | requests/s | p50 ms | p99 ms | bad |", "|---|---:|---:|---:|---:|---:|"]
 phase = {"steward-ping": "`ping`: HTTP, bearer token, session check", "steward-denied": "`tools/call` denied: + tool lookup, Cedar, 1 durable audit record",

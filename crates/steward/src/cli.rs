@@ -667,7 +667,7 @@ fn serve_options(args: &ServeArgs) -> Result<crate::serve::ServeOptions> {
         header_read_timeout: Duration::from_secs(raw.server.header_read_timeout_secs.unwrap_or(30).max(1)),
         instance_id: raw.server.instance_id.clone(),
         settings,
-        audit_batch_window: Duration::from_millis(raw.audit.batch_window_ms.unwrap_or(1)),
+        audit_batch_window: Duration::from_millis(raw.audit.batch_window_ms.unwrap_or(0)),
         audit: crate::audit_tasks::AuditOptions {
             policy: steward_audit::CheckpointPolicy {
                 every_records: raw.audit.checkpoint_every_records.unwrap_or(1000).max(1),

@@ -131,7 +131,8 @@ pub struct RawGateway {
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAudit {
-    /// Group-commit window in milliseconds (2).
+    /// Extra milliseconds the group-commit writer waits to grow a batch (0, the default:
+    /// appends that queue while a commit is in flight already share the next one).
     pub batch_window_ms: Option<u64>,
     /// Sign a checkpoint after this many new records (1000), or after
     /// `checkpoint_every_secs`, whichever comes first.

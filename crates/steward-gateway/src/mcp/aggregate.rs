@@ -550,12 +550,14 @@ pub async fn call_tool(
     reply
 }
 
-/// `resources/subscribe` and `resources/unsubscribe`: relayed to the upstream servers in
-/// name order until one accepts the URI. A subscription returns no data, so it is not a
-/// policy decision; update notifications are not relayed (the gateway keeps no standing
-/// server-to-client stream), so a subscription only keeps the upstream's state in step.
+/// `resources/subscribe` and `resources/unsubscribe`: relayed, in name order, to the
+/// upstream servers of which the caller can see at least one tool, until one accepts the
+/// URI. A subscription returns no data, so it is not a policy decision of its own; update
+/// notifications are not relayed (the gateway keeps no standing server-to-client stream),
+/// so a subscription only keeps the upstream's state in step.
 pub async fn relay_subscription(
     rt: &Arc<Runtime>,
+    caller: &Caller,
     method: &str,
     params: &Map<String, Value>,
 ) -> Result<Value, RpcError> {
@@ -571,6 +573,21 @@ pub async fn relay_subscription(
         let Ok(state) = service_state(rt, &service) else {
             continue;
         };
+        let Ok(view) = tools(rt, &state).await else {
+            continue;
+        };
+        let visible = view.usable.iter().any(|(name, tool)| {
+            let operation = OperationName::new(service.spec.name.clone(), name.clone());
+            !denied_outright(
+                rt,
+                caller,
+                &operation,
+                pins::class_of(tool, &service.spec.class_overrides),
+            )
+        });
+        if !visible {
+            continue;
+        }
         match state
             .upstream
             .request(method, json!({"uri": uri}), timeout(rt))

@@ -460,7 +460,7 @@ async fn post(rt: Arc<Runtime>, peer: SocketAddr, req: Request<Body>) -> Respons
         }
         "tools/call" => tools_call(rt, caller, id, params, parts.headers, modern).await,
         "resources/subscribe" | "resources/unsubscribe" => {
-            match aggregate::relay_subscription(&rt, &method, &params).await {
+            match aggregate::relay_subscription(&rt, &caller, &method, &params).await {
                 Ok(result) => {
                     json_response(StatusCode::OK, &jsonrpc::response(&id, finish(result)))
                 }
