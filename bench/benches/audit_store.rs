@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use steward_audit::{Actor, ActorKind, AuditEvent, AuditStore, AuditWriter, Decision, EventKind, WriterConfig};
+use steward_audit::{
+    Actor, ActorKind, AuditEvent, AuditStore, AuditWriter, Decision, EventKind, WriterConfig,
+};
 use steward_gateway::audit_sink::SqlAuditStore;
 use tokio::sync::{mpsc, oneshot};
 
@@ -53,7 +55,13 @@ struct RawRequest {
 fn start_raw(path: std::path::PathBuf) -> mpsc::Sender<RawRequest> {
     let (tx, mut rx) = mpsc::channel::<RawRequest>(8192);
     std::thread::spawn(move || {
-        let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(&path) else { return };
+        let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+        else {
+            return;
+        };
         let mut batch = Vec::with_capacity(MAX_BATCH);
         let mut buf = Vec::with_capacity(MAX_BATCH * 1024);
         while let Some(first) = rx.blocking_recv() {
@@ -126,7 +134,9 @@ async fn steward_round(dir: &std::path::Path, round: usize, concurrency: usize, 
         queue_capacity: 8192,
         instance_id: "gw-bench".to_owned(),
     };
-    let Ok(writer) = AuditWriter::start(audit_store, config).await else { return 0.0 };
+    let Ok(writer) = AuditWriter::start(audit_store, config).await else {
+        return 0.0;
+    };
     let rate = drive(concurrency, secs, move |n| {
         let writer = writer.clone();
         async move { writer.append(event(n), 1_700_000_000_000).await.is_ok() }
@@ -143,7 +153,9 @@ async fn raw_round(dir: &std::path::Path, round: usize, concurrency: usize, secs
     let rate = drive(concurrency, secs, move |n| {
         let tx = tx.clone();
         async move {
-            let Ok(line) = serde_json::to_vec(&event(n)) else { return false };
+            let Ok(line) = serde_json::to_vec(&event(n)) else {
+                return false;
+            };
             let (reply, answer) = oneshot::channel();
             tx.send(RawRequest { line, reply }).await.is_ok() && answer.await.is_ok()
         }
@@ -159,13 +171,30 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 fn main() {
-    let secs: f64 = std::env::var("AUDIT_STORE_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(2.0);
-    let rounds: usize = std::env::var("AUDIT_STORE_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
-    let Ok(runtime) = tokio::runtime::Builder::new_multi_thread().enable_all().build() else { return };
+    let secs: f64 = std::env::var("AUDIT_STORE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2.0);
+    let rounds: usize = std::env::var("AUDIT_STORE_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let Ok(runtime) = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
     // A temp dir under the target dir: the same disk for both writers.
-    let base = std::env::var_os("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
-    let Ok(dir) = tempfile::tempdir_in(&base) else { return };
-    println!("| Concurrency | Steward (SqlAuditStore) appends/s | Raw appends/s | Ratio (median of {rounds} paired rounds) |");
+    let base = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let Ok(dir) = tempfile::tempdir_in(&base) else {
+        return;
+    };
+    println!(
+        "| Concurrency | Steward (SqlAuditStore) appends/s | Raw appends/s | Ratio (median of {rounds} paired rounds) |"
+    );
     println!("|---|---|---|---|");
     for concurrency in [1usize, 16, 64] {
         let (mut ours, mut raws, mut ratios) = (Vec::new(), Vec::new(), Vec::new());

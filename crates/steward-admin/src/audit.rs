@@ -50,7 +50,9 @@ pub struct InstanceParam {
 /// `GET /admin/v1/audit/checkpoints`: the chain's signed checkpoints, oldest first.
 pub async fn checkpoints(State(rt): State<Arc<Runtime>>, Query(q): Query<InstanceParam>) -> R {
     let instance = instance_of(&rt, q.instance);
-    let items = audit_sink::checkpoints(&rt.store, &instance).await.map_err(access)?;
+    let items = audit_sink::checkpoints(&rt.store, &instance)
+        .await
+        .map_err(access)?;
     Ok(Json(json!({"instance_id": instance, "items": items})))
 }
 
@@ -62,8 +64,11 @@ pub async fn public_key(State(rt): State<Arc<Runtime>>) -> R {
         .await
         .map_err(p)?
         .ok_or_else(|| Problem::not_found("no checkpoint key has been created yet"))?;
-    let raw = steward_audit::parse_public_key(&key)
-        .map_err(|_| p(RuntimeError::Invalid("stored checkpoint key is malformed".into())))?;
+    let raw = steward_audit::parse_public_key(&key).map_err(|_| {
+        p(RuntimeError::Invalid(
+            "stored checkpoint key is malformed".into(),
+        ))
+    })?;
     Ok(Json(json!({
         "algorithm": "ed25519",
         "public_key": hex::encode(raw),
@@ -86,10 +91,12 @@ impl ChainTree {
             .map(|a| a.frontier)
             .unwrap_or_default();
         if tree_size < frontier.size() {
-            return Err(Problem::new(StatusCode::GONE, "archived", "Archived").detail(format!(
-                "records before {} were archived; verify them from the archive file",
-                frontier.size()
-            )));
+            return Err(
+                Problem::new(StatusCode::GONE, "archived", "Archived").detail(format!(
+                    "records before {} were archived; verify them from the archive file",
+                    frontier.size()
+                )),
+            );
         }
         let leaves = audit_sink::leaf_hashes(store, instance, frontier.size(), tree_size)
             .await
@@ -119,14 +126,23 @@ pub struct ProofParams {
 }
 
 async fn latest_checkpoint(store: &Store, instance: &str) -> Result<Option<Checkpoint>, Problem> {
-    Ok(audit_sink::checkpoints(store, instance).await.map_err(access)?.pop())
+    Ok(audit_sink::checkpoints(store, instance)
+        .await
+        .map_err(access)?
+        .pop())
 }
 
 /// `GET /admin/v1/audit/{seq}/proof`: inclusion proof of record `seq` in the tree of the
 /// latest checkpoint, or of `?tree_size=`.
-pub async fn inclusion_proof(State(rt): State<Arc<Runtime>>, Path(seq): Path<u64>, Query(q): Query<ProofParams>) -> R {
+pub async fn inclusion_proof(
+    State(rt): State<Arc<Runtime>>,
+    Path(seq): Path<u64>,
+    Query(q): Query<ProofParams>,
+) -> R {
     let instance = instance_of(&rt, q.instance);
-    let checkpoints = audit_sink::checkpoints(&rt.store, &instance).await.map_err(access)?;
+    let checkpoints = audit_sink::checkpoints(&rt.store, &instance)
+        .await
+        .map_err(access)?;
     let (tree_size, checkpoint) = match q.tree_size {
         Some(size) => (size, checkpoints.into_iter().find(|c| c.tree_size == size)),
         None => {
@@ -144,7 +160,9 @@ pub async fn inclusion_proof(State(rt): State<Arc<Runtime>>, Path(seq): Path<u64
     }
     let chain = ChainTree::load(&rt.store, &instance, tree_size).await?;
     let tree = chain.tree();
-    let proof = tree.inclusion_proof(seq, tree_size).map_err(proof_problem)?;
+    let proof = tree
+        .inclusion_proof(seq, tree_size)
+        .map_err(proof_problem)?;
     let root = tree.root(tree_size).map_err(proof_problem)?;
     let row = rt
         .store
@@ -177,9 +195,14 @@ pub struct ConsistencyParams {
 
 /// `GET /admin/v1/audit/consistency`: proof that the tree of `from` records is a prefix
 /// of the tree of `to` records (default: the latest checkpoint).
-pub async fn consistency_proof(State(rt): State<Arc<Runtime>>, Query(q): Query<ConsistencyParams>) -> R {
+pub async fn consistency_proof(
+    State(rt): State<Arc<Runtime>>,
+    Query(q): Query<ConsistencyParams>,
+) -> R {
     let instance = instance_of(&rt, q.instance);
-    let checkpoints = audit_sink::checkpoints(&rt.store, &instance).await.map_err(access)?;
+    let checkpoints = audit_sink::checkpoints(&rt.store, &instance)
+        .await
+        .map_err(access)?;
     let to = match q.to {
         Some(to) => to,
         None => latest_checkpoint(&rt.store, &instance)
@@ -225,7 +248,9 @@ fn ts_param(v: Option<&str>) -> Result<Option<i64>, Problem> {
         t.parse::<jiff::Timestamp>()
             .map(|ts| ts.as_millisecond())
             .or_else(|_| t.parse::<i64>())
-            .map_err(|_| Problem::bad_request(format!("`{t}` is neither RFC 3339 nor milliseconds")))
+            .map_err(|_| {
+                Problem::bad_request(format!("`{t}` is neither RFC 3339 nor milliseconds"))
+            })
     })
     .transpose()
 }
@@ -249,7 +274,9 @@ struct ExportCursor {
 
 const EXPORT_PAGE: i64 = 1000;
 
-async fn export_page(mut cursor: ExportCursor) -> Option<(Result<Vec<u8>, std::io::Error>, ExportCursor)> {
+async fn export_page(
+    mut cursor: ExportCursor,
+) -> Option<(Result<Vec<u8>, std::io::Error>, ExportCursor)> {
     if cursor.done {
         return None;
     }
@@ -280,9 +307,8 @@ async fn export_page(mut cursor: ExportCursor) -> Option<(Result<Vec<u8>, std::i
         let line = match steward_gateway::audit_sink::from_row(row) {
             Ok(record) => match cursor.format {
                 ExportFormat::Jsonl => record.to_jsonl_line().map_err(|e| e.to_string()),
-                ExportFormat::Ocsf => {
-                    serde_json::to_string(&steward_audit::to_ocsf(&record)).map_err(|e| e.to_string())
-                }
+                ExportFormat::Ocsf => serde_json::to_string(&steward_audit::to_ocsf(&record))
+                    .map_err(|e| e.to_string()),
             },
             Err(e) => Err(e),
         };
@@ -295,7 +321,10 @@ async fn export_page(mut cursor: ExportCursor) -> Option<(Result<Vec<u8>, std::i
                 cursor.done = true;
                 tracing::error!(error = %e, seq = row.seq, "audit export: corrupt record");
                 return Some((
-                    Err(std::io::Error::other(format!("record {} is corrupt", row.seq))),
+                    Err(std::io::Error::other(format!(
+                        "record {} is corrupt",
+                        row.seq
+                    ))),
                     cursor,
                 ));
             }
@@ -315,7 +344,10 @@ async fn export_page(mut cursor: ExportCursor) -> Option<(Result<Vec<u8>, std::i
 /// `format=jsonl` (default) writes [`steward_audit::AuditRecord::to_jsonl_line`], which
 /// `steward audit verify --file` checks offline; `format=ocsf` writes OCSF API Activity
 /// events (see docs/audit.md). `since`/`until` filter by time, `before` by sequence.
-pub async fn export(State(rt): State<Arc<Runtime>>, Query(q): Query<ExportParams>) -> Result<Response, Problem> {
+pub async fn export(
+    State(rt): State<Arc<Runtime>>,
+    Query(q): Query<ExportParams>,
+) -> Result<Response, Problem> {
     let format = match q.format.as_deref() {
         None | Some("jsonl") => ExportFormat::Jsonl,
         Some("ocsf") => ExportFormat::Ocsf,
@@ -346,7 +378,11 @@ pub async fn export(State(rt): State<Arc<Runtime>>, Query(q): Query<ExportParams
     };
     let stream = futures_util::stream::unfold(cursor, export_page);
     let content_type = "application/x-ndjson";
-    Ok(([(header::CONTENT_TYPE, content_type)], Body::from_stream(stream)).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, content_type)],
+        Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 /// `POST /admin/v1/audit/archive` body.
@@ -366,7 +402,9 @@ pub async fn archive(
     Json(input): Json<ArchiveInput>,
 ) -> R {
     let instance = rt.instance_id.clone();
-    let anchor = ArchiveAnchor::load(&rt.store, &instance).await.map_err(access)?;
+    let anchor = ArchiveAnchor::load(&rt.store, &instance)
+        .await
+        .map_err(access)?;
     let (frontier, cut) = match anchor {
         Some(a) => {
             let cut = a.frontier.size();
@@ -375,11 +413,15 @@ pub async fn archive(
         None => (MerkleFrontier::new(), 0),
     };
     if input.before <= cut {
-        return Err(Problem::conflict(format!("records before {cut} are already archived")));
+        return Err(Problem::conflict(format!(
+            "records before {cut} are already archived"
+        )));
     }
     let head = rt.audit.head().tree_size;
     if input.before > head {
-        return Err(Problem::bad_request(format!("the log has only {head} records")));
+        return Err(Problem::bad_request(format!(
+            "the log has only {head} records"
+        )));
     }
     let covered = latest_checkpoint(&rt.store, &instance)
         .await?
@@ -415,8 +457,12 @@ pub async fn archive(
             input.before
         ))));
     }
-    let anchor = ArchiveAnchor { frontier, chain_head };
-    let body = serde_json::to_string(&anchor).map_err(|e| p(RuntimeError::Invalid(e.to_string())))?;
+    let anchor = ArchiveAnchor {
+        frontier,
+        chain_head,
+    };
+    let body =
+        serde_json::to_string(&anchor).map_err(|e| p(RuntimeError::Invalid(e.to_string())))?;
     rt.audit_admin(
         &who.principal,
         "audit.archive",

@@ -15,7 +15,9 @@ use steward_audit::{Actor, ActorKind, AuditEvent, EventKind};
 use steward_gateway::problem::Problem;
 use steward_gateway::runtime::{Runtime, RuntimeError, new_id};
 use steward_gateway::service::ServiceSpec;
-use steward_store::models::{AdminToken, ApiKeyRecord, AuditQuery, Identity, PolicySetRecord, PolicyText, ServiceRecord};
+use steward_store::models::{
+    AdminToken, ApiKeyRecord, AuditQuery, Identity, PolicySetRecord, PolicyText, ServiceRecord,
+};
 
 use crate::auth::{AdminPrincipal, Role};
 
@@ -25,21 +27,38 @@ fn p(e: impl Into<RuntimeError>) -> Problem {
     e.into().to_problem()
 }
 
-const KINDS: &[&str] = &["ai_agent", "service_account", "bot", "ci_pipeline", "workload"];
+const KINDS: &[&str] = &[
+    "ai_agent",
+    "service_account",
+    "bot",
+    "ci_pipeline",
+    "workload",
+];
 
 fn identity_json(i: &Identity) -> Value {
     serde_json::to_value(i).unwrap_or(Value::Null)
 }
 
-pub(crate) async fn load_identity(rt: &Runtime, who: &AdminPrincipal, id_or_name: &str) -> Result<Identity, Problem> {
+pub(crate) async fn load_identity(
+    rt: &Runtime,
+    who: &AdminPrincipal,
+    id_or_name: &str,
+) -> Result<Identity, Problem> {
     let found = match rt.store.identity_get(id_or_name).await.map_err(p)? {
         Some(i) => Some(i),
-        None => rt.store.identity_by_name(&steward_core::name::normalize(id_or_name)).await.map_err(p)?,
+        None => rt
+            .store
+            .identity_by_name(&steward_core::name::normalize(id_or_name))
+            .await
+            .map_err(p)?,
     };
-    let identity = found.ok_or_else(|| Problem::not_found(format!("identity `{id_or_name}` does not exist")))?;
+    let identity = found
+        .ok_or_else(|| Problem::not_found(format!("identity `{id_or_name}` does not exist")))?;
     if who.role == Role::Owner && identity.owner != who.principal {
         // Owners cannot learn whether identities they do not own exist.
-        return Err(Problem::not_found(format!("identity `{id_or_name}` does not exist")));
+        return Err(Problem::not_found(format!(
+            "identity `{id_or_name}` does not exist"
+        )));
     }
     Ok(identity)
 }
@@ -53,7 +72,8 @@ pub async fn status(State(rt): State<Arc<Runtime>>) -> R {
         .iter()
         .filter_map(|s| {
             let exp = s.expires_at?;
-            (exp - now < 14 * 86_400_000).then(|| json!({"secret": s.name, "expires_at": exp, "expired": exp <= now}))
+            (exp - now < 14 * 86_400_000)
+                .then(|| json!({"secret": s.name, "expires_at": exp, "expired": exp <= now}))
         })
         .collect();
     let policy = rt.active_policy();
@@ -83,7 +103,11 @@ pub async fn healthz() -> Json<Value> {
 pub async fn readyz(State(rt): State<Arc<Runtime>>) -> Response {
     let store_ok = rt.store.ping().await.is_ok();
     let audit_ok = rt.audit_healthy.load(Ordering::Relaxed);
-    let code = if store_ok && audit_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if store_ok && audit_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(json!({"store": store_ok, "audit": audit_ok}))).into_response()
 }
 
@@ -99,17 +123,32 @@ pub struct IdentityInput {
 }
 
 /// `GET /admin/v1/identities`.
-pub async fn identity_list(State(rt): State<Arc<Runtime>>, Extension(who): Extension<AdminPrincipal>) -> R {
+pub async fn identity_list(
+    State(rt): State<Arc<Runtime>>,
+    Extension(who): Extension<AdminPrincipal>,
+) -> R {
     let owner = (who.role == Role::Owner).then_some(who.principal.as_str());
-    let items: Vec<Value> = rt.store.identity_list(owner).await.map_err(p)?.iter().map(identity_json).collect();
+    let items: Vec<Value> = rt
+        .store
+        .identity_list(owner)
+        .await
+        .map_err(p)?
+        .iter()
+        .map(identity_json)
+        .collect();
     Ok(Json(json!({"items": items})))
 }
 
 fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), Problem> {
     for (k, v) in labels {
-        let ok = !k.is_empty() && k.len() <= 63 && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        let ok = !k.is_empty()
+            && k.len() <= 63
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
         if !ok || v.len() > 256 {
-            return Err(Problem::bad_request(format!("label `{k}` is invalid: keys are 1-63 of [A-Za-z0-9_.-], values at most 256 bytes")));
+            return Err(Problem::bad_request(format!(
+                "label `{k}` is invalid: keys are 1-63 of [A-Za-z0-9_.-], values at most 256 bytes"
+            )));
         }
     }
     Ok(())
@@ -121,11 +160,17 @@ pub async fn identity_create(
     Extension(who): Extension<AdminPrincipal>,
     Json(input): Json<IdentityInput>,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
-    let name = input.name.ok_or_else(|| Problem::bad_request("`name` is required"))?;
-    let norm = steward_core::name::validate(&name).map_err(|e| Problem::bad_request(format!("name `{name}`: {e}")))?;
+    let name = input
+        .name
+        .ok_or_else(|| Problem::bad_request("`name` is required"))?;
+    let norm = steward_core::name::validate(&name)
+        .map_err(|e| Problem::bad_request(format!("name `{name}`: {e}")))?;
     let kind = input.kind.unwrap_or_else(|| "ai_agent".into());
     if !KINDS.contains(&kind.as_str()) {
-        return Err(Problem::bad_request(format!("kind `{kind}` is not one of {}", KINDS.join(", "))));
+        return Err(Problem::bad_request(format!(
+            "kind `{kind}` is not one of {}",
+            KINDS.join(", ")
+        )));
     }
     let owner = match who.role {
         Role::Owner => who.principal.clone(),
@@ -150,12 +195,22 @@ pub async fn identity_create(
         last_seen_at: None,
     };
     if rt.store.identity_by_name(&norm).await.map_err(p)?.is_some() {
-        return Err(Problem::conflict(format!("an identity named `{name}` already exists (names compare case- and width-insensitively)")));
+        return Err(Problem::conflict(format!(
+            "an identity named `{name}` already exists (names compare case- and width-insensitively)"
+        )));
     }
-    rt.audit_admin(&who.principal, "identity.create", &identity.id, json!({"name": identity.name, "kind": identity.kind, "owner": identity.owner}))
+    rt.audit_admin(
+        &who.principal,
+        "identity.create",
+        &identity.id,
+        json!({"name": identity.name, "kind": identity.kind, "owner": identity.owner}),
+    )
+    .await
+    .map_err(p)?;
+    rt.store
+        .identity_insert(&identity, &norm)
         .await
         .map_err(p)?;
-    rt.store.identity_insert(&identity, &norm).await.map_err(p)?;
     if !identity.labels.is_empty() {
         let _ = rt.reload_policy().await;
     }
@@ -163,14 +218,30 @@ pub async fn identity_create(
 }
 
 /// `GET /admin/v1/identities/{id}`.
-pub async fn identity_show(State(rt): State<Arc<Runtime>>, Extension(who): Extension<AdminPrincipal>, Path(id): Path<String>) -> R {
+pub async fn identity_show(
+    State(rt): State<Arc<Runtime>>,
+    Extension(who): Extension<AdminPrincipal>,
+    Path(id): Path<String>,
+) -> R {
     let identity = load_identity(&rt, &who, &id).await?;
     let keys = rt.store.api_key_list(&identity.id).await.map_err(p)?;
     let grants = rt.store.grant_list(Some(&identity.id)).await.map_err(p)?;
     let mut out = identity_json(&identity);
-    out["keys"] = serde_json::to_value(keys).unwrap_or_default();
-    out["grants"] = serde_json::to_value(grants).unwrap_or_default();
-    out["risk_score"] = json!(rt.monitor.risk_score(&identity.id, rt.now_ms()));
+    set_field(
+        &mut out,
+        "keys",
+        serde_json::to_value(keys).unwrap_or_default(),
+    );
+    set_field(
+        &mut out,
+        "grants",
+        serde_json::to_value(grants).unwrap_or_default(),
+    );
+    set_field(
+        &mut out,
+        "risk_score",
+        json!(rt.monitor.risk_score(&identity.id, rt.now_ms())),
+    );
     Ok(Json(out))
 }
 
@@ -183,12 +254,16 @@ pub async fn identity_update(
 ) -> R {
     let mut identity = load_identity(&rt, &who, &id).await?;
     if let Some(name) = input.name {
-        steward_core::name::validate(&name).map_err(|e| Problem::bad_request(format!("name `{name}`: {e}")))?;
+        steward_core::name::validate(&name)
+            .map_err(|e| Problem::bad_request(format!("name `{name}`: {e}")))?;
         identity.name = name.trim().to_owned();
     }
     if let Some(kind) = input.kind {
         if !KINDS.contains(&kind.as_str()) {
-            return Err(Problem::bad_request(format!("kind `{kind}` is not one of {}", KINDS.join(", "))));
+            return Err(Problem::bad_request(format!(
+                "kind `{kind}` is not one of {}",
+                KINDS.join(", ")
+            )));
         }
         identity.kind = kind;
     }
@@ -211,10 +286,18 @@ pub async fn identity_update(
     }
     identity.updated_at = rt.now_ms();
     let norm = steward_core::name::normalize(&identity.name);
-    rt.audit_admin(&who.principal, "identity.update", &identity.id, json!({"name": identity.name, "labels": identity.labels}))
+    rt.audit_admin(
+        &who.principal,
+        "identity.update",
+        &identity.id,
+        json!({"name": identity.name, "labels": identity.labels}),
+    )
+    .await
+    .map_err(p)?;
+    rt.store
+        .identity_update(&identity, &norm)
         .await
         .map_err(p)?;
-    rt.store.identity_update(&identity, &norm).await.map_err(p)?;
     rt.invalidate_identity(&identity.id);
     let _ = rt.reload_policy().await;
     Ok(Json(identity_json(&identity)))
@@ -226,7 +309,13 @@ pub struct ReasonInput {
     reason: Option<String>,
 }
 
-async fn set_status(rt: &Runtime, who: &AdminPrincipal, id: &str, status: &str, reason: Option<String>) -> R {
+async fn set_status(
+    rt: &Runtime,
+    who: &AdminPrincipal,
+    id: &str,
+    status: &str,
+    reason: Option<String>,
+) -> R {
     let mut identity = load_identity(rt, who, id).await?;
     if identity.status == "revoked" && status != "revoked" {
         return Err(Problem::conflict("a revoked identity cannot change status"));
@@ -248,7 +337,10 @@ async fn set_status(rt: &Runtime, who: &AdminPrincipal, id: &str, status: &str, 
         identity.tokens_valid_after = now;
     }
     let norm = steward_core::name::normalize(&identity.name);
-    rt.store.identity_update(&identity, &norm).await.map_err(p)?;
+    rt.store
+        .identity_update(&identity, &norm)
+        .await
+        .map_err(p)?;
     match status {
         "suspended" => {
             rt.tokens.suspend_identity(&identity.id);
@@ -256,7 +348,10 @@ async fn set_status(rt: &Runtime, who: &AdminPrincipal, id: &str, status: &str, 
         }
         "revoked" => {
             rt.tokens.revoke_identity(&identity.id);
-            rt.store.api_key_revoke(&identity.id, None, now).await.map_err(p)?;
+            rt.store
+                .api_key_revoke(&identity.id, None, now)
+                .await
+                .map_err(p)?;
             let _ = rt.store.approval_cancel_pending(&identity.id, now).await;
         }
         _ => {
@@ -270,13 +365,25 @@ async fn set_status(rt: &Runtime, who: &AdminPrincipal, id: &str, status: &str, 
 }
 
 /// `POST /admin/v1/identities/{id}/suspend`.
-pub async fn identity_suspend(State(rt): State<Arc<Runtime>>, Extension(who): Extension<AdminPrincipal>, Path(id): Path<String>, body: Option<Json<ReasonInput>>) -> R {
+pub async fn identity_suspend(
+    State(rt): State<Arc<Runtime>>,
+    Extension(who): Extension<AdminPrincipal>,
+    Path(id): Path<String>,
+    body: Option<Json<ReasonInput>>,
+) -> R {
     set_status(&rt, &who, &id, "suspended", body.and_then(|b| b.0.reason)).await
 }
 
 /// `POST /admin/v1/identities/{id}/reinstate`.
-pub async fn identity_reinstate(State(rt): State<Arc<Runtime>>, Extension(who): Extension<AdminPrincipal>, Path(id): Path<String>, body: Option<Json<ReasonInput>>) -> R {
-    let reason = body.and_then(|b| b.0.reason).filter(|r| !r.trim().is_empty());
+pub async fn identity_reinstate(
+    State(rt): State<Arc<Runtime>>,
+    Extension(who): Extension<AdminPrincipal>,
+    Path(id): Path<String>,
+    body: Option<Json<ReasonInput>>,
+) -> R {
+    let reason = body
+        .and_then(|b| b.0.reason)
+        .filter(|r| !r.trim().is_empty());
     if reason.is_none() {
         return Err(Problem::bad_request("reinstating needs a `reason`"));
     }
@@ -284,12 +391,21 @@ pub async fn identity_reinstate(State(rt): State<Arc<Runtime>>, Extension(who): 
 }
 
 /// `POST /admin/v1/identities/{id}/revoke`.
-pub async fn identity_revoke(State(rt): State<Arc<Runtime>>, Extension(who): Extension<AdminPrincipal>, Path(id): Path<String>, body: Option<Json<ReasonInput>>) -> R {
+pub async fn identity_revoke(
+    State(rt): State<Arc<Runtime>>,
+    Extension(who): Extension<AdminPrincipal>,
+    Path(id): Path<String>,
+    body: Option<Json<ReasonInput>>,
+) -> R {
     set_status(&rt, &who, &id, "revoked", body.and_then(|b| b.0.reason)).await
 }
 
 /// `GET /admin/v1/identities/{id}/keys`.
-pub async fn key_list(State(rt): State<Arc<Runtime>>, Extension(who): Extension<AdminPrincipal>, Path(id): Path<String>) -> R {
+pub async fn key_list(
+    State(rt): State<Arc<Runtime>>,
+    Extension(who): Extension<AdminPrincipal>,
+    Path(id): Path<String>,
+) -> R {
     let identity = load_identity(&rt, &who, &id).await?;
     let keys = rt.store.api_key_list(&identity.id).await.map_err(p)?;
     Ok(Json(json!({"items": keys})))
@@ -311,13 +427,20 @@ pub async fn key_create(
 ) -> Result<(StatusCode, Json<Value>), Problem> {
     let identity = load_identity(&rt, &who, &id).await?;
     if identity.status != "active" {
-        return Err(Problem::conflict(format!("identity is {}", identity.status)));
+        return Err(Problem::conflict(format!(
+            "identity is {}",
+            identity.status
+        )));
     }
     let now = rt.now_ms();
-    let key = steward_token::api_key::generate_random().map_err(|e| Problem::bad_request(e.to_string()))?;
+    let key = steward_token::api_key::generate_random()
+        .map_err(|e| Problem::bad_request(e.to_string()))?;
     use secrecy::ExposeSecret;
-    let parsed = steward_token::api_key::parse(key.expose_secret()).map_err(|e| Problem::bad_request(e.to_string()))?;
-    let expires_at = body.and_then(|b| b.0.expires_in_secs).map(|s| now + s.max(1) * 1000);
+    let parsed = steward_token::api_key::parse(key.expose_secret())
+        .map_err(|e| Problem::bad_request(e.to_string()))?;
+    let expires_at = body
+        .and_then(|b| b.0.expires_in_secs)
+        .map(|s| now + s.max(1) * 1000);
     let record = ApiKeyRecord {
         id: new_id("key"),
         identity_id: identity.id.clone(),
@@ -327,33 +450,69 @@ pub async fn key_create(
         last_used_at: None,
         revoked_at: None,
     };
-    rt.audit_admin(&who.principal, "key.create", &identity.id, json!({"key_id": record.id, "prefix": record.prefix}))
+    rt.audit_admin(
+        &who.principal,
+        "key.create",
+        &identity.id,
+        json!({"key_id": record.id, "prefix": record.prefix}),
+    )
+    .await
+    .map_err(p)?;
+    rt.store
+        .api_key_insert(&record, &parsed.hash())
         .await
         .map_err(p)?;
-    rt.store.api_key_insert(&record, &parsed.hash()).await.map_err(p)?;
     let mut out = serde_json::to_value(&record).unwrap_or_default();
-    out["key"] = json!(key.expose_secret());
-    out["client_id"] = json!(identity.id);
+    set_field(&mut out, "key", json!(key.expose_secret()));
+    set_field(&mut out, "client_id", json!(identity.id));
     Ok((StatusCode::CREATED, Json(out)))
 }
 
 /// `DELETE /admin/v1/identities/{id}/keys/{key_id}`.
-pub async fn key_revoke(State(rt): State<Arc<Runtime>>, Extension(who): Extension<AdminPrincipal>, Path((id, key_id)): Path<(String, String)>) -> R {
+pub async fn key_revoke(
+    State(rt): State<Arc<Runtime>>,
+    Extension(who): Extension<AdminPrincipal>,
+    Path((id, key_id)): Path<(String, String)>,
+) -> R {
     let identity = load_identity(&rt, &who, &id).await?;
-    rt.audit_admin(&who.principal, "key.revoke", &identity.id, json!({"key_id": key_id})).await.map_err(p)?;
-    let n = rt.store.api_key_revoke(&identity.id, Some(&key_id), rt.now_ms()).await.map_err(p)?;
+    rt.audit_admin(
+        &who.principal,
+        "key.revoke",
+        &identity.id,
+        json!({"key_id": key_id}),
+    )
+    .await
+    .map_err(p)?;
+    let n = rt
+        .store
+        .api_key_revoke(&identity.id, Some(&key_id), rt.now_ms())
+        .await
+        .map_err(p)?;
     if n == 0 {
-        return Err(Problem::not_found(format!("active key `{key_id}` not found")));
+        return Err(Problem::not_found(format!(
+            "active key `{key_id}` not found"
+        )));
     }
     Ok(Json(json!({"revoked": key_id})))
 }
 
 /// `POST /admin/v1/tokens/{token_id}/revoke`.
-pub async fn token_revoke(State(rt): State<Arc<Runtime>>, Extension(who): Extension<AdminPrincipal>, Path(token_id): Path<String>) -> R {
+pub async fn token_revoke(
+    State(rt): State<Arc<Runtime>>,
+    Extension(who): Extension<AdminPrincipal>,
+    Path(token_id): Path<String>,
+) -> R {
     let now = rt.now_ms();
-    rt.audit_admin(&who.principal, "token.revoke", &token_id, Value::Null).await.map_err(p)?;
+    rt.audit_admin(&who.principal, "token.revoke", &token_id, Value::Null)
+        .await
+        .map_err(p)?;
     rt.store
-        .token_revoke(&token_id, "", now + rt.settings.token_max_ttl_ms + 60_000, now)
+        .token_revoke(
+            &token_id,
+            "",
+            now + rt.settings.token_max_ttl_ms + 60_000,
+            now,
+        )
         .await
         .map_err(p)?;
     rt.tokens.revoke_token(&token_id, None);
@@ -362,7 +521,9 @@ pub async fn token_revoke(State(rt): State<Arc<Runtime>>, Extension(who): Extens
 
 /// `GET /admin/v1/admin-tokens`.
 pub async fn admin_token_list(State(rt): State<Arc<Runtime>>) -> R {
-    Ok(Json(json!({"items": rt.store.admin_token_list().await.map_err(p)?})))
+    Ok(Json(
+        json!({"items": rt.store.admin_token_list().await.map_err(p)?}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -376,12 +537,22 @@ pub struct AdminTokenInput {
 }
 
 /// Creates an admin token and returns its value once.
-pub async fn create_admin_token(rt: &Runtime, actor: &str, input: AdminTokenInput) -> Result<(AdminToken, String), RuntimeError> {
+pub async fn create_admin_token(
+    rt: &Runtime,
+    actor: &str,
+    input: AdminTokenInput,
+) -> Result<(AdminToken, String), RuntimeError> {
     if Role::parse(&input.role).is_none() {
-        return Err(RuntimeError::Invalid(format!("role `{}` is not one of admin, approver, auditor, owner", input.role)));
+        return Err(RuntimeError::Invalid(format!(
+            "role `{}` is not one of admin, approver, auditor, owner",
+            input.role
+        )));
     }
     let now = rt.now_ms();
-    let raw = format!("stwa_{}", steward_core::id::base62_encode(&steward_gateway::runtime::random_bytes::<32>()));
+    let raw = format!(
+        "stwa_{}",
+        steward_core::id::base62_encode(&steward_gateway::runtime::random_bytes::<32>())
+    );
     let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, raw.as_bytes());
     let token = AdminToken {
         id: new_id("adm"),
@@ -392,7 +563,13 @@ pub async fn create_admin_token(rt: &Runtime, actor: &str, input: AdminTokenInpu
         expires_at: input.expires_in_secs.map(|s| now + s * 1000),
         revoked_at: None,
     };
-    rt.audit_admin(actor, "admin_token.create", &token.id, json!({"role": token.role, "principal": token.principal})).await?;
+    rt.audit_admin(
+        actor,
+        "admin_token.create",
+        &token.id,
+        json!({"role": token.role, "principal": token.principal}),
+    )
+    .await?;
     rt.store.admin_token_insert(&token, hash.as_ref()).await?;
     Ok((token, raw))
 }
@@ -403,9 +580,11 @@ pub async fn admin_token_create(
     Extension(who): Extension<AdminPrincipal>,
     Json(input): Json<AdminTokenInput>,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
-    let (token, raw) = create_admin_token(&rt, &who.principal, input).await.map_err(p)?;
+    let (token, raw) = create_admin_token(&rt, &who.principal, input)
+        .await
+        .map_err(p)?;
     let mut out = serde_json::to_value(token).unwrap_or_default();
-    out["token"] = json!(raw);
+    set_field(&mut out, "token", json!(raw));
     Ok((StatusCode::CREATED, Json(out)))
 }
 
@@ -413,10 +592,16 @@ async fn secret_usage(rt: &Runtime) -> BTreeMap<String, Vec<String>> {
     let mut usage: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for svc in rt.service_table().iter() {
         if let Some(secret) = svc.spec.auth.secret_name() {
-            usage.entry(secret.to_owned()).or_default().push(svc.spec.name.clone());
+            usage
+                .entry(secret.to_owned())
+                .or_default()
+                .push(svc.spec.name.clone());
         }
         if let Some(pg) = &svc.spec.postgres {
-            usage.entry(pg.admin_dsn_secret.clone()).or_default().push(svc.spec.name.clone());
+            usage
+                .entry(pg.admin_dsn_secret.clone())
+                .or_default()
+                .push(svc.spec.name.clone());
         }
     }
     usage
@@ -433,7 +618,11 @@ pub async fn secret_list(State(rt): State<Arc<Runtime>>) -> R {
         .into_iter()
         .map(|s| {
             let mut v = serde_json::to_value(&s).unwrap_or_default();
-            v["used_by"] = json!(usage.get(&s.name).cloned().unwrap_or_default());
+            set_field(
+                &mut v,
+                "used_by",
+                json!(usage.get(&s.name).cloned().unwrap_or_default()),
+            );
             v
         })
         .collect();
@@ -442,7 +631,12 @@ pub async fn secret_list(State(rt): State<Arc<Runtime>>) -> R {
 
 /// `GET /admin/v1/secrets/{name}`: metadata and version history, never the value.
 pub async fn secret_show(State(rt): State<Arc<Runtime>>, Path(name): Path<String>) -> R {
-    let s = rt.store.secret_by_name(&name).await.map_err(p)?.ok_or_else(|| Problem::not_found(format!("secret `{name}` does not exist")))?;
+    let s = rt
+        .store
+        .secret_by_name(&name)
+        .await
+        .map_err(p)?
+        .ok_or_else(|| Problem::not_found(format!("secret `{name}` does not exist")))?;
     let versions: Vec<Value> = rt
         .store
         .secret_versions(&s.id)
@@ -452,8 +646,18 @@ pub async fn secret_show(State(rt): State<Arc<Runtime>>, Path(name): Path<String
         .map(|v| json!({"version": v.version, "key_version": v.key_version, "created_at": v.created_at, "retire_at": v.retire_at}))
         .collect();
     let mut out = serde_json::to_value(&s).unwrap_or_default();
-    out["versions"] = json!(versions);
-    out["used_by"] = json!(secret_usage(&rt).await.get(&s.name).cloned().unwrap_or_default());
+    set_field(&mut out, "versions", json!(versions));
+    set_field(
+        &mut out,
+        "used_by",
+        json!(
+            secret_usage(&rt)
+                .await
+                .get(&s.name)
+                .cloned()
+                .unwrap_or_default()
+        ),
+    );
     Ok(Json(out))
 }
 
@@ -477,7 +681,8 @@ pub async fn secret_set(
     Path(name): Path<String>,
     Json(input): Json<SecretInput>,
 ) -> R {
-    steward_core::name::validate(&name).map_err(|e| Problem::bad_request(format!("secret name: {e}")))?;
+    steward_core::name::validate(&name)
+        .map_err(|e| Problem::bad_request(format!("secret name: {e}")))?;
     let value = zeroize::Zeroizing::new(
         base64::engine::general_purpose::STANDARD
             .decode(input.value_base64.as_bytes())
@@ -489,11 +694,22 @@ pub async fn secret_set(
     if let Some(rotation) = &input.rotation {
         steward_gateway::rotation::RotationPolicy::from_json(rotation).map_err(p)?;
     }
-    rt.audit_admin(&who.principal, "secret.set", &name, json!({"fingerprint": steward_scan::fingerprint(&value)}))
-        .await
-        .map_err(p)?;
+    rt.audit_admin(
+        &who.principal,
+        "secret.set",
+        &name,
+        json!({"fingerprint": steward_scan::fingerprint(&value)}),
+    )
+    .await
+    .map_err(p)?;
     let record = rt
-        .put_secret(&name, &value, input.rotation, input.expires_at, input.grace_secs.map(|s| s * 1000))
+        .put_secret(
+            &name,
+            &value,
+            input.rotation,
+            input.expires_at,
+            input.grace_secs.map(|s| s * 1000),
+        )
         .await
         .map_err(p)?;
     Ok(Json(serde_json::to_value(record).unwrap_or_default()))
@@ -517,7 +733,12 @@ pub async fn service_list(State(rt): State<Arc<Runtime>>) -> R {
 
 /// `GET /admin/v1/services/{name}`.
 pub async fn service_show(State(rt): State<Arc<Runtime>>, Path(name): Path<String>) -> R {
-    let s = rt.store.service_get(&name).await.map_err(p)?.ok_or_else(|| Problem::not_found(format!("service `{name}` does not exist")))?;
+    let s = rt
+        .store
+        .service_get(&name)
+        .await
+        .map_err(p)?
+        .ok_or_else(|| Problem::not_found(format!("service `{name}` does not exist")))?;
     let mut spec = s.spec.clone();
     if let Some(obj) = spec.as_object_mut() {
         obj.remove("openapi");
@@ -526,7 +747,12 @@ pub async fn service_show(State(rt): State<Arc<Runtime>>, Path(name): Path<Strin
 }
 
 /// Validates and stores a service; returns whether anything changed.
-pub async fn upsert_service(rt: &Runtime, actor: &str, spec: ServiceSpec, dry_run: bool) -> Result<(bool, Value), RuntimeError> {
+pub async fn upsert_service(
+    rt: &Runtime,
+    actor: &str,
+    spec: ServiceSpec,
+    dry_run: bool,
+) -> Result<(bool, Value), RuntimeError> {
     let spec = spec.validate()?;
     let value = serde_json::to_value(&spec).map_err(|e| RuntimeError::Invalid(e.to_string()))?;
     let existing = rt.store.service_get(&spec.name).await?;
@@ -536,7 +762,13 @@ pub async fn upsert_service(rt: &Runtime, actor: &str, spec: ServiceSpec, dry_ru
     if dry_run {
         return Ok((true, value));
     }
-    rt.audit_admin(actor, "service.put", &spec.name, json!({"base_url": spec.base_url, "operations": spec.operations.len()})).await?;
+    rt.audit_admin(
+        actor,
+        "service.put",
+        &spec.name,
+        json!({"base_url": spec.base_url, "operations": spec.operations.len()}),
+    )
+    .await?;
     let now = rt.now_ms();
     rt.store
         .service_upsert(&ServiceRecord {
@@ -561,17 +793,28 @@ pub async fn service_put(
     if let Some(obj) = body.as_object_mut() {
         obj.entry("name").or_insert_with(|| json!(name.clone()));
     }
-    let spec: ServiceSpec = serde_json::from_value(body).map_err(|e| Problem::bad_request(format!("service definition: {e}")))?;
+    let spec: ServiceSpec = serde_json::from_value(body)
+        .map_err(|e| Problem::bad_request(format!("service definition: {e}")))?;
     if spec.name != name {
-        return Err(Problem::bad_request("the body's `name` differs from the path"));
+        return Err(Problem::bad_request(
+            "the body's `name` differs from the path",
+        ));
     }
-    let (changed, value) = upsert_service(&rt, &who.principal, spec, false).await.map_err(p)?;
+    let (changed, value) = upsert_service(&rt, &who.principal, spec, false)
+        .await
+        .map_err(p)?;
     Ok(Json(json!({"changed": changed, "service": value})))
 }
 
 /// `DELETE /admin/v1/services/{name}`.
-pub async fn service_remove(State(rt): State<Arc<Runtime>>, Extension(who): Extension<AdminPrincipal>, Path(name): Path<String>) -> R {
-    rt.audit_admin(&who.principal, "service.remove", &name, Value::Null).await.map_err(p)?;
+pub async fn service_remove(
+    State(rt): State<Arc<Runtime>>,
+    Extension(who): Extension<AdminPrincipal>,
+    Path(name): Path<String>,
+) -> R {
+    rt.audit_admin(&who.principal, "service.remove", &name, Value::Null)
+        .await
+        .map_err(p)?;
     rt.store.service_remove(&name).await.map_err(p)?;
     rt.reload().await.ok();
     Ok(Json(json!({"removed": name})))
@@ -599,41 +842,86 @@ pub struct PolicyInput {
 }
 
 /// Validates a whole set, then stores it as a new version and swaps it in.
-pub async fn replace_policies(rt: &Runtime, actor: &str, mut policies: Vec<PolicyText>, comment: &str, dry_run: bool) -> Result<(bool, i64), RuntimeError> {
+pub async fn replace_policies(
+    rt: &Runtime,
+    actor: &str,
+    mut policies: Vec<PolicyText>,
+    comment: &str,
+    dry_run: bool,
+) -> Result<(bool, i64), RuntimeError> {
     policies.sort();
     let current = rt.store.policy_set_latest().await?;
     let next_version = current.as_ref().map_or(1, |c| c.version + 1);
-    let sources: Vec<steward_policy::PolicySource> =
-        policies.iter().map(|p| steward_policy::PolicySource::new(p.id.clone(), p.text.clone())).collect();
+    let sources: Vec<steward_policy::PolicySource> = policies
+        .iter()
+        .map(|p| steward_policy::PolicySource::new(p.id.clone(), p.text.clone()))
+        .collect();
     // INVARIANT: nothing is stored unless it compiles against the current catalog.
-    rt.compile_policies(&sources, u64::try_from(next_version).unwrap_or(0)).await?;
+    rt.compile_policies(&sources, u64::try_from(next_version).unwrap_or(0))
+        .await?;
     if current.as_ref().is_some_and(|c| c.policies == policies) {
         return Ok((false, current.map_or(0, |c| c.version)));
     }
     if dry_run {
         return Ok((true, next_version));
     }
-    let before: BTreeMap<String, String> = current.map(|c| c.policies.into_iter().map(|p| (p.id, p.text)).collect()).unwrap_or_default();
+    let before: BTreeMap<String, String> = current
+        .map(|c| c.policies.into_iter().map(|p| (p.id, p.text)).collect())
+        .unwrap_or_default();
     let after: BTreeMap<&String, &String> = policies.iter().map(|p| (&p.id, &p.text)).collect();
-    let added: Vec<&String> = after.keys().filter(|k| !before.contains_key(**k)).copied().collect();
+    let added: Vec<&String> = after
+        .keys()
+        .filter(|k| !before.contains_key(**k))
+        .copied()
+        .collect();
     let removed: Vec<&String> = before.keys().filter(|k| !after.contains_key(k)).collect();
     let changed: Vec<Value> = after
         .iter()
-        .filter_map(|(k, v)| before.get(*k).filter(|old| old != v).map(|old| json!({"id": k, "before": old, "after": v})))
+        .filter_map(|(k, v)| {
+            before
+                .get(*k)
+                .filter(|old| old != v)
+                .map(|old| json!({"id": k, "before": old, "after": v}))
+        })
         .collect();
-    rt.audit_admin(actor, "policy.replace", &format!("policy-set:{next_version}"), json!({"added": added, "removed": removed, "changed": changed, "comment": comment}))
-        .await?;
+    rt.audit_admin(
+        actor,
+        "policy.replace",
+        &format!("policy-set:{next_version}"),
+        json!({"added": added, "removed": removed, "changed": changed, "comment": comment}),
+    )
+    .await?;
     rt.store
-        .policy_set_insert(&PolicySetRecord { version: next_version, policies, created_at: rt.now_ms(), created_by: actor.to_owned(), comment: comment.to_owned() })
+        .policy_set_insert(&PolicySetRecord {
+            version: next_version,
+            policies,
+            created_at: rt.now_ms(),
+            created_by: actor.to_owned(),
+            comment: comment.to_owned(),
+        })
         .await?;
     rt.reload_policy().await?;
     Ok((true, next_version))
 }
 
 /// `PUT /admin/v1/policies`.
-pub async fn policy_put(State(rt): State<Arc<Runtime>>, Extension(who): Extension<AdminPrincipal>, Json(input): Json<PolicyInput>) -> R {
-    let (changed, version) = replace_policies(&rt, &who.principal, input.policies, &input.comment, input.dry_run).await.map_err(p)?;
-    Ok(Json(json!({"changed": changed, "version": version, "dry_run": input.dry_run})))
+pub async fn policy_put(
+    State(rt): State<Arc<Runtime>>,
+    Extension(who): Extension<AdminPrincipal>,
+    Json(input): Json<PolicyInput>,
+) -> R {
+    let (changed, version) = replace_policies(
+        &rt,
+        &who.principal,
+        input.policies,
+        &input.comment,
+        input.dry_run,
+    )
+    .await
+    .map_err(p)?;
+    Ok(Json(
+        json!({"changed": changed, "version": version, "dry_run": input.dry_run}),
+    ))
 }
 
 /// `GET /admin/v1/policies/versions`.
@@ -656,16 +944,31 @@ pub struct RollbackInput {
 }
 
 /// `POST /admin/v1/policies/rollback`: writes the old set as a new version.
-pub async fn policy_rollback(State(rt): State<Arc<Runtime>>, Extension(who): Extension<AdminPrincipal>, Json(input): Json<RollbackInput>) -> R {
+pub async fn policy_rollback(
+    State(rt): State<Arc<Runtime>>,
+    Extension(who): Extension<AdminPrincipal>,
+    Json(input): Json<RollbackInput>,
+) -> R {
     let old = rt
         .store
         .policy_set_get(input.version)
         .await
         .map_err(p)?
-        .ok_or_else(|| Problem::not_found(format!("policy set version {} does not exist", input.version)))?;
-    let (changed, version) = replace_policies(&rt, &who.principal, old.policies, &format!("rollback to {}", input.version), false)
-        .await
-        .map_err(p)?;
+        .ok_or_else(|| {
+            Problem::not_found(format!(
+                "policy set version {} does not exist",
+                input.version
+            ))
+        })?;
+    let (changed, version) = replace_policies(
+        &rt,
+        &who.principal,
+        old.policies,
+        &format!("rollback to {}", input.version),
+        false,
+    )
+    .await
+    .map_err(p)?;
     Ok(Json(json!({"changed": changed, "version": version})))
 }
 
@@ -683,24 +986,42 @@ pub struct EvalInput {
 }
 
 /// `POST /admin/v1/policies/eval`: explains a decision without performing anything.
-pub async fn policy_eval(State(rt): State<Arc<Runtime>>, Extension(who): Extension<AdminPrincipal>, Json(input): Json<EvalInput>) -> R {
+pub async fn policy_eval(
+    State(rt): State<Arc<Runtime>>,
+    Extension(who): Extension<AdminPrincipal>,
+    Json(input): Json<EvalInput>,
+) -> R {
     let identity = load_identity(&rt, &who, &input.identity).await?;
     let op: steward_core::OperationName = input.operation.parse().map_err(Problem::bad_request)?;
     let at = match &input.at {
-        Some(t) => t.parse::<jiff::Timestamp>().map_err(|e| Problem::bad_request(format!("`at` must be RFC 3339: {e}")))?,
+        Some(t) => t
+            .parse::<jiff::Timestamp>()
+            .map_err(|e| Problem::bad_request(format!("`at` must be RFC 3339: {e}")))?,
         None => rt.clock.now(),
     };
     let active = rt.active_policy();
     let mut req = steward_policy::Request::new(
-        steward_policy::IdentityAttrs { id: identity.id.clone(), kind: identity.kind.clone(), owner: identity.owner.clone(), labels: identity.labels.clone() },
+        steward_policy::IdentityAttrs {
+            id: identity.id.clone(),
+            kind: identity.kind.clone(),
+            owner: identity.owner.clone(),
+            labels: identity.labels.clone(),
+        },
         op.clone(),
         active.compiled.catalog(),
         at,
     );
     req.args = input.args.unwrap_or_else(|| json!({}));
     req.tz = rt.settings.timezone.clone();
-    req.risk_score = input.risk_score.unwrap_or_else(|| i64::from(rt.monitor.risk_score(&identity.id, at.as_millisecond())));
-    req.rate = rt.rates.counts(&identity.id, &op.service, &op.operation, at.as_millisecond());
+    req.risk_score = input
+        .risk_score
+        .unwrap_or_else(|| i64::from(rt.monitor.risk_score(&identity.id, at.as_millisecond())));
+    req.rate = rt.rates.counts(
+        &identity.id,
+        &op.service,
+        &op.operation,
+        at.as_millisecond(),
+    );
     let decision = steward_policy::authorize(&active.compiled, &req);
     Ok(Json(json!({
         "decision": decision.effect().as_str(),
@@ -730,7 +1051,9 @@ fn ts_param(v: &Option<String>) -> Result<Option<i64>, Problem> {
             t.parse::<jiff::Timestamp>()
                 .map(|ts| ts.as_millisecond())
                 .or_else(|_| t.parse::<i64>())
-                .map_err(|_| Problem::bad_request(format!("`{t}` is neither RFC 3339 nor milliseconds")))
+                .map_err(|_| {
+                    Problem::bad_request(format!("`{t}` is neither RFC 3339 nor milliseconds"))
+                })
         })
         .transpose()
 }
@@ -765,12 +1088,21 @@ pub async fn audit_verify(State(rt): State<Arc<Runtime>>) -> R {
     let mut chains = Vec::new();
     let mut ok = true;
     // Starts from each chain's archive anchor and compares the stored signed checkpoints.
-    let public_key = match rt.store.meta_get(crate::audit::PUBLIC_KEY_META).await.map_err(p)? {
-        Some(k) => steward_audit::parse_public_key(&k).map(|k| k.to_vec()).unwrap_or_default(),
+    let public_key = match rt
+        .store
+        .meta_get(crate::audit::PUBLIC_KEY_META)
+        .await
+        .map_err(p)?
+    {
+        Some(k) => steward_audit::parse_public_key(&k)
+            .map(|k| k.to_vec())
+            .unwrap_or_default(),
         None => Vec::new(),
     };
     for instance in rt.store.audit_instances().await.map_err(p)? {
-        let report = steward_gateway::audit_sink::verify_chain(&rt.store, &instance, &public_key).await.map_err(p)?;
+        let report = steward_gateway::audit_sink::verify_chain(&rt.store, &instance, &public_key)
+            .await
+            .map_err(p)?;
         let chain_ok = report.is_ok();
         ok &= chain_ok;
         chains.push(json!({
@@ -813,8 +1145,16 @@ pub async fn approval_list(State(rt): State<Arc<Runtime>>, Query(q): Query<Appro
 
 /// `GET /admin/v1/approvals/{id}`.
 pub async fn approval_show(State(rt): State<Arc<Runtime>>, Path(id): Path<String>) -> R {
-    let a = rt.store.approval_get(&id).await.map_err(p)?.ok_or_else(|| Problem::not_found(format!("approval `{id}` does not exist")))?;
-    Ok(Json(serde_json::to_value(steward_gateway::approvals::present(a, rt.now_ms())).unwrap_or_default()))
+    let a = rt
+        .store
+        .approval_get(&id)
+        .await
+        .map_err(p)?
+        .ok_or_else(|| Problem::not_found(format!("approval `{id}` does not exist")))?;
+    Ok(Json(
+        serde_json::to_value(steward_gateway::approvals::present(a, rt.now_ms()))
+            .unwrap_or_default(),
+    ))
 }
 
 #[derive(Deserialize, Default)]
@@ -826,7 +1166,13 @@ pub struct DecideInput {
     similar_for_secs: Option<i64>,
 }
 
-async fn decide(rt: &Runtime, who: &AdminPrincipal, id: &str, approve: bool, input: DecideInput) -> R {
+async fn decide(
+    rt: &Runtime,
+    who: &AdminPrincipal,
+    id: &str,
+    approve: bool,
+    input: DecideInput,
+) -> R {
     if input.reason.trim().is_empty() {
         return Err(Problem::bad_request("a `reason` is required"));
     }
@@ -835,7 +1181,11 @@ async fn decide(rt: &Runtime, who: &AdminPrincipal, id: &str, approve: bool, inp
         id,
         &who.principal,
         who.role.as_str(),
-        steward_gateway::approvals::Verdict { approve, reason: input.reason, similar_for_secs: input.similar_for_secs },
+        steward_gateway::approvals::Verdict {
+            approve,
+            reason: input.reason,
+            similar_for_secs: input.similar_for_secs,
+        },
     )
     .await
     .map_err(p)?;
@@ -843,22 +1193,43 @@ async fn decide(rt: &Runtime, who: &AdminPrincipal, id: &str, approve: bool, inp
 }
 
 /// `POST /admin/v1/approvals/{id}/approve`.
-pub async fn approval_approve(State(rt): State<Arc<Runtime>>, Extension(who): Extension<AdminPrincipal>, Path(id): Path<String>, body: Option<Json<DecideInput>>) -> R {
+pub async fn approval_approve(
+    State(rt): State<Arc<Runtime>>,
+    Extension(who): Extension<AdminPrincipal>,
+    Path(id): Path<String>,
+    body: Option<Json<DecideInput>>,
+) -> R {
     decide(&rt, &who, &id, true, body.map(|b| b.0).unwrap_or_default()).await
 }
 
 /// `POST /admin/v1/approvals/{id}/deny`.
-pub async fn approval_deny(State(rt): State<Arc<Runtime>>, Extension(who): Extension<AdminPrincipal>, Path(id): Path<String>, body: Option<Json<DecideInput>>) -> R {
+pub async fn approval_deny(
+    State(rt): State<Arc<Runtime>>,
+    Extension(who): Extension<AdminPrincipal>,
+    Path(id): Path<String>,
+    body: Option<Json<DecideInput>>,
+) -> R {
     decide(&rt, &who, &id, false, body.map(|b| b.0).unwrap_or_default()).await
 }
 
 /// `GET /v1/approvals/{id}`: an agent polls its own approval with its Steward token.
-pub async fn agent_approval_status(State(rt): State<Arc<Runtime>>, headers: axum::http::HeaderMap, Path(id): Path<String>) -> R {
+pub async fn agent_approval_status(
+    State(rt): State<Arc<Runtime>>,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<String>,
+) -> R {
     let caller = steward_gateway::pipeline::authenticate(&rt, &headers, None).await?;
-    let a = rt.store.approval_get(&id).await.map_err(p)?.filter(|a| a.identity_id == caller.identity.id);
+    let a = rt
+        .store
+        .approval_get(&id)
+        .await
+        .map_err(p)?
+        .filter(|a| a.identity_id == caller.identity.id);
     let a = a.ok_or_else(|| Problem::not_found(format!("approval `{id}` does not exist")))?;
     let a = steward_gateway::approvals::present(a, rt.now_ms());
-    Ok(Json(json!({"id": a.id, "status": a.status, "operation": a.operation, "expires_at": a.expires_at, "quorum": a.quorum, "kind": a.body.get("kind"), "grant_id": a.body.get("grant_id")})))
+    Ok(Json(
+        json!({"id": a.id, "status": a.status, "operation": a.operation, "expires_at": a.expires_at, "quorum": a.quorum, "kind": a.body.get("kind"), "grant_id": a.body.get("grant_id")}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -921,17 +1292,27 @@ fn field_diff(before: &Identity, after: &ApplyIdentity) -> Vec<Value> {
 /// `POST /admin/v1/apply`: idempotent; a second apply of the same document changes nothing.
 /// With `dry_run` nothing is written and the changes (with field-level diffs) are returned;
 /// policies are still validated, against the services and labels the document would create.
-pub async fn apply(State(rt): State<Arc<Runtime>>, Extension(who): Extension<AdminPrincipal>, Json(input): Json<ApplyInput>) -> R {
+pub async fn apply(
+    State(rt): State<Arc<Runtime>>,
+    Extension(who): Extension<AdminPrincipal>,
+    Json(input): Json<ApplyInput>,
+) -> R {
     let doc = input.document;
     if doc.version.is_some_and(|v| v != 1) {
         return Err(Problem::bad_request("unsupported document version; use 1"));
     }
     let mut changes: Vec<Value> = Vec::new();
-    let preview_specs: Vec<ServiceSpec> = if input.dry_run { doc.services.clone() } else { Vec::new() };
+    let preview_specs: Vec<ServiceSpec> = if input.dry_run {
+        doc.services.clone()
+    } else {
+        Vec::new()
+    };
     for spec in doc.services {
         let name = spec.name.clone();
         let existing = rt.store.service_get(&name).await.map_err(p)?;
-        let (changed, value) = upsert_service(&rt, &who.principal, spec, input.dry_run).await.map_err(p)?;
+        let (changed, value) = upsert_service(&rt, &who.principal, spec, input.dry_run)
+            .await
+            .map_err(p)?;
         if changed {
             let mut change = json!({"kind": "service", "name": name, "action": if existing.is_some() { "update" } else { "create" }});
             if let Some(old) = existing.as_ref().and_then(|e| e.spec.as_object()) {
@@ -942,7 +1323,7 @@ pub async fn apply(State(rt): State<Arc<Runtime>>, Extension(who): Extension<Adm
                     .filter(|(k, v)| old.get(*k) != Some(*v) && k.as_str() != "openapi")
                     .map(|(k, v)| json!({"field": k, "before": old.get(k), "after": v}))
                     .collect();
-                change["fields"] = json!(fields);
+                set_field(&mut change, "fields", json!(fields));
             }
             changes.push(change);
         }
@@ -950,11 +1331,15 @@ pub async fn apply(State(rt): State<Arc<Runtime>>, Extension(who): Extension<Adm
     let mut preview_labels: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for ident in doc.identities {
         if !KINDS.contains(&ident.kind.as_str()) {
-            return Err(Problem::bad_request(format!("identity `{}`: kind `{}` is invalid", ident.name, ident.kind)));
+            return Err(Problem::bad_request(format!(
+                "identity `{}`: kind `{}` is invalid",
+                ident.name, ident.kind
+            )));
         }
         validate_labels(&ident.labels)?;
         preview_labels.extend(ident.labels.keys().cloned());
-        let norm = steward_core::name::validate(&ident.name).map_err(|e| Problem::bad_request(format!("identity `{}`: {e}", ident.name)))?;
+        let norm = steward_core::name::validate(&ident.name)
+            .map_err(|e| Problem::bad_request(format!("identity `{}`: {e}", ident.name)))?;
         let now = rt.now_ms();
         match rt.store.identity_by_name(&norm).await.map_err(p)? {
             Some(mut existing) => {
@@ -971,10 +1356,18 @@ pub async fn apply(State(rt): State<Arc<Runtime>>, Extension(who): Extension<Adm
                 existing.description = ident.description;
                 existing.labels = ident.labels;
                 existing.updated_at = now;
-                rt.audit_admin(&who.principal, "identity.update", &existing.id, json!({"via": "apply", "fields": fields}))
+                rt.audit_admin(
+                    &who.principal,
+                    "identity.update",
+                    &existing.id,
+                    json!({"via": "apply", "fields": fields}),
+                )
+                .await
+                .map_err(p)?;
+                rt.store
+                    .identity_update(&existing, &norm)
                     .await
                     .map_err(p)?;
-                rt.store.identity_update(&existing, &norm).await.map_err(p)?;
                 rt.invalidate_identity(&existing.id);
             }
             None => {
@@ -998,8 +1391,18 @@ pub async fn apply(State(rt): State<Arc<Runtime>>, Extension(who): Extension<Adm
                     updated_at: now,
                     last_seen_at: None,
                 };
-                rt.audit_admin(&who.principal, "identity.create", &identity.id, json!({"via": "apply", "name": identity.name})).await.map_err(p)?;
-                rt.store.identity_insert(&identity, &norm).await.map_err(p)?;
+                rt.audit_admin(
+                    &who.principal,
+                    "identity.create",
+                    &identity.id,
+                    json!({"via": "apply", "name": identity.name}),
+                )
+                .await
+                .map_err(p)?;
+                rt.store
+                    .identity_insert(&identity, &norm)
+                    .await
+                    .map_err(p)?;
             }
         }
     }
@@ -1009,11 +1412,26 @@ pub async fn apply(State(rt): State<Arc<Runtime>>, Extension(who): Extension<Adm
     if let Some(mut policies) = doc.policies {
         policies.sort();
         let current = rt.store.policy_set_latest().await.map_err(p)?;
-        let before: BTreeMap<String, String> = current.as_ref().map(|c| c.policies.iter().map(|p| (p.id.clone(), p.text.clone())).collect()).unwrap_or_default();
-        let after: BTreeMap<String, String> = policies.iter().map(|p| (p.id.clone(), p.text.clone())).collect();
+        let before: BTreeMap<String, String> = current
+            .as_ref()
+            .map(|c| {
+                c.policies
+                    .iter()
+                    .map(|p| (p.id.clone(), p.text.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let after: BTreeMap<String, String> = policies
+            .iter()
+            .map(|p| (p.id.clone(), p.text.clone()))
+            .collect();
         let added: Vec<&String> = after.keys().filter(|k| !before.contains_key(*k)).collect();
         let removed: Vec<&String> = before.keys().filter(|k| !after.contains_key(*k)).collect();
-        let modified: Vec<&String> = after.iter().filter(|(k, v)| before.get(*k).is_some_and(|old| old != *v)).map(|(k, _)| k).collect();
+        let modified: Vec<&String> = after
+            .iter()
+            .filter(|(k, v)| before.get(*k).is_some_and(|old| old != *v))
+            .map(|(k, _)| k)
+            .collect();
         let diff = json!({"added": added, "removed": removed, "changed": modified});
         if input.dry_run {
             // Validate against the catalog the document would produce, without storing.
@@ -1025,15 +1443,21 @@ pub async fn apply(State(rt): State<Arc<Runtime>>, Extension(who): Extension<Adm
             }
             catalog.identity_labels = labels.into_iter().collect();
             let grants = rt.active_grants().await.map_err(p)?;
-            let sources: Vec<steward_policy::PolicySource> =
-                policies.iter().map(|p| steward_policy::PolicySource::new(p.id.clone(), p.text.clone())).collect();
-            steward_policy::compile_with_grants(&catalog, &sources, &grants, 0).map_err(|e| Problem::bad_request(e.to_string()))?;
+            let sources: Vec<steward_policy::PolicySource> = policies
+                .iter()
+                .map(|p| steward_policy::PolicySource::new(p.id.clone(), p.text.clone()))
+                .collect();
+            steward_policy::compile_with_grants(&catalog, &sources, &grants, 0)
+                .map_err(|e| Problem::bad_request(e.to_string()))?;
             if current.as_ref().is_none_or(|c| c.policies != policies) {
                 let next = current.as_ref().map_or(1, |c| c.version + 1);
                 changes.push(json!({"kind": "policies", "name": "policy-set", "action": "replace", "version": next, "diff": diff}));
             }
         } else {
-            let (changed, version) = replace_policies(&rt, &who.principal, policies, "apply", false).await.map_err(p)?;
+            let (changed, version) =
+                replace_policies(&rt, &who.principal, policies, "apply", false)
+                    .await
+                    .map_err(p)?;
             if changed {
                 changes.push(json!({"kind": "policies", "name": "policy-set", "action": "replace", "version": version, "diff": diff}));
             }
@@ -1047,14 +1471,21 @@ pub async fn bootstrap_admin_token(rt: &Runtime) -> Result<(AdminToken, String),
     create_admin_token(
         rt,
         "system",
-        AdminTokenInput { name: "bootstrap".into(), role: "admin".into(), principal: "bootstrap-admin".into(), expires_in_secs: None },
+        AdminTokenInput {
+            name: "bootstrap".into(),
+            role: "admin".into(),
+            principal: "bootstrap-admin".into(),
+            expires_in_secs: None,
+        },
     )
     .await
 }
 
 /// `GET /admin/v1/signing-keys`: key ids and windows, never key material.
 pub async fn signing_key_list(State(rt): State<Arc<Runtime>>) -> R {
-    let items = steward_gateway::signing_keys::list(&rt.store, rt.settings.token_max_ttl_ms).await.map_err(p)?;
+    let items = steward_gateway::signing_keys::list(&rt.store, rt.settings.token_max_ttl_ms)
+        .await
+        .map_err(p)?;
     Ok(Json(json!({"items": items})))
 }
 
@@ -1068,15 +1499,35 @@ pub struct RotateInput {
 
 /// `POST /admin/v1/signing-keys/rotate`: a new key signs from now on; the old one still
 /// verifies during the overlap window, then stops.
-pub async fn signing_key_rotate(State(rt): State<Arc<Runtime>>, Extension(who): Extension<AdminPrincipal>, body: Option<Json<RotateInput>>) -> R {
+pub async fn signing_key_rotate(
+    State(rt): State<Arc<Runtime>>,
+    Extension(who): Extension<AdminPrincipal>,
+    body: Option<Json<RotateInput>>,
+) -> R {
     let overlap_ms = match body.and_then(|b| b.0.overlap_secs) {
-        Some(s) if s < 0 => return Err(Problem::bad_request("`overlap_secs` must not be negative")),
+        Some(s) if s < 0 => {
+            return Err(Problem::bad_request("`overlap_secs` must not be negative"));
+        }
         Some(s) => s.saturating_mul(1000),
         None => rt.settings.token_max_ttl_ms,
     };
-    rt.audit_admin(&who.principal, "signing_key.rotate", "token-signing", json!({"previous": rt.signer().key_id(), "overlap_ms": overlap_ms}))
+    rt.audit_admin(
+        &who.principal,
+        "signing_key.rotate",
+        "token-signing",
+        json!({"previous": rt.signer().key_id(), "overlap_ms": overlap_ms}),
+    )
+    .await
+    .map_err(p)?;
+    let rotation = steward_gateway::signing_keys::rotate(&rt, overlap_ms)
         .await
         .map_err(p)?;
-    let rotation = steward_gateway::signing_keys::rotate(&rt, overlap_ms).await.map_err(p)?;
     Ok(Json(serde_json::to_value(rotation).unwrap_or_default()))
+}
+
+/// Sets `key` on a JSON object (a no-op on anything else), without panicking indexing.
+fn set_field(target: &mut Value, key: &str, value: impl Into<Value>) {
+    if let Some(obj) = target.as_object_mut() {
+        obj.insert(key.to_owned(), value.into());
+    }
 }

@@ -9,9 +9,9 @@ mod elevations;
 mod handlers;
 mod incident;
 mod mcp;
+pub mod openapi;
 mod rejection;
 mod vault;
-pub mod openapi;
 
 use std::sync::Arc;
 
@@ -21,29 +21,59 @@ use axum::routing::{delete, get, post};
 use steward_gateway::runtime::Runtime;
 
 pub use audit::PUBLIC_KEY_META as AUDIT_PUBLIC_KEY_META;
-pub use auth::{AdminPrincipal, Role, ROUTES, RouteAccess};
+pub use auth::{AdminPrincipal, ROUTES, Role, RouteAccess};
 
 /// The admin routes, each behind the role check of its entry in [`ROUTES`].
 pub fn router(rt: Arc<Runtime>) -> Router {
     use handlers::*;
     let api = Router::new()
         .route("/admin/v1/status", get(status))
-        .route("/admin/v1/identities", get(identity_list).post(identity_create))
-        .route("/admin/v1/identities/{id}", get(identity_show).patch(identity_update))
+        .route(
+            "/admin/v1/identities",
+            get(identity_list).post(identity_create),
+        )
+        .route(
+            "/admin/v1/identities/{id}",
+            get(identity_show).patch(identity_update),
+        )
         .route("/admin/v1/identities/{id}/suspend", post(identity_suspend))
-        .route("/admin/v1/identities/{id}/reinstate", post(identity_reinstate))
+        .route(
+            "/admin/v1/identities/{id}/reinstate",
+            post(identity_reinstate),
+        )
         .route("/admin/v1/identities/{id}/revoke", post(identity_revoke))
-        .route("/admin/v1/identities/{id}/keys", get(key_list).post(key_create))
-        .route("/admin/v1/identities/{id}/keys/{key_id}", delete(key_revoke))
+        .route(
+            "/admin/v1/identities/{id}/keys",
+            get(key_list).post(key_create),
+        )
+        .route(
+            "/admin/v1/identities/{id}/keys/{key_id}",
+            delete(key_revoke),
+        )
         .route("/admin/v1/tokens/{token_id}/revoke", post(token_revoke))
-        .route("/admin/v1/admin-tokens", get(admin_token_list).post(admin_token_create))
-        .route("/admin/v1/secrets", get(secret_list).post(vault::secret_import))
+        .route(
+            "/admin/v1/admin-tokens",
+            get(admin_token_list).post(admin_token_create),
+        )
+        .route(
+            "/admin/v1/secrets",
+            get(secret_list).post(vault::secret_import),
+        )
         .route("/admin/v1/secrets/{name}", get(secret_show).put(secret_set))
-        .route("/admin/v1/secrets/{name}/reveal", post(vault::secret_reveal))
-        .route("/admin/v1/secrets/{name}/rotate", post(vault::secret_rotate))
+        .route(
+            "/admin/v1/secrets/{name}/reveal",
+            post(vault::secret_reveal),
+        )
+        .route(
+            "/admin/v1/secrets/{name}/rotate",
+            post(vault::secret_rotate),
+        )
         .route("/admin/v1/vault/reminders", get(vault::vault_reminders))
         .route("/admin/v1/services", get(service_list))
-        .route("/admin/v1/services/{name}", get(service_show).put(service_put).delete(service_remove))
+        .route(
+            "/admin/v1/services/{name}",
+            get(service_show).put(service_put).delete(service_remove),
+        )
         .route("/admin/v1/policies", get(policy_get).put(policy_put))
         .route("/admin/v1/policies/versions", get(policy_versions))
         .route("/admin/v1/policies/rollback", post(policy_rollback))
@@ -60,21 +90,42 @@ pub fn router(rt: Arc<Runtime>) -> Router {
         .route("/admin/v1/approvals/{id}", get(approval_show))
         .route("/admin/v1/approvals/{id}/approve", post(approval_approve))
         .route("/admin/v1/approvals/{id}/deny", post(approval_deny))
-        .route("/admin/v1/identities/{id}/elevations", post(elevations::owner_request))
+        .route(
+            "/admin/v1/identities/{id}/elevations",
+            post(elevations::owner_request),
+        )
         .route("/admin/v1/apply", post(apply))
         .route("/admin/v1/mcp/tools", get(mcp::tool_list))
-        .route("/admin/v1/mcp/tools/{service}/{tool}/diff", get(mcp::tool_diff))
-        .route("/admin/v1/mcp/tools/{service}/{tool}/approve", post(mcp::tool_approve))
-        .route("/admin/v1/mcp/services/{name}/refresh", post(mcp::service_refresh))
+        .route(
+            "/admin/v1/mcp/tools/{service}/{tool}/diff",
+            get(mcp::tool_diff),
+        )
+        .route(
+            "/admin/v1/mcp/tools/{service}/{tool}/approve",
+            post(mcp::tool_approve),
+        )
+        .route(
+            "/admin/v1/mcp/services/{name}/refresh",
+            post(mcp::service_refresh),
+        )
         .route("/admin/v1/signing-keys", get(signing_key_list))
         .route("/admin/v1/signing-keys/rotate", post(signing_key_rotate))
         .route("/admin/v1/alerts", get(incident::alert_list))
         .route("/admin/v1/alerts/{id}", get(incident::alert_show))
-        .route("/admin/v1/alerts/{id}/acknowledge", post(incident::alert_acknowledge))
+        .route(
+            "/admin/v1/alerts/{id}/acknowledge",
+            post(incident::alert_acknowledge),
+        )
         .route("/admin/v1/alerts/{id}/close", post(incident::alert_close))
         .route("/admin/v1/incidents/quarantine", post(incident::quarantine))
-        .route("/admin/v1/discovered-credentials", get(incident::discovered_list).post(incident::discovered_report))
-        .layer(middleware::from_fn_with_state(Arc::clone(&rt), auth::require_role));
+        .route(
+            "/admin/v1/discovered-credentials",
+            get(incident::discovered_list).post(incident::discovered_report),
+        )
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&rt),
+            auth::require_role,
+        ));
     Router::new()
         .merge(api)
         .route("/admin/v1/openapi.json", get(openapi::document))

@@ -52,15 +52,18 @@ pub fn build() -> Value {
             }
         });
         // Machine-readable role list, derived from the same check the middleware runs.
-        op["x-steward-roles"] = json!(
-            [Role::Admin, Role::Approver, Role::Auditor, Role::Owner]
-                .into_iter()
-                .filter(|r| access.allows(*r))
-                .map(Role::as_str)
-                .collect::<Vec<_>>()
-        );
+        let roles: Vec<&str> = [Role::Admin, Role::Approver, Role::Auditor, Role::Owner]
+            .into_iter()
+            .filter(|r| access.allows(*r))
+            .map(Role::as_str)
+            .collect();
+        set_field(&mut op, "x-steward-roles", json!(roles));
         if matches!(*method, "POST" | "PUT" | "PATCH") {
-            op["requestBody"] = json!({"required": false, "content": {"application/json": {"schema": {"type": "object"}}}});
+            set_field(
+                &mut op,
+                "requestBody",
+                json!({"required": false, "content": {"application/json": {"schema": {"type": "object"}}}}),
+            );
         }
         let entry = paths.entry((*path).to_owned()).or_insert_with(|| json!({}));
         if let Some(obj) = entry.as_object_mut() {
@@ -85,4 +88,11 @@ pub fn build() -> Value {
 /// `GET /admin/v1/openapi.json`.
 pub async fn document() -> Json<Value> {
     Json(build())
+}
+
+/// Sets `key` on a JSON object (a no-op on anything else), without panicking indexing.
+fn set_field(target: &mut Value, key: &str, value: impl Into<Value>) {
+    if let Some(obj) = target.as_object_mut() {
+        obj.insert(key.to_owned(), value.into());
+    }
 }

@@ -25,8 +25,8 @@ pub mod checkpoint;
 pub mod error;
 pub mod event;
 pub mod merkle;
-pub mod pruned;
 pub mod ocsf;
+pub mod pruned;
 pub mod recovery;
 pub mod redact;
 pub mod verify;
@@ -38,8 +38,8 @@ pub use event::{
     Actor, ActorKind, AuditEvent, AuditRecord, Decision, EventKind, GENESIS_HASH, Hash, Outcome,
 };
 pub use merkle::MerkleFrontier;
-pub use pruned::PrunedTree;
 pub use ocsf::to_ocsf;
+pub use pruned::PrunedTree;
 pub use redact::Redactor;
 pub use verify::{
     BadRecord, BadRecordKind, CheckpointCheck, CheckpointStatus, LogVerifier, VerifyReport,

@@ -10,7 +10,11 @@ pub fn normalize(name: &str) -> String {
     // NFKC first so compatibility forms fold, lowercase, then NFKC again because
     // lowercasing can produce sequences that are not in normal form.
     let nfkc: String = name.trim().nfkc().collect();
-    nfkc.to_lowercase().nfkc().collect::<String>().trim().to_owned()
+    nfkc.to_lowercase()
+        .nfkc()
+        .collect::<String>()
+        .trim()
+        .to_owned()
 }
 
 /// Checks that a name is usable as an identifier: 1–128 characters after

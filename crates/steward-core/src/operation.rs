@@ -85,7 +85,9 @@ impl FromStr for OperationName {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.split_once(':') {
             Some((svc, op)) if !svc.is_empty() && !op.is_empty() => Ok(Self::new(svc, op)),
-            _ => Err(format!("operation `{s}` is not of the form `service:operation`")),
+            _ => Err(format!(
+                "operation `{s}` is not of the form `service:operation`"
+            )),
         }
     }
 }
@@ -105,8 +107,17 @@ mod tests {
 
     #[test]
     fn http_methods_map_to_classes() {
-        assert_eq!(OperationClass::from_http_method("get"), OperationClass::Read);
-        assert_eq!(OperationClass::from_http_method("PATCH"), OperationClass::Write);
-        assert_eq!(OperationClass::from_http_method("DELETE"), OperationClass::Delete);
+        assert_eq!(
+            OperationClass::from_http_method("get"),
+            OperationClass::Read
+        );
+        assert_eq!(
+            OperationClass::from_http_method("PATCH"),
+            OperationClass::Write
+        );
+        assert_eq!(
+            OperationClass::from_http_method("DELETE"),
+            OperationClass::Delete
+        );
     }
 }

@@ -11,8 +11,8 @@
 
 use serde::{Deserialize, Serialize};
 use steward_audit::{
-    AuditRecord, AuditStore, BoxFuture, Checkpoint, Hash, LogVerifier, MerkleFrontier, StoreError as AuditStoreError,
-    StoreHead, VerifyReport,
+    AuditRecord, AuditStore, BoxFuture, Checkpoint, Hash, LogVerifier, MerkleFrontier,
+    StoreError as AuditStoreError, StoreHead, VerifyReport,
 };
 use steward_store::Store;
 use steward_store::models::AuditRow;
@@ -27,12 +27,18 @@ pub struct SqlAuditStore {
 impl SqlAuditStore {
     /// The chain of `instance_id` in `store`.
     pub fn new(store: Store, instance_id: impl Into<String>) -> Self {
-        Self { store, instance_id: instance_id.into() }
+        Self {
+            store,
+            instance_id: instance_id.into(),
+        }
     }
 }
 
 fn kind_name(r: &AuditRecord) -> Result<String, serde_json::Error> {
-    Ok(serde_json::to_value(&r.event.kind)?.as_str().unwrap_or_default().to_owned())
+    Ok(serde_json::to_value(&r.event.kind)?
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
 }
 
 /// Converts a record to its row form.
@@ -43,7 +49,11 @@ pub fn to_row(instance_id: &str, r: &AuditRecord) -> Result<AuditRow, serde_json
 
 /// Converts a record to its row form with the event JSON already serialized (the
 /// canonical event bytes the writer hashed).
-fn to_row_with_event(instance_id: &str, r: &AuditRecord, event: String) -> Result<AuditRow, serde_json::Error> {
+fn to_row_with_event(
+    instance_id: &str,
+    r: &AuditRecord,
+    event: String,
+) -> Result<AuditRow, serde_json::Error> {
     Ok(AuditRow {
         instance_id: instance_id.to_owned(),
         seq: i64::try_from(r.seq).unwrap_or(i64::MAX),
@@ -62,7 +72,8 @@ fn to_row_with_event(instance_id: &str, r: &AuditRecord, event: String) -> Resul
 /// Converts a stored row back to a record.
 pub fn from_row(row: &AuditRow) -> Result<AuditRecord, String> {
     let hash = |v: &[u8]| -> Result<[u8; 32], String> {
-        v.try_into().map_err(|_| format!("record {} has a malformed hash", row.seq))
+        v.try_into()
+            .map_err(|_| format!("record {} has a malformed hash", row.seq))
     };
     Ok(AuditRecord {
         seq: u64::try_from(row.seq).map_err(|_| "negative sequence number".to_owned())?,
@@ -78,9 +89,16 @@ fn store_err(e: impl std::fmt::Display) -> AuditStoreError {
 }
 
 impl AuditStore for SqlAuditStore {
-    fn append_batch<'a>(&'a self, records: &'a [AuditRecord]) -> BoxFuture<'a, Result<(), AuditStoreError>> {
+    fn append_batch<'a>(
+        &'a self,
+        records: &'a [AuditRecord],
+    ) -> BoxFuture<'a, Result<(), AuditStoreError>> {
         Box::pin(async move {
-            let rows = records.iter().map(|r| to_row(&self.instance_id, r)).collect::<Result<Vec<_>, _>>().map_err(store_err)?;
+            let rows = records
+                .iter()
+                .map(|r| to_row(&self.instance_id, r))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(store_err)?;
             self.store.audit_append(&rows).await.map_err(store_err)
         })
     }
@@ -107,17 +125,32 @@ impl AuditStore for SqlAuditStore {
 
     fn head(&self) -> BoxFuture<'_, Result<StoreHead, AuditStoreError>> {
         Box::pin(async move {
-            let anchor = ArchiveAnchor::load(&self.store, &self.instance_id).await.map_err(store_err)?;
+            let anchor = ArchiveAnchor::load(&self.store, &self.instance_id)
+                .await
+                .map_err(store_err)?;
             let (mut head, from) = match anchor {
                 Some(a) => {
                     let from = a.cut();
-                    (StoreHead { chain_head: a.chain_head, frontier: a.frontier }, from)
+                    (
+                        StoreHead {
+                            chain_head: a.chain_head,
+                            frontier: a.frontier,
+                        },
+                        from,
+                    )
                 }
                 None => (StoreHead::genesis(), 0),
             };
-            let hashes = self.store.audit_hash_range(&self.instance_id, from, i64::MAX).await.map_err(store_err)?;
+            let hashes = self
+                .store
+                .audit_hash_range(&self.instance_id, from, i64::MAX)
+                .await
+                .map_err(store_err)?;
             for h in hashes {
-                let h: [u8; 32] = h.as_slice().try_into().map_err(|_| AuditStoreError::new("malformed stored hash"))?;
+                let h: [u8; 32] = h
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| AuditStoreError::new("malformed stored hash"))?;
                 head.frontier.append(&h);
                 head.chain_head = h;
             }
@@ -166,7 +199,9 @@ impl From<AuditAccessError> for crate::runtime::RuntimeError {
     fn from(e: AuditAccessError) -> Self {
         match e {
             AuditAccessError::Store(e) => Self::Store(e),
-            AuditAccessError::Corrupt(detail) => Self::Store(steward_store::StoreError::Conflict(detail)),
+            AuditAccessError::Corrupt(detail) => {
+                Self::Store(steward_store::StoreError::Conflict(detail))
+            }
         }
     }
 }
@@ -187,45 +222,73 @@ impl ArchiveAnchor {
         let Some(text) = store.meta_get(&Self::meta_key(instance_id)).await? else {
             return Ok(None);
         };
-        serde_json::from_str(&text).map(Some).map_err(|e| AuditAccessError::Corrupt(format!("archive anchor: {e}")))
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| AuditAccessError::Corrupt(format!("archive anchor: {e}")))
     }
 }
 
 /// Leaf hashes (`SHA-256(0x00 || record hash)`) of records `from..to` of a chain.
-pub async fn leaf_hashes(store: &Store, instance_id: &str, from: u64, to: u64) -> Result<Vec<Hash>, AuditAccessError> {
+pub async fn leaf_hashes(
+    store: &Store,
+    instance_id: &str,
+    from: u64,
+    to: u64,
+) -> Result<Vec<Hash>, AuditAccessError> {
     let from = i64::try_from(from).unwrap_or(i64::MAX);
     let to = i64::try_from(to).unwrap_or(i64::MAX);
     let rows = store.audit_hash_range(instance_id, from, to).await?;
     let mut out = Vec::with_capacity(rows.len());
     for h in &rows {
-        let h: Hash = h.as_slice().try_into().map_err(|_| AuditAccessError::Corrupt("malformed stored hash".into()))?;
+        let h: Hash = h
+            .as_slice()
+            .try_into()
+            .map_err(|_| AuditAccessError::Corrupt("malformed stored hash".into()))?;
         out.push(steward_audit::merkle::leaf_hash(&h));
     }
     if i64::try_from(out.len()).ok() != to.checked_sub(from) {
-        return Err(AuditAccessError::Corrupt(format!("records {from}..{to} are not all stored")));
+        return Err(AuditAccessError::Corrupt(format!(
+            "records {from}..{to} are not all stored"
+        )));
     }
     Ok(out)
 }
 
 /// The signed checkpoints of a chain, oldest first.
-pub async fn checkpoints(store: &Store, instance_id: &str) -> Result<Vec<Checkpoint>, AuditAccessError> {
+pub async fn checkpoints(
+    store: &Store,
+    instance_id: &str,
+) -> Result<Vec<Checkpoint>, AuditAccessError> {
     store
         .audit_checkpoints(instance_id)
         .await?
         .iter()
-        .map(|(_, body)| Checkpoint::from_json(body).map_err(|e| AuditAccessError::Corrupt(e.to_string())))
+        .map(|(_, body)| {
+            Checkpoint::from_json(body).map_err(|e| AuditAccessError::Corrupt(e.to_string()))
+        })
         .collect()
 }
 
 /// Re-verifies a stored chain from its archive anchor (or genesis) against its stored
 /// checkpoints signed by `public_key` (none are compared when it is empty).
-pub async fn verify_chain(store: &Store, instance_id: &str, public_key: &[u8]) -> Result<VerifyReport, AuditAccessError> {
+pub async fn verify_chain(
+    store: &Store,
+    instance_id: &str,
+    public_key: &[u8],
+) -> Result<VerifyReport, AuditAccessError> {
     let anchor = ArchiveAnchor::load(store, instance_id).await?;
-    let checkpoints = if public_key.is_empty() { Vec::new() } else { checkpoints(store, instance_id).await? };
+    let checkpoints = if public_key.is_empty() {
+        Vec::new()
+    } else {
+        checkpoints(store, instance_id).await?
+    };
     let (mut verifier, mut from) = match anchor {
         Some(a) => {
             let from = a.cut();
-            (LogVerifier::from_frontier(&checkpoints, public_key, a.frontier, a.chain_head), from)
+            (
+                LogVerifier::from_frontier(&checkpoints, public_key, a.frontier, a.chain_head),
+                from,
+            )
         }
         None => (LogVerifier::new(&checkpoints, public_key), 0),
     };
@@ -261,7 +324,11 @@ pub async fn recover_open_intents(
     instance_id: &str,
     now_ms: i64,
 ) -> Result<usize, crate::runtime::RuntimeError> {
-    let start: i64 = store.meta_get(&recovery_key(instance_id)).await?.and_then(|v| v.parse().ok()).unwrap_or(0);
+    let start: i64 = store
+        .meta_get(&recovery_key(instance_id))
+        .await?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let start = match ArchiveAnchor::load(store, instance_id).await? {
         Some(anchor) => start.max(anchor.cut()),
         None => start,
@@ -278,14 +345,20 @@ pub async fn recover_open_intents(
             from = row.seq.saturating_add(1);
         }
     }
-    let open: Vec<steward_audit::AuditEvent> = steward_audit::recovery::intents_without_outcome(&records)
-        .into_iter()
-        .map(|record| steward_audit::recovery::outcome_unknown_event(&record.event))
-        .collect();
+    let open: Vec<steward_audit::AuditEvent> =
+        steward_audit::recovery::intents_without_outcome(&records)
+            .into_iter()
+            .map(|record| steward_audit::recovery::outcome_unknown_event(&record.event))
+            .collect();
     let count = open.len();
     for event in open {
         writer.append(event, now_ms).await?;
     }
-    store.meta_set(&recovery_key(instance_id), &writer.head().tree_size.to_string()).await?;
+    store
+        .meta_set(
+            &recovery_key(instance_id),
+            &writer.head().tree_size.to_string(),
+        )
+        .await?;
     Ok(count)
 }

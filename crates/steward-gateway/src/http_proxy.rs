@@ -71,7 +71,9 @@ fn connection_tokens(headers: &HeaderMap) -> Vec<String> {
 fn check_framing(headers: &HeaderMap) -> Result<(), Problem> {
     let cls: Vec<&HeaderValue> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
     if !cls.is_empty() && headers.contains_key(header::TRANSFER_ENCODING) {
-        return Err(Problem::bad_request("both Content-Length and Transfer-Encoding are present"));
+        return Err(Problem::bad_request(
+            "both Content-Length and Transfer-Encoding are present",
+        ));
     }
     let mut seen: Option<&[u8]> = None;
     for v in &cls {
@@ -88,7 +90,10 @@ fn check_framing(headers: &HeaderMap) -> Result<(), Problem> {
 }
 
 fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(1024).collect())
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(1024).collect())
 }
 
 fn prefer_wait(headers: &HeaderMap) -> Option<Duration> {
@@ -110,7 +115,9 @@ fn strip_token_from_query(query: &str, token: &str) -> String {
         .filter(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             let decoded = crate::path::form_decode(v).unwrap_or_else(|_| v.to_owned());
-            !(k.eq_ignore_ascii_case("access_token") || decoded.contains(token) || v.contains(token))
+            !(k.eq_ignore_ascii_case("access_token")
+                || decoded.contains(token)
+                || v.contains(token))
         })
         .collect::<Vec<_>>()
         .join("&")
@@ -148,8 +155,14 @@ enum Prefetched {
 }
 
 fn body_too_large(max: usize) -> Problem {
-    Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "Body too large")
-        .detail(format!("the body exceeds the {max}-byte limit for inspected requests"))
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        "Body too large",
+    )
+    .detail(format!(
+        "the body exceeds the {max}-byte limit for inspected requests"
+    ))
 }
 
 /// Reads a body of unknown length up to `max` bytes. A malformed body (a bad chunk size,
@@ -187,18 +200,29 @@ pub async fn handle(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request<Body>,
 ) -> Response {
-    let rid = req.extensions().get::<pipeline::RequestId>().map_or_else(pipeline::request_id, |r| r.0.clone());
+    let rid = req
+        .extensions()
+        .get::<pipeline::RequestId>()
+        .map_or_else(pipeline::request_id, |r| r.0.clone());
     let span = tracing::info_span!("gateway", request.id = %rid, identity.id = tracing::field::Empty, operation.name = tracing::field::Empty);
     let _enter = span.enter();
     drop(_enter);
     let resp = match proxy(&rt, peer, req, &rid, &span).await {
         Ok(resp) => resp,
-        Err(problem) => close_after_client_error(problem).request_id(&rid).into_response(),
+        Err(problem) => close_after_client_error(problem)
+            .request_id(&rid)
+            .into_response(),
     };
     with_request_id(resp, &rid)
 }
 
-async fn proxy(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Body>, rid: &str, span: &tracing::Span) -> Result<Response, Problem> {
+async fn proxy(
+    rt: &Arc<Runtime>,
+    peer: SocketAddr,
+    req: Request<Body>,
+    rid: &str,
+    span: &tracing::Span,
+) -> Result<Response, Problem> {
     let started = Instant::now();
     let (mut parts, body) = req.into_parts();
     check_framing(&parts.headers)?;
@@ -210,11 +234,20 @@ async fn proxy(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Body>, rid: &st
 
     // Resolve: exact bytes in, ambiguity refused.
     let raw_path = parts.uri.path();
-    let path = NormalizedPath::parse(raw_path).map_err(|e| Problem::bad_request(format!("ambiguous or malformed path: {e}")))?;
-    if memchr_find(raw_path.as_bytes(), token.as_bytes()) || path.segments.iter().any(|s| s.contains(token.as_str())) {
-        return Err(Problem::bad_request("the path contains the caller's Steward token; refusing to forward it"));
+    let path = NormalizedPath::parse(raw_path)
+        .map_err(|e| Problem::bad_request(format!("ambiguous or malformed path: {e}")))?;
+    if memchr_find(raw_path.as_bytes(), token.as_bytes())
+        || path.segments.iter().any(|s| s.contains(token.as_str()))
+    {
+        return Err(Problem::bad_request(
+            "the path contains the caller's Steward token; refusing to forward it",
+        ));
     }
-    let query = parts.uri.query().map(|q| strip_token_from_query(q, &token)).filter(|q| !q.is_empty());
+    let query = parts
+        .uri
+        .query()
+        .map(|q| strip_token_from_query(q, &token))
+        .filter(|q| !q.is_empty());
     if let Some(q) = &query {
         check_query(q).map_err(|e| Problem::bad_request(format!("malformed query: {e}")))?;
     }
@@ -230,7 +263,10 @@ async fn proxy(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Body>, rid: &st
             m.operation.name.clone(),
             m.operation.class,
             m.operation.needs_body(),
-            m.operation.sensitive_args().map(str::to_owned).collect::<Vec<_>>(),
+            m.operation
+                .sensitive_args()
+                .map(str::to_owned)
+                .collect::<Vec<_>>(),
         ),
         None if service.spec.allow_unmatched => (
             "unmatched".to_owned(),
@@ -239,14 +275,21 @@ async fn proxy(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Body>, rid: &st
             Vec::new(),
         ),
         None => {
-            return Err(Problem::new(StatusCode::FORBIDDEN, "unknown_operation", "Unknown operation")
-                .detail(format!(
-                    "`{} {}` matches no operation of service `{}`, and unmatched requests are denied",
-                    parts.method, path.raw_rest, path.service
-                )));
+            return Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "unknown_operation",
+                "Unknown operation",
+            )
+            .detail(format!(
+                "`{} {}` matches no operation of service `{}`, and unmatched requests are denied",
+                parts.method, path.raw_rest, path.service
+            )));
         }
     };
-    span.record("operation.name", format!("{}:{}", path.service, op_name).as_str());
+    span.record(
+        "operation.name",
+        format!("{}:{}", path.service, op_name).as_str(),
+    );
 
     // Buffer the body only when policy needs it (or it is small enough to scan).
     let declared_len = parts
@@ -263,14 +306,19 @@ async fn proxy(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Body>, rid: &st
         match prefetch(body, max).await? {
             Prefetched::Complete(bytes) => (Some(bytes), None),
             Prefetched::Partial(..) if needs_body => return Err(body_too_large(max)),
-            Prefetched::Partial(prefix, rest) => (None, Some(Body::new(crate::stream::PrefixedBody::new(prefix, rest)))),
+            Prefetched::Partial(prefix, rest) => (
+                None,
+                Some(Body::new(crate::stream::PrefixedBody::new(prefix, rest))),
+            ),
         }
     } else if must_buffer {
         if declared_len.is_some_and(|l| l as usize > max) {
             return Err(body_too_large(max));
         }
         let collected = Limited::new(body, max).collect().await.map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 body_too_large(max)
             } else {
                 Problem::bad_request("malformed request body")
@@ -281,11 +329,14 @@ async fn proxy(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Body>, rid: &st
         (None, Some(body))
     };
     // A streamed body is cut before the caller's token could be forwarded.
-    let streamed = streamed.map(|b| Body::new(crate::stream::TokenGuardBody::new(b, token.as_bytes())));
+    let streamed =
+        streamed.map(|b| Body::new(crate::stream::TokenGuardBody::new(b, token.as_bytes())));
     if let Some(b) = &body_bytes {
         // The agent's token must never travel upstream, not even inside a body.
         if memchr_find(b, token.as_bytes()) {
-            return Err(Problem::bad_request("the request body contains the caller's Steward token; refusing to forward it"));
+            return Err(Problem::bad_request(
+                "the request body contains the caller's Steward token; refusing to forward it",
+            ));
         }
     }
     let args = match (&matched, &body_bytes) {
@@ -294,22 +345,30 @@ async fn proxy(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Body>, rid: &st
             let form_text;
             let rb = match body {
                 Some(b) if m.operation.needs_body() && !b.is_empty() => {
-                    let ct = header_str(&parts.headers, "content-type").unwrap_or_default().to_ascii_lowercase();
+                    let ct = header_str(&parts.headers, "content-type")
+                        .unwrap_or_default()
+                        .to_ascii_lowercase();
                     if ct.starts_with("application/x-www-form-urlencoded") {
-                        form_text = String::from_utf8(b.to_vec()).map_err(|_| Problem::bad_request("form body is not UTF-8"))?;
+                        form_text = String::from_utf8(b.to_vec())
+                            .map_err(|_| Problem::bad_request("form body is not UTF-8"))?;
                         RequestBody::Form(&form_text)
                     } else {
-                        json_body = parse_json_body(b).map_err(|e| Problem::bad_request(e.to_string()))?;
+                        json_body =
+                            parse_json_body(b).map_err(|e| Problem::bad_request(e.to_string()))?;
                         RequestBody::Json(&json_body)
                     }
                 }
                 _ => RequestBody::None,
             };
-            extract_args_from(m, query.as_deref(), rb).map_err(|e| Problem::bad_request(format!("arguments: {e}")))?
+            extract_args_from(m, query.as_deref(), rb)
+                .map_err(|e| Problem::bad_request(format!("arguments: {e}")))?
         }
         (None, _) => json!({}),
     };
-    let body_hash = body_bytes.as_ref().map(|b| sha256_hex(b)).unwrap_or_else(|| "streamed".into());
+    let body_hash = body_bytes
+        .as_ref()
+        .map(|b| sha256_hex(b))
+        .unwrap_or_else(|| "streamed".into());
     let digest = sha256_hex(
         format!(
             "{}\n/gw/{}{}\n{}\n{}",
@@ -355,7 +414,11 @@ async fn proxy(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Body>, rid: &st
     .map_err(|e| pipeline::credential_problem(&e, rid))?;
     let client = service_client(rt, &service).map_err(|e| {
         tracing::error!(error = %e, "upstream client");
-        Problem::new(StatusCode::BAD_GATEWAY, "upstream_error", "Upstream unavailable")
+        Problem::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            "Upstream unavailable",
+        )
     })?;
     let timeout = Duration::from_millis(rt.settings.request_timeout_ms);
     let result = tokio::time::timeout(timeout, client.request(upstream_req)).await;
@@ -364,26 +427,68 @@ async fn proxy(rt: &Arc<Runtime>, peer: SocketAddr, req: Request<Body>, rid: &st
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => {
             let blocked = format!("{e:?}").contains("PermissionDenied");
-            let outcome = Outcome { status: None, bytes_in: 0, bytes_out: 0, latency_ms, outcome_unknown: false };
+            let outcome = Outcome {
+                status: None,
+                bytes_in: 0,
+                bytes_out: 0,
+                latency_ms,
+                outcome_unknown: false,
+            };
             pipeline::audit_outcome(rt, &caller, &call, &meta, &admitted, outcome, with_secret(json!({"error": if blocked { "egress_blocked" } else { "upstream_unreachable" }}), &secret_used))
                 .await
                 .map_err(|e| outcome_problem(&e))?;
             if blocked {
-                return Err(Problem::new(StatusCode::FORBIDDEN, "egress_blocked", "Upstream address not allowed")
-                    .detail("the upstream resolves to an address this service may not reach"));
+                return Err(Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "egress_blocked",
+                    "Upstream address not allowed",
+                )
+                .detail("the upstream resolves to an address this service may not reach"));
             }
             tracing::warn!(error = %e, "upstream request failed");
-            return Err(Problem::new(StatusCode::BAD_GATEWAY, "upstream_error", "Upstream unavailable"));
+            return Err(Problem::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                "Upstream unavailable",
+            ));
         }
         Err(_) => {
-            let outcome = Outcome { status: None, bytes_in: 0, bytes_out: 0, latency_ms, outcome_unknown: true };
-            pipeline::audit_outcome(rt, &caller, &call, &meta, &admitted, outcome, with_secret(json!({"error": "timeout"}), &secret_used))
-                .await
-                .map_err(|e| outcome_problem(&e))?;
-            return Err(Problem::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "Upstream timed out"));
+            let outcome = Outcome {
+                status: None,
+                bytes_in: 0,
+                bytes_out: 0,
+                latency_ms,
+                outcome_unknown: true,
+            };
+            pipeline::audit_outcome(
+                rt,
+                &caller,
+                &call,
+                &meta,
+                &admitted,
+                outcome,
+                with_secret(json!({"error": "timeout"}), &secret_used),
+            )
+            .await
+            .map_err(|e| outcome_problem(&e))?;
+            return Err(Problem::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "Upstream timed out",
+            ));
         }
     };
-    respond(rt, &caller, &call, &meta, &admitted, upstream_resp, latency_ms, &secret_used).await
+    respond(
+        rt,
+        &caller,
+        &call,
+        &meta,
+        &admitted,
+        upstream_resp,
+        latency_ms,
+        &secret_used,
+    )
+    .await
 }
 
 /// The problem for a failed outcome record. The upstream has already been called, so the
@@ -405,11 +510,16 @@ fn memchr_find(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-fn service_client(rt: &Runtime, service: &ServiceRuntime) -> Result<crate::upstream::UpstreamClient, String> {
+fn service_client(
+    rt: &Runtime,
+    service: &ServiceRuntime,
+) -> Result<crate::upstream::UpstreamClient, String> {
     if let Some(c) = service.client.get() {
         return Ok(c.clone());
     }
-    let client = rt.upstream.client(service.spec.egress(), service.spec.ca_bundle.as_deref())?;
+    let client = rt
+        .upstream
+        .client(service.spec.egress(), service.spec.ca_bundle.as_deref())?;
     let _ = service.client.set(client.clone());
     Ok(client)
 }
@@ -450,25 +560,39 @@ async fn build_upstream_request(
         UpstreamAuth::Basic { username, secret } => {
             let (_, value) = rt.secret_value(secret).await?;
             secret_used = json!({"name": secret, "version": value.version()});
-            let mut raw = zeroize::Zeroizing::new(Vec::with_capacity(username.len() + 1 + value.expose_secret().len()));
+            let mut raw = zeroize::Zeroizing::new(Vec::with_capacity(
+                username.len() + 1 + value.expose_secret().len(),
+            ));
             raw.extend_from_slice(username.as_bytes());
             raw.push(b':');
             raw.extend_from_slice(value.expose_secret());
-            let encoded = zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*raw));
+            let encoded =
+                zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*raw));
             let v = secret_header(b"Basic ", encoded.as_bytes())?;
             out_headers.insert(header::AUTHORIZATION, v);
         }
-        UpstreamAuth::Header { name, secret, prefix } => {
+        UpstreamAuth::Header {
+            name,
+            secret,
+            prefix,
+        } => {
             let (_, value) = rt.secret_value(secret).await?;
             secret_used = json!({"name": secret, "version": value.version()});
-            let hname = HeaderName::from_bytes(name.as_bytes()).map_err(|_| RuntimeError::Invalid(format!("bad header name `{name}`")))?;
-            out_headers.insert(hname, secret_header(prefix.as_bytes(), value.expose_secret())?);
+            let hname = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| RuntimeError::Invalid(format!("bad header name `{name}`")))?;
+            out_headers.insert(
+                hname,
+                secret_header(prefix.as_bytes(), value.expose_secret())?,
+            );
         }
         UpstreamAuth::Query { param, secret } => {
             let (_, value) = rt.secret_value(secret).await?;
             secret_used = json!({"name": secret, "version": value.version()});
-            let v = String::from_utf8(value.expose_secret().to_vec()).map_err(|_| RuntimeError::Invalid("secret is not UTF-8".into()))?;
-            let enc: String = percent_encoding::utf8_percent_encode(&v, percent_encoding::NON_ALPHANUMERIC).collect();
+            let v = String::from_utf8(value.expose_secret().to_vec())
+                .map_err(|_| RuntimeError::Invalid("secret is not UTF-8".into()))?;
+            let enc: String =
+                percent_encoding::utf8_percent_encode(&v, percent_encoding::NON_ALPHANUMERIC)
+                    .collect();
             let pair = format!("{param}={enc}");
             query = Some(match query {
                 Some(q) => format!("{q}&{pair}"),
@@ -478,10 +602,17 @@ async fn build_upstream_request(
         UpstreamAuth::Oauth2ClientCredentials { .. } => {
             let token = crate::oauth_client::access_token(rt, service).await?;
             secret_used = json!({"name": service.spec.auth.secret_name(), "via": "oauth2_client_credentials"});
-            out_headers.insert(header::AUTHORIZATION, secret_header(b"Bearer ", token.as_bytes())?);
+            out_headers.insert(
+                header::AUTHORIZATION,
+                secret_header(b"Bearer ", token.as_bytes())?,
+            );
         }
     }
-    let mut target = format!("{}://{}", base.scheme(), base.host_str().unwrap_or_default());
+    let mut target = format!(
+        "{}://{}",
+        base.scheme(),
+        base.host_str().unwrap_or_default()
+    );
     if let Some(port) = base.port() {
         target.push_str(&format!(":{port}"));
     }
@@ -491,7 +622,9 @@ async fn build_upstream_request(
         target.push('?');
         target.push_str(q);
     }
-    let uri: Uri = target.parse().map_err(|e| RuntimeError::Invalid(format!("upstream uri: {e}")))?;
+    let uri: Uri = target
+        .parse()
+        .map_err(|e| RuntimeError::Invalid(format!("upstream uri: {e}")))?;
     let body: UpstreamBody = match (body_bytes, streamed) {
         (Some(b), _) => {
             out_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
@@ -501,11 +634,18 @@ async fn build_upstream_request(
             if let Some(cl) = headers.get(header::CONTENT_LENGTH) {
                 out_headers.insert(header::CONTENT_LENGTH, cl.clone());
             }
-            body.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>).boxed_unsync()
+            body.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                .boxed_unsync()
         }
-        (None, None) => Full::new(Bytes::new()).map_err(|never| match never {}).boxed_unsync(),
+        (None, None) => Full::new(Bytes::new())
+            .map_err(|never| match never {})
+            .boxed_unsync(),
     };
-    let mut req = Request::builder().method(method.clone()).uri(uri).body(body).map_err(|e| RuntimeError::Invalid(e.to_string()))?;
+    let mut req = Request::builder()
+        .method(method.clone())
+        .uri(uri)
+        .body(body)
+        .map_err(|e| RuntimeError::Invalid(e.to_string()))?;
     *req.headers_mut() = out_headers;
     Ok((req, secret_used))
 }
@@ -528,7 +668,8 @@ fn secret_header(prefix: &[u8], value: &[u8]) -> Result<HeaderValue, RuntimeErro
     let mut raw = zeroize::Zeroizing::new(Vec::with_capacity(prefix.len() + value.len()));
     raw.extend_from_slice(prefix);
     raw.extend_from_slice(value);
-    let mut v = HeaderValue::from_bytes(&raw).map_err(|_| RuntimeError::Invalid("the secret is not a valid header value".into()))?;
+    let mut v = HeaderValue::from_bytes(&raw)
+        .map_err(|_| RuntimeError::Invalid("the secret is not a valid header value".into()))?;
     v.set_sensitive(true);
     Ok(v)
 }
@@ -550,13 +691,26 @@ async fn respond(
 ) -> Result<Response, Problem> {
     let (parts, body) = resp.into_parts();
     let status = i64::from(parts.status.as_u16());
-    let len = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let len = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     let mut headers = HeaderMap::new();
     let listed = connection_tokens(&parts.headers);
     for (name, value) in &parts.headers {
         let n = name.as_str();
-        if matches!(n, "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade" | "trailer" | "te" | "set-cookie")
-            || listed.iter().any(|c| c == n)
+        if matches!(
+            n,
+            "connection"
+                | "keep-alive"
+                | "proxy-connection"
+                | "transfer-encoding"
+                | "upgrade"
+                | "trailer"
+                | "te"
+                | "set-cookie"
+        ) || listed.iter().any(|c| c == n)
         {
             continue;
         }
@@ -566,21 +720,55 @@ async fn respond(
         let bytes = Limited::new(body, BUFFER_RESPONSE_UP_TO as usize)
             .collect()
             .await
-            .map_err(|_| Problem::new(StatusCode::BAD_GATEWAY, "upstream_error", "Upstream response failed"))?
+            .map_err(|_| {
+                Problem::new(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_error",
+                    "Upstream response failed",
+                )
+            })?
             .to_bytes();
-        let outcome = Outcome { status: Some(status), bytes_in: 0, bytes_out: bytes.len() as u64, latency_ms, outcome_unknown: false };
-        pipeline::audit_outcome(rt, caller, call, meta, admitted, outcome, with_secret(Value::Null, secret_used))
-            .await
-            .map_err(|e| outcome_problem(&e))?;
+        let outcome = Outcome {
+            status: Some(status),
+            bytes_in: 0,
+            bytes_out: bytes.len() as u64,
+            latency_ms,
+            outcome_unknown: false,
+        };
+        pipeline::audit_outcome(
+            rt,
+            caller,
+            call,
+            meta,
+            admitted,
+            outcome,
+            with_secret(Value::Null, secret_used),
+        )
+        .await
+        .map_err(|e| outcome_problem(&e))?;
         let mut out = Response::new(Body::from(bytes));
         *out.status_mut() = parts.status;
         *out.headers_mut() = headers;
         return Ok(out);
     }
-    let outcome = Outcome { status: Some(status), bytes_in: 0, bytes_out: len.unwrap_or(0), latency_ms, outcome_unknown: len.is_none() };
-    pipeline::audit_outcome(rt, caller, call, meta, admitted, outcome, with_secret(json!({"streamed": true}), secret_used))
-        .await
-        .map_err(|e| outcome_problem(&e))?;
+    let outcome = Outcome {
+        status: Some(status),
+        bytes_in: 0,
+        bytes_out: len.unwrap_or(0),
+        latency_ms,
+        outcome_unknown: len.is_none(),
+    };
+    pipeline::audit_outcome(
+        rt,
+        caller,
+        call,
+        meta,
+        admitted,
+        outcome,
+        with_secret(json!({"streamed": true}), secret_used),
+    )
+    .await
+    .map_err(|e| outcome_problem(&e))?;
     let counted = crate::stream::CountingBody::new(body, {
         let rt = Arc::clone(rt);
         let caller = caller.clone();
@@ -588,7 +776,10 @@ async fn respond(
         let rid = meta.request_id.clone();
         move |bytes, complete| {
             tokio::spawn(async move {
-                let mut event = steward_audit::AuditEvent::new(steward_audit::EventKind::Other("stream_end".into()), caller.actor());
+                let mut event = steward_audit::AuditEvent::new(
+                    steward_audit::EventKind::Other("stream_end".into()),
+                    caller.actor(),
+                );
                 event.request_id = Some(rid);
                 event.operation = Some(call.operation.to_string());
                 event.detail = json!({"bytes_out": bytes, "complete": complete});
@@ -608,8 +799,14 @@ mod tests {
 
     #[test]
     fn tokens_are_removed_from_queries() {
-        assert_eq!(strip_token_from_query("a=1&access_token=x&b=2", "zzz"), "a=1&b=2");
-        assert_eq!(strip_token_from_query("a=1&t=stwt_abc&b=2", "stwt_abc"), "a=1&b=2");
+        assert_eq!(
+            strip_token_from_query("a=1&access_token=x&b=2", "zzz"),
+            "a=1&b=2"
+        );
+        assert_eq!(
+            strip_token_from_query("a=1&t=stwt_abc&b=2", "stwt_abc"),
+            "a=1&b=2"
+        );
         assert_eq!(strip_token_from_query("t=pre%20stwt_abc", "stwt_abc"), "");
     }
 
@@ -617,7 +814,10 @@ mod tests {
     fn ambiguous_framing_is_refused() {
         let mut h = HeaderMap::new();
         h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
-        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         assert!(check_framing(&h).is_err());
         let mut h = HeaderMap::new();
         h.append(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
@@ -631,7 +831,14 @@ mod tests {
     #[test]
     fn hop_by_hop_and_identity_headers_are_stripped() {
         let listed = vec!["x-secret-hop".to_owned()];
-        for h in ["authorization", "cookie", "steward-reason", "x-forwarded-for", "x-secret-hop", "connection"] {
+        for h in [
+            "authorization",
+            "cookie",
+            "steward-reason",
+            "x-forwarded-for",
+            "x-secret-hop",
+            "connection",
+        ] {
             assert!(is_stripped(&HeaderName::from_static(h), &listed), "{h}");
         }
         assert!(!is_stripped(&HeaderName::from_static("accept"), &listed));

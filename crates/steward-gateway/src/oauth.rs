@@ -25,12 +25,19 @@ pub struct FailureLimiter {
 
 impl FailureLimiter {
     fn blocked(&self, client: &str, now: i64) -> bool {
-        let map = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.get(client).is_some_and(|(start, n)| now - start < 60_000 && *n >= MAX_FAILURES_PER_MINUTE)
+        let map = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(client)
+            .is_some_and(|(start, n)| now - start < 60_000 && *n >= MAX_FAILURES_PER_MINUTE)
     }
 
     fn fail(&self, client: &str, now: i64) {
-        let mut map = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if map.len() > 100_000 {
             map.retain(|_, (start, _)| now - *start < 60_000);
         }
@@ -43,10 +50,20 @@ impl FailureLimiter {
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    let mut resp = (status, axum::Json(json!({"error": error, "error_description": description}))).into_response();
-    resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    let mut resp = (
+        status,
+        axum::Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response();
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
     if status == StatusCode::UNAUTHORIZED {
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic realm=\"steward\""));
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic realm=\"steward\""),
+        );
     }
     resp
 }
@@ -63,7 +80,11 @@ fn form_pairs(body: &[u8]) -> Result<HashMap<String, String>, &'static str> {
 }
 
 /// The token endpoint.
-pub async fn token(State(rt): State<Arc<Runtime>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn token(
+    State(rt): State<Arc<Runtime>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let form = match form_pairs(&body) {
         Ok(f) => f,
         Err(e) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", e),
@@ -71,8 +92,16 @@ pub async fn token(State(rt): State<Arc<Runtime>>, headers: HeaderMap, body: axu
     match form.get("grant_type").map(String::as_str) {
         Some("client_credentials") => client_credentials(&rt, &headers, &form).await,
         Some(TOKEN_EXCHANGE) => token_exchange(&rt, &form).await,
-        Some(_) => oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "supported: client_credentials, token-exchange"),
-        None => oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "grant_type is required"),
+        Some(_) => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "supported: client_credentials, token-exchange",
+        ),
+        None => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "grant_type is required",
+        ),
     }
 }
 
@@ -82,11 +111,16 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (id, secret) = text.split_once(':')?;
     // RFC 6749 §2.3.1: both parts are form-url-encoded.
-    Some((crate::path::form_decode(id).ok()?, crate::path::form_decode(secret).ok()?))
+    Some((
+        crate::path::form_decode(id).ok()?,
+        crate::path::form_decode(secret).ok()?,
+    ))
 }
 
 fn scope_restriction(scope: Option<&String>) -> Result<Restriction, String> {
@@ -112,23 +146,51 @@ fn scope_restriction(scope: Option<&String>) -> Result<Restriction, String> {
     Ok(r)
 }
 
-async fn client_credentials(rt: &Runtime, headers: &HeaderMap, form: &HashMap<String, String>) -> Response {
+async fn client_credentials(
+    rt: &Runtime,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Response {
     let now = rt.now_ms();
-    let (client_id, secret) = match (basic_credentials(headers), form.get("client_id"), form.get("client_secret")) {
+    let (client_id, secret) = match (
+        basic_credentials(headers),
+        form.get("client_id"),
+        form.get("client_secret"),
+    ) {
         (Some(pair), None, None) => pair,
         (None, Some(id), Some(secret)) => (id.clone(), secret.clone()),
-        (Some(_), _, _) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "use one client authentication method"),
-        _ => return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication required"),
+        (Some(_), _, _) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "use one client authentication method",
+            );
+        }
+        _ => {
+            return oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "client authentication required",
+            );
+        }
     };
     let secret = zeroize::Zeroizing::new(secret);
     let limiter_key = steward_core::name::normalize(&client_id);
     if rt.oauth_failures.blocked(&limiter_key, now) {
-        return oauth_error(StatusCode::TOO_MANY_REQUESTS, "slow_down", "too many failed attempts for this client");
+        return oauth_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "slow_down",
+            "too many failed attempts for this client",
+        );
     }
     let invalid = |why: &str| {
         rt.oauth_failures.fail(&limiter_key, now);
         tracing::info!(client = %limiter_key, why, "client authentication failed");
-        oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed")
+        oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication failed",
+        )
     };
     let Ok(key) = steward_token::api_key::parse(&secret) else {
         return invalid("malformed key");
@@ -136,14 +198,19 @@ async fn client_credentials(rt: &Runtime, headers: &HeaderMap, form: &HashMap<St
     let stored = match rt.store.api_key_by_hash(&key.hash()).await {
         Ok(Some(k)) => k,
         Ok(None) => return invalid("unknown key"),
-        Err(e) => return crate::runtime::RuntimeError::from(e).to_problem().into_response(),
+        Err(e) => {
+            return crate::runtime::RuntimeError::from(e)
+                .to_problem()
+                .into_response();
+        }
     };
     let identity = match rt.identity(&stored.identity_id).await {
         Ok(Some(i)) => i,
         Ok(None) => return invalid("identity gone"),
         Err(e) => return e.to_problem().into_response(),
     };
-    let id_matches = identity.id == client_id || steward_core::name::normalize(&identity.name) == limiter_key;
+    let id_matches =
+        identity.id == client_id || steward_core::name::normalize(&identity.name) == limiter_key;
     if !id_matches {
         return invalid("client id does not own the key");
     }
@@ -151,34 +218,75 @@ async fn client_credentials(rt: &Runtime, headers: &HeaderMap, form: &HashMap<St
         return invalid("key revoked or expired");
     }
     // The in-memory state is checked too: the circuit breaker suspends there first.
-    if identity.status != "active" || rt.tokens.revocations().identity_status(&identity.id) != steward_token::IdentityStatus::Active {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "the identity is not active");
+    if identity.status != "active"
+        || rt.tokens.revocations().identity_status(&identity.id)
+            != steward_token::IdentityStatus::Active
+    {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "the identity is not active",
+        );
     }
     let scope = match scope_restriction(form.get("scope")) {
         Ok(s) => s,
         Err(e) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", &e),
     };
-    let ttl = form.get("expires_in").and_then(|v| v.parse::<i64>().ok()).map(|s| s * 1000);
-    issue(rt, &identity.id, ttl, Vec::new(), scope, Some(&stored.id), None).await
+    let ttl = form
+        .get("expires_in")
+        .and_then(|v| v.parse::<i64>().ok())
+        .map(|s| s * 1000);
+    issue(
+        rt,
+        &identity.id,
+        ttl,
+        Vec::new(),
+        scope,
+        Some(&stored.id),
+        None,
+    )
+    .await
 }
 
 async fn token_exchange(rt: &Runtime, form: &HashMap<String, String>) -> Response {
     let now = rt.now_ms();
-    let (Some(subject), Some(subject_type)) = (form.get("subject_token"), form.get("subject_token_type")) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "subject_token and subject_token_type are required");
+    let (Some(subject), Some(subject_type)) =
+        (form.get("subject_token"), form.get("subject_token_type"))
+    else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "subject_token and subject_token_type are required",
+        );
     };
     if subject_type != ACCESS_TOKEN_TYPE {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "unsupported subject_token_type");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "unsupported subject_token_type",
+        );
     }
     let subject = match rt.tokens.verify(subject, now) {
         Ok(t) => t,
-        Err(_) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "subject_token is invalid"),
+        Err(_) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "subject_token is invalid",
+            );
+        }
     };
     let mut chain = subject.claims.actor_chain.clone();
     if let Some(actor) = form.get("actor_token") {
         let actor = match rt.tokens.verify(actor, now) {
             Ok(t) => t,
-            Err(_) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "actor_token is invalid"),
+            Err(_) => {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "actor_token is invalid",
+                );
+            }
         };
         chain.push(actor.identity_id().to_owned());
     } else {
@@ -201,9 +309,22 @@ async fn token_exchange(rt: &Runtime, form: &HashMap<String, String>) -> Respons
         .unwrap_or(remaining)
         .min(remaining);
     if ttl <= 0 {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "subject_token has expired");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "subject_token has expired",
+        );
     }
-    issue(rt, subject.identity_id(), Some(ttl), chain, scope, None, Some(ACCESS_TOKEN_TYPE)).await
+    issue(
+        rt,
+        subject.identity_id(),
+        Some(ttl),
+        chain,
+        scope,
+        None,
+        Some(ACCESS_TOKEN_TYPE),
+    )
+    .await
 }
 
 fn intersect(mut a: Restriction, b: &Restriction) -> Restriction {
@@ -237,7 +358,10 @@ async fn issue(
         Ok(t) => t,
         Err(e) => return e.to_problem().into_response(),
     };
-    let mut event = AuditEvent::new(EventKind::TokenIssued, Actor::new(ActorKind::Identity, identity_id));
+    let mut event = AuditEvent::new(
+        EventKind::TokenIssued,
+        Actor::new(ActorKind::Identity, identity_id),
+    );
     event.actor.delegation_chain = chain;
     event.detail = json!({"token_id": claims.token_id, "expires_at": claims.expires_at_ms, "api_key_id": key_id});
     if let Err(e) = rt.audit(event).await {
@@ -254,9 +378,14 @@ async fn issue(
         "expires_in": (claims.expires_at_ms - claims.issued_at_ms) / 1000,
     });
     if let Some(t) = issued_type {
-        body["issued_token_type"] = json!(t);
+        if let Some(obj) = body.as_object_mut() {
+            obj.insert("issued_token_type".into(), json!(t));
+        }
     }
     let mut resp = (StatusCode::OK, axum::Json(body)).into_response();
-    resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
     resp
 }

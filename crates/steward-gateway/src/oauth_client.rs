@@ -29,8 +29,17 @@ struct TokenResponse {
 }
 
 /// A valid upstream access token for `service`, fetched with the client-credentials grant.
-pub async fn access_token(rt: &Runtime, service: &ServiceRuntime) -> Result<Zeroizing<String>, RuntimeError> {
-    let UpstreamAuth::Oauth2ClientCredentials { token_url, client_id, secret, scope } = &service.spec.auth else {
+pub async fn access_token(
+    rt: &Runtime,
+    service: &ServiceRuntime,
+) -> Result<Zeroizing<String>, RuntimeError> {
+    let UpstreamAuth::Oauth2ClientCredentials {
+        token_url,
+        client_id,
+        secret,
+        scope,
+    } = &service.spec.auth
+    else {
         return Err(RuntimeError::Invalid("service does not use oauth2".into()));
     };
     let now = rt.now_ms();
@@ -43,16 +52,25 @@ pub async fn access_token(rt: &Runtime, service: &ServiceRuntime) -> Result<Zero
     }
     let (_, client_secret) = rt.secret_value(secret).await?;
     let secret_text = Zeroizing::new(
-        String::from_utf8(client_secret.expose_secret().to_vec()).map_err(|_| RuntimeError::Invalid("client secret is not UTF-8".into()))?,
+        String::from_utf8(client_secret.expose_secret().to_vec())
+            .map_err(|_| RuntimeError::Invalid("client secret is not UTF-8".into()))?,
     );
-    let mut form = vec![("grant_type", "client_credentials".to_owned()), ("client_id", client_id.clone())];
+    let mut form = vec![
+        ("grant_type", "client_credentials".to_owned()),
+        ("client_id", client_id.clone()),
+    ];
     if let Some(scope) = scope {
         form.push(("scope", scope.clone()));
     }
     form.push(("client_secret", secret_text.to_string()));
     let body = form
         .iter()
-        .map(|(k, v)| format!("{k}={}", percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)))
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
+            )
+        })
         .collect::<Vec<_>>()
         .join("&");
     let body = Zeroizing::new(body);
@@ -62,23 +80,34 @@ pub async fn access_token(rt: &Runtime, service: &ServiceRuntime) -> Result<Zero
         .map_err(RuntimeError::Invalid)?;
     use http_body_util::BodyExt;
     let req = http::Request::post(token_url.as_str())
-        .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(
+            http::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
         .header(http::header::ACCEPT, "application/json")
-        .body(http_body_util::Full::new(bytes::Bytes::from(body.as_bytes().to_vec())).map_err(|never| match never {}).boxed_unsync())
+        .body(
+            http_body_util::Full::new(bytes::Bytes::from(body.as_bytes().to_vec()))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
         .map_err(|e| RuntimeError::Invalid(e.to_string()))?;
     let resp = client
         .request(req)
         .await
         .map_err(|e| RuntimeError::Invalid(format!("oauth2 token endpoint unreachable: {e}")))?;
     if !resp.status().is_success() {
-        return Err(RuntimeError::Invalid(format!("oauth2 token endpoint answered {}", resp.status())));
+        return Err(RuntimeError::Invalid(format!(
+            "oauth2 token endpoint answered {}",
+            resp.status()
+        )));
     }
     let bytes = http_body_util::Limited::new(resp.into_body(), 64 * 1024)
         .collect()
         .await
         .map_err(|_| RuntimeError::Invalid("oauth2 token response too large".into()))?
         .to_bytes();
-    let parsed: TokenResponse = serde_json::from_slice(&bytes).map_err(|_| RuntimeError::Invalid("oauth2 token response malformed".into()))?;
+    let parsed: TokenResponse = serde_json::from_slice(&bytes)
+        .map_err(|_| RuntimeError::Invalid("oauth2 token response malformed".into()))?;
     let lifetime_ms = parsed.expires_in.unwrap_or(300).clamp(10, 86_400) * 1000;
     // Refresh at 80% of the lifetime so no call carries a token about to expire.
     let refresh_at = now + lifetime_ms * 8 / 10;

@@ -91,20 +91,32 @@ pub struct Admitted {
 /// Extracts the single bearer token; several Authorization headers are refused.
 pub fn bearer(headers: &HeaderMap) -> Result<&str, Problem> {
     let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
-    let first = values.next().ok_or_else(|| Problem::invalid_token("missing bearer token"))?;
+    let first = values
+        .next()
+        .ok_or_else(|| Problem::invalid_token("missing bearer token"))?;
     if values.next().is_some() {
         return Err(Problem::invalid_token("more than one Authorization header"));
     }
-    let text = first.to_str().map_err(|_| Problem::invalid_token("malformed Authorization header"))?;
-    let (scheme, token) = text.split_once(' ').ok_or_else(|| Problem::invalid_token("malformed Authorization header"))?;
+    let text = first
+        .to_str()
+        .map_err(|_| Problem::invalid_token("malformed Authorization header"))?;
+    let (scheme, token) = text
+        .split_once(' ')
+        .ok_or_else(|| Problem::invalid_token("malformed Authorization header"))?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(Problem::invalid_token("Authorization must use the Bearer scheme"));
+        return Err(Problem::invalid_token(
+            "Authorization must use the Bearer scheme",
+        ));
     }
     Ok(token.trim())
 }
 
 /// Phase 1: authenticate.
-pub async fn authenticate(rt: &Runtime, headers: &HeaderMap, source_ip: Option<IpAddr>) -> Result<Caller, Problem> {
+pub async fn authenticate(
+    rt: &Runtime,
+    headers: &HeaderMap,
+    source_ip: Option<IpAddr>,
+) -> Result<Caller, Problem> {
     let token = bearer(headers)?;
     let now = rt.now_ms();
     let verified = rt.tokens.verify(token, now).map_err(|e| {
@@ -117,9 +129,16 @@ pub async fn authenticate(rt: &Runtime, headers: &HeaderMap, source_ip: Option<I
         .map_err(|e| e.to_problem())?
         .ok_or_else(|| Problem::invalid_token("the token's identity no longer exists"))?;
     if identity.status != "active" {
-        return Err(Problem::invalid_token(format!("identity is {}", identity.status)));
+        return Err(Problem::invalid_token(format!(
+            "identity is {}",
+            identity.status
+        )));
     }
-    Ok(Caller { token: verified, identity, source_ip })
+    Ok(Caller {
+        token: verified,
+        identity,
+        source_ip,
+    })
 }
 
 fn audit_decision(effect: Effect) -> AuditDecision {
@@ -131,7 +150,13 @@ fn audit_decision(effect: Effect) -> AuditDecision {
 }
 
 /// The decision record for a call.
-pub fn decision_event(rt: &Runtime, caller: &Caller, call: &ResolvedCall, meta: &CallMeta, decision: Option<&Decision>) -> AuditEvent {
+pub fn decision_event(
+    rt: &Runtime,
+    caller: &Caller,
+    call: &ResolvedCall,
+    meta: &CallMeta,
+    decision: Option<&Decision>,
+) -> AuditEvent {
     let mut event = AuditEvent::new(EventKind::Decision, caller.actor());
     event.request_id = Some(meta.request_id.clone());
     event.operation = Some(call.operation.to_string());
@@ -152,7 +177,12 @@ pub fn decision_event(rt: &Runtime, caller: &Caller, call: &ResolvedCall, meta: 
 }
 
 /// Phases 3 and 4: authorize (with approvals) and write the durable decision record.
-pub async fn admit(rt: &Runtime, caller: &Caller, call: &ResolvedCall, meta: &CallMeta) -> Result<Admitted, Problem> {
+pub async fn admit(
+    rt: &Runtime,
+    caller: &Caller,
+    call: &ResolvedCall,
+    meta: &CallMeta,
+) -> Result<Admitted, Problem> {
     let now = rt.now_ms();
     let rid = meta.request_id.as_str();
     // The token's own attenuation applies before policy: effective rights are the intersection.
@@ -160,7 +190,9 @@ pub async fn admit(rt: &Runtime, caller: &Caller, call: &ResolvedCall, meta: &Ca
         let mut event = decision_event(rt, caller, call, meta, None);
         event.decision = Some(AuditDecision::Deny);
         event.detail = json!({"reason": "token_restriction"});
-        rt.audit(event).await.map_err(|e| e.to_problem().request_id(rid))?;
+        rt.audit(event)
+            .await
+            .map_err(|e| e.to_problem().request_id(rid))?;
         observe(rt, caller, call, steward_monitor::Outcome::Denied, 0, rid);
         return Err(Problem::forbidden(format!(
             "this token is restricted and does not allow `{}`",
@@ -185,34 +217,66 @@ pub async fn admit(rt: &Runtime, caller: &Caller, call: &ResolvedCall, meta: &Ca
     request.args = call.args.clone();
     request.tz = rt.settings.timezone.clone();
     request.source_ip = caller.source_ip;
-    request.rate = rt.rates.counts(&identity.id, &call.operation.service, &call.operation.operation, now);
+    request.rate = rt.rates.counts(
+        &identity.id,
+        &call.operation.service,
+        &call.operation.operation,
+        now,
+    );
     request.risk_score = i64::from(rt.monitor.risk_score(&identity.id, now));
     request.delegated = caller.token.delegated;
     let decision = steward_policy::authorize(&policy.compiled, &request);
-    metrics::counter!("steward_decisions_total", "effect" => decision.effect().as_str()).increment(1);
+    metrics::counter!("steward_decisions_total", "effect" => decision.effect().as_str())
+        .increment(1);
 
     match decision.effect() {
         Effect::Allow => {
-            let permit = decision.permit().ok_or_else(|| Problem::forbidden("denied").request_id(rid))?;
+            let permit = decision
+                .permit()
+                .ok_or_else(|| Problem::forbidden("denied").request_id(rid))?;
             let event = decision_event(rt, caller, call, meta, Some(&decision));
-            rt.audit(event).await.map_err(|e| e.to_problem().request_id(rid))?;
-            rt.rates.record(&identity.id, &call.operation.service, &call.operation.operation, now);
-            Ok(Admitted { permit, decision, approval_id: None })
+            rt.audit(event)
+                .await
+                .map_err(|e| e.to_problem().request_id(rid))?;
+            rt.rates.record(
+                &identity.id,
+                &call.operation.service,
+                &call.operation.operation,
+                now,
+            );
+            Ok(Admitted {
+                permit,
+                decision,
+                approval_id: None,
+            })
         }
         Effect::Deny => {
             let event = decision_event(rt, caller, call, meta, Some(&decision));
-            rt.audit(event).await.map_err(|e| e.to_problem().request_id(rid))?;
+            rt.audit(event)
+                .await
+                .map_err(|e| e.to_problem().request_id(rid))?;
             observe(rt, caller, call, steward_monitor::Outcome::Denied, 0, rid);
             let detail = match decision.deny_reason() {
                 Some(steward_policy::DenyReason::InvalidRequest) => {
-                    format!("`{}` was denied: the request does not match the operation's declared arguments", call.operation)
+                    format!(
+                        "`{}` was denied: the request does not match the operation's declared arguments",
+                        call.operation
+                    )
                 }
                 Some(steward_policy::DenyReason::EvaluationError) => {
-                    format!("`{}` was denied: a policy could not be evaluated", call.operation)
+                    format!(
+                        "`{}` was denied: a policy could not be evaluated",
+                        call.operation
+                    )
                 }
-                _ => format!("policy does not allow `{}` for this identity", call.operation),
+                _ => format!(
+                    "policy does not allow `{}` for this identity",
+                    call.operation
+                ),
             };
-            Err(Problem::forbidden(detail).with("operation", call.operation.to_string()).request_id(rid))
+            Err(Problem::forbidden(detail)
+                .with("operation", call.operation.to_string())
+                .request_id(rid))
         }
         Effect::ApprovalRequired => approval_gate(rt, caller, call, meta, decision).await,
     }
@@ -240,10 +304,21 @@ async fn approval_gate(
             let mut event = decision_event(rt, caller, call, meta, Some(&decision));
             event.decision = Some(AuditDecision::Allow);
             event.detail = json!({"approval": "pre_approved", "grant_id": grant.id, "granted_by_approval": grant.body.get("approval_id")});
-            rt.audit(event).await.map_err(|e| e.to_problem().request_id(rid))?;
+            rt.audit(event)
+                .await
+                .map_err(|e| e.to_problem().request_id(rid))?;
             let now = rt.now_ms();
-            rt.rates.record(&caller.identity.id, &call.operation.service, &call.operation.operation, now);
-            return Ok(Admitted { permit, decision, approval_id: None });
+            rt.rates.record(
+                &caller.identity.id,
+                &call.operation.service,
+                &call.operation.operation,
+                now,
+            );
+            return Ok(Admitted {
+                permit,
+                decision,
+                approval_id: None,
+            });
         }
         Ok(None) => {}
         Err(e) => return Err(e.to_problem().request_id(rid)),
@@ -254,24 +329,44 @@ async fn approval_gate(
         Err(e) => {
             let mut event = decision_event(rt, caller, call, meta, Some(&decision));
             event.detail = json!({"approval": "not_requested", "why": e.to_string()});
-            rt.audit(event).await.map_err(|e| e.to_problem().request_id(rid))?;
-            observe(rt, caller, call, steward_monitor::Outcome::ApprovalRequired, 0, rid);
+            rt.audit(event)
+                .await
+                .map_err(|e| e.to_problem().request_id(rid))?;
+            observe(
+                rt,
+                caller,
+                call,
+                steward_monitor::Outcome::ApprovalRequired,
+                0,
+                rid,
+            );
             return Err(e.to_problem().request_id(rid));
         }
     };
     let mut event = decision_event(rt, caller, call, meta, Some(&decision));
     event.approval_id = Some(approval.id.clone());
-    rt.audit(event).await.map_err(|e| e.to_problem().request_id(rid))?;
-    observe(rt, caller, call, steward_monitor::Outcome::ApprovalRequired, 0, rid);
+    rt.audit(event)
+        .await
+        .map_err(|e| e.to_problem().request_id(rid))?;
+    observe(
+        rt,
+        caller,
+        call,
+        steward_monitor::Outcome::ApprovalRequired,
+        0,
+        rid,
+    );
     if let Some(wait) = meta.wait {
         let wait = wait.min(Duration::from_millis(rt.settings.max_approval_wait_ms));
         if let Some(status) = crate::approvals::wait_for_decision(rt, &approval.id, wait).await {
             if status == "approved" {
                 return consume_approval(rt, caller, call, meta, decision, &approval.id).await;
             }
-            return Err(Problem::forbidden(format!("the approval request was {status}"))
-                .with("approval_id", approval.id.clone())
-                .request_id(rid));
+            return Err(
+                Problem::forbidden(format!("the approval request was {status}"))
+                    .with("approval_id", approval.id.clone())
+                    .request_id(rid),
+            );
         }
     }
     Err(approval_required_problem(&approval).request_id(rid))
@@ -279,15 +374,19 @@ async fn approval_gate(
 
 /// The 403 problem that tells an agent a human must approve.
 pub fn approval_required_problem(approval: &ApprovalRecord) -> Problem {
-    Problem::new(StatusCode::FORBIDDEN, "approval_required", "Approval required")
-        .detail(format!(
-            "`{}` needs human approval; retry with `Steward-Approval: {}` once approved",
-            approval.operation, approval.id
-        ))
-        .with("approval_id", approval.id.clone())
-        .with("poll_url", format!("/v1/approvals/{}", approval.id))
-        .with("expires_at", approval.expires_at)
-        .with("status", approval.status.clone())
+    Problem::new(
+        StatusCode::FORBIDDEN,
+        "approval_required",
+        "Approval required",
+    )
+    .detail(format!(
+        "`{}` needs human approval; retry with `Steward-Approval: {}` once approved",
+        approval.operation, approval.id
+    ))
+    .with("approval_id", approval.id.clone())
+    .with("poll_url", format!("/v1/approvals/{}", approval.id))
+    .with("expires_at", approval.expires_at)
+    .with("status", approval.status.clone())
 }
 
 async fn consume_approval(
@@ -299,7 +398,8 @@ async fn consume_approval(
     approval_id: &str,
 ) -> Result<Admitted, Problem> {
     let rid = meta.request_id.as_str();
-    let outcome = crate::approvals::consume(rt, approval_id, &caller.identity.id, &call.digest).await;
+    let outcome =
+        crate::approvals::consume(rt, approval_id, &caller.identity.id, &call.digest).await;
     let mut event = decision_event(rt, caller, call, meta, Some(&decision));
     event.approval_id = Some(approval_id.to_owned());
     match outcome {
@@ -309,19 +409,36 @@ async fn consume_approval(
                 .ok_or_else(|| Problem::forbidden("denied").request_id(rid))?;
             event.decision = Some(AuditDecision::Allow);
             event.detail = json!({"approval": "consumed"});
-            rt.audit(event).await.map_err(|e| e.to_problem().request_id(rid))?;
+            rt.audit(event)
+                .await
+                .map_err(|e| e.to_problem().request_id(rid))?;
             let now = rt.now_ms();
-            rt.rates.record(&caller.identity.id, &call.operation.service, &call.operation.operation, now);
-            Ok(Admitted { permit, decision, approval_id: Some(approval_id.to_owned()) })
+            rt.rates.record(
+                &caller.identity.id,
+                &call.operation.service,
+                &call.operation.operation,
+                now,
+            );
+            Ok(Admitted {
+                permit,
+                decision,
+                approval_id: Some(approval_id.to_owned()),
+            })
         }
         Err(reason) => {
             event.decision = Some(AuditDecision::Deny);
             event.detail = json!({"approval": "rejected", "why": reason.to_string()});
-            rt.audit(event).await.map_err(|e| e.to_problem().request_id(rid))?;
-            Err(Problem::new(StatusCode::FORBIDDEN, "approval_invalid", "Approval not valid for this request")
-                .detail(reason.to_string())
-                .with("approval_id", approval_id.to_owned())
-                .request_id(rid))
+            rt.audit(event)
+                .await
+                .map_err(|e| e.to_problem().request_id(rid))?;
+            Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "approval_invalid",
+                "Approval not valid for this request",
+            )
+            .detail(reason.to_string())
+            .with("approval_id", approval_id.to_owned())
+            .request_id(rid))
         }
     }
 }
@@ -348,12 +465,26 @@ pub async fn audit_outcome(
     event.outcome = Some(outcome);
     event.detail = detail;
     rt.audit(event).await?;
-    observe(rt, caller, call, steward_monitor::Outcome::Allowed, bytes, &meta.request_id);
+    observe(
+        rt,
+        caller,
+        call,
+        steward_monitor::Outcome::Allowed,
+        bytes,
+        &meta.request_id,
+    );
     Ok(())
 }
 
 /// Feeds monitoring and applies the circuit breaker.
-pub fn observe(rt: &Runtime, caller: &Caller, call: &ResolvedCall, outcome: steward_monitor::Outcome, bytes: u64, rid: &str) {
+pub fn observe(
+    rt: &Runtime,
+    caller: &Caller,
+    call: &ResolvedCall,
+    outcome: steward_monitor::Outcome,
+    bytes: u64,
+    rid: &str,
+) {
     let event = steward_monitor::CallEvent {
         request_id: Some(rid.to_owned()),
         identity_id: caller.identity.id.clone(),
@@ -382,7 +513,10 @@ pub fn request_id() -> String {
 /// Maps a failure to fetch the upstream credential to a problem (fail closed).
 pub fn credential_problem(e: &RuntimeError, rid: &str) -> Problem {
     match e {
-        RuntimeError::NotFound(_) => Problem::unavailable(ErrorCode::VAULT_DECRYPT_FAILED, "the upstream credential is not configured"),
+        RuntimeError::NotFound(_) => Problem::unavailable(
+            ErrorCode::VAULT_DECRYPT_FAILED,
+            "the upstream credential is not configured",
+        ),
         other => other.to_problem(),
     }
     .request_id(rid)

@@ -92,10 +92,14 @@ impl Problem {
             "Bearer realm=\"steward\", error=\"invalid_token\", error_description=\"{}\"",
             detail.replace(['"', '\\'], "'")
         );
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_token", "Invalid or missing token")
-            .detail(detail)
-            .code(steward_core::ErrorCode::TOKEN_INVALID)
-            .header(header::WWW_AUTHENTICATE, &challenge)
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "Invalid or missing token",
+        )
+        .detail(detail)
+        .code(steward_core::ErrorCode::TOKEN_INVALID)
+        .header(header::WWW_AUTHENTICATE, &challenge)
     }
 
     /// 403 for a policy or role denial.
@@ -115,9 +119,13 @@ impl Problem {
 
     /// 503: something Steward depends on failed, so it fails closed.
     pub fn unavailable(code: steward_core::ErrorCode, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable")
-            .detail(detail)
-            .code(code)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service unavailable",
+        )
+        .detail(detail)
+        .code(code)
     }
 }
 

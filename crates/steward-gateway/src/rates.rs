@@ -27,7 +27,11 @@ impl Window {
         if start == self.start {
             return;
         }
-        self.previous = if start - self.start == len { self.current } else { 0 };
+        self.previous = if start - self.start == len {
+            self.current
+        } else {
+            0
+        };
         self.current = 0;
         self.start = start;
     }
@@ -52,7 +56,11 @@ impl Counter {
         self.minute.roll(now, MINUTE);
         self.hour.roll(now, HOUR);
         self.day.roll(now, DAY);
-        (self.minute.estimate(now, MINUTE), self.hour.estimate(now, HOUR), self.day.estimate(now, DAY))
+        (
+            self.minute.estimate(now, MINUTE),
+            self.hour.estimate(now, HOUR),
+            self.day.estimate(now, DAY),
+        )
     }
 
     fn add(&mut self, now: i64) {
@@ -73,7 +81,10 @@ pub struct RateCounters {
 impl RateCounters {
     /// The counts before this call, for the policy context.
     pub fn counts(&self, identity: &str, service: &str, operation: &str, now: i64) -> RateCounts {
-        let mut map = self.counters.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .counters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (op_m, op_h, op_d) = map
             .get_mut(&(identity.to_owned(), format!("{service}:{operation}")))
             .map(|c| c.read(now))
@@ -94,14 +105,24 @@ impl RateCounters {
 
     /// Counts a performed call.
     pub fn record(&self, identity: &str, service: &str, operation: &str, now: i64) {
-        let mut map = self.counters.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.entry((identity.to_owned(), format!("{service}:{operation}"))).or_default().add(now);
-        map.entry((identity.to_owned(), service.to_owned())).or_default().add(now);
+        let mut map = self
+            .counters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry((identity.to_owned(), format!("{service}:{operation}")))
+            .or_default()
+            .add(now);
+        map.entry((identity.to_owned(), service.to_owned()))
+            .or_default()
+            .add(now);
     }
 
     /// Drops counters idle for more than two days.
     pub fn prune(&self, now: i64) {
-        let mut map = self.counters.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .counters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.retain(|_, c| now - c.last_ms < 2 * DAY);
     }
 }

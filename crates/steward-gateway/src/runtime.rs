@@ -9,13 +9,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use steward_audit::{Actor, ActorKind, AppendReceipt, AuditError, AuditEvent, AuditWriter, EventKind, Redactor};
+use steward_audit::{
+    Actor, ActorKind, AppendReceipt, AuditError, AuditEvent, AuditWriter, EventKind, Redactor,
+};
 use steward_core::{Clock, ErrorCode};
 use steward_policy::{Catalog, CompiledPolicies, Grant, PolicySource};
 use steward_store::Store;
 use steward_store::models::{PolicySetRecord, SecretRecord, SecretVersion};
 use steward_token::{Claims, SigningKey, TokenVerifier};
-use steward_vault::{CachedSecret, Keyring, SecretCache, Sealed};
+use steward_vault::{CachedSecret, Keyring, Sealed, SecretCache};
 use zeroize::Zeroizing;
 
 use crate::problem::Problem;
@@ -201,10 +203,17 @@ impl RuntimeError {
         match self {
             Self::Audit(e) => {
                 tracing::error!(error = %e, "audit write failed; refusing");
-                Problem::unavailable(ErrorCode::AUDIT_UNAVAILABLE, "the audit log cannot be written, so nothing was performed")
+                Problem::unavailable(
+                    ErrorCode::AUDIT_UNAVAILABLE,
+                    "the audit log cannot be written, so nothing was performed",
+                )
             }
-            Self::Store(steward_store::StoreError::NotFound(what)) => Problem::not_found(what.clone()),
-            Self::Store(steward_store::StoreError::Conflict(what)) => Problem::conflict(what.clone()),
+            Self::Store(steward_store::StoreError::NotFound(what)) => {
+                Problem::not_found(what.clone())
+            }
+            Self::Store(steward_store::StoreError::Conflict(what)) => {
+                Problem::conflict(what.clone())
+            }
             Self::Store(e) => {
                 tracing::error!(error = %e, "store failure");
                 Problem::unavailable(e.code(), "the store is unavailable")
@@ -218,10 +227,20 @@ impl RuntimeError {
             Self::Conflict(msg) => Problem::conflict(msg.clone()),
             Self::Forbidden(msg) => Problem::forbidden(msg.clone()),
             Self::Token(e) => Problem::bad_request(e.to_string()),
-            Self::RateLimited(msg) => Problem::new(http::StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Too many requests").detail(msg.clone()),
+            Self::RateLimited(msg) => Problem::new(
+                http::StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Too many requests",
+            )
+            .detail(msg.clone()),
             Self::External(msg) => {
                 tracing::warn!(error = %msg, "external system failed");
-                Problem::new(http::StatusCode::BAD_GATEWAY, "upstream_error", "An external system failed").detail(msg.clone())
+                Problem::new(
+                    http::StatusCode::BAD_GATEWAY,
+                    "upstream_error",
+                    "An external system failed",
+                )
+                .detail(msg.clone())
             }
         }
     }
@@ -280,7 +299,10 @@ impl Runtime {
         target: &str,
         detail: serde_json::Value,
     ) -> Result<AppendReceipt, RuntimeError> {
-        let mut event = AuditEvent::new(EventKind::AdminMutation, Actor::new(ActorKind::Admin, admin));
+        let mut event = AuditEvent::new(
+            EventKind::AdminMutation,
+            Actor::new(ActorKind::Admin, admin),
+        );
         event.operation = Some(action.to_owned());
         event.resource = Some(target.to_owned());
         event.detail = detail;
@@ -288,7 +310,10 @@ impl Runtime {
     }
 
     /// An identity by id, from memory when possible.
-    pub async fn identity(&self, id: &str) -> Result<Option<Arc<steward_store::models::Identity>>, RuntimeError> {
+    pub async fn identity(
+        &self,
+        id: &str,
+    ) -> Result<Option<Arc<steward_store::models::Identity>>, RuntimeError> {
         if let Some(found) = self.identities.read().ok().and_then(|m| m.get(id).cloned()) {
             return Ok(Some(found));
         }
@@ -311,22 +336,34 @@ impl Runtime {
 
     /// The policy set in force.
     pub fn active_policy(&self) -> Arc<ActivePolicy> {
-        self.policy.read().map(|p| Arc::clone(&p)).unwrap_or_else(|p| Arc::clone(&p.into_inner()))
+        self.policy
+            .read()
+            .map(|p| Arc::clone(&p))
+            .unwrap_or_else(|p| Arc::clone(&p.into_inner()))
     }
 
     /// The services in force.
     pub fn service_table(&self) -> Arc<ServiceTable> {
-        self.services.read().map(|s| Arc::clone(&s)).unwrap_or_else(|s| Arc::clone(&s.into_inner()))
+        self.services
+            .read()
+            .map(|s| Arc::clone(&s))
+            .unwrap_or_else(|s| Arc::clone(&s.into_inner()))
     }
 
     /// The master keyring.
     pub fn keyring(&self) -> Arc<Keyring> {
-        self.keyring.read().map(|k| Arc::clone(&k)).unwrap_or_else(|k| Arc::clone(&k.into_inner()))
+        self.keyring
+            .read()
+            .map(|k| Arc::clone(&k))
+            .unwrap_or_else(|k| Arc::clone(&k.into_inner()))
     }
 
     /// The current signing key.
     pub fn signer(&self) -> Arc<SigningKey> {
-        self.signer.read().map(|k| Arc::clone(&k)).unwrap_or_else(|k| Arc::clone(&k.into_inner()))
+        self.signer
+            .read()
+            .map(|k| Arc::clone(&k))
+            .unwrap_or_else(|k| Arc::clone(&k.into_inner()))
     }
 
     /// Builds the catalog from the stored services.
@@ -335,7 +372,11 @@ impl Runtime {
     }
 
     /// Compiles `sources` with the current catalog and active grants, without installing.
-    pub async fn compile_policies(&self, sources: &[PolicySource], version: u64) -> Result<CompiledPolicies, RuntimeError> {
+    pub async fn compile_policies(
+        &self,
+        sources: &[PolicySource],
+        version: u64,
+    ) -> Result<CompiledPolicies, RuntimeError> {
         let mut catalog = self.catalog();
         let mut labels: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
         for identity in self.store.identity_list(None).await? {
@@ -347,7 +388,9 @@ impl Runtime {
             match steward_policy::compile_with_grants(&catalog, sources, &grants, version) {
                 // A grant that no longer fits the catalog (a service changed) must not keep
                 // the policy set from loading: leave it out and say so.
-                Err(steward_policy::PolicyError::InvalidGrant { id, message }) if grants.iter().any(|g| g.id == id) => {
+                Err(steward_policy::PolicyError::InvalidGrant { id, message })
+                    if grants.iter().any(|g| g.id == id) =>
+                {
                     tracing::warn!(grant = %id, error = %message, "leaving out a grant that does not compile");
                     grants.retain(|g| g.id != id);
                 }
@@ -387,13 +430,25 @@ impl Runtime {
         let record = self.store.policy_set_latest().await?;
         let sources: Vec<PolicySource> = record
             .as_ref()
-            .map(|r| r.policies.iter().map(|p| PolicySource::new(p.id.clone(), p.text.clone())).collect())
+            .map(|r| {
+                r.policies
+                    .iter()
+                    .map(|p| PolicySource::new(p.id.clone(), p.text.clone()))
+                    .collect()
+            })
             .unwrap_or_default();
-        let version = record.as_ref().map(|r| u64::try_from(r.version).unwrap_or(0)).unwrap_or(0);
+        let version = record
+            .as_ref()
+            .map(|r| u64::try_from(r.version).unwrap_or(0))
+            .unwrap_or(0);
         match self.compile_policies(&sources, version).await {
             Ok(compiled) => {
                 if let Ok(mut guard) = self.policy.write() {
-                    *guard = Arc::new(ActivePolicy { compiled: Arc::new(compiled), record, last_error: None });
+                    *guard = Arc::new(ActivePolicy {
+                        compiled: Arc::new(compiled),
+                        record,
+                        last_error: None,
+                    });
                 }
                 Ok(())
             }
@@ -428,7 +483,9 @@ impl Runtime {
         let keyring = self.keyring();
         let master = keyring.current();
         let fingerprint = steward_scan::fingerprint(value);
-        let next_rotation_at = rotation.as_ref().and_then(|r| crate::rotation::next_rotation_at(r, now));
+        let next_rotation_at = rotation
+            .as_ref()
+            .and_then(|r| crate::rotation::next_rotation_at(r, now));
         match self.store.secret_by_name(name).await? {
             None => {
                 let id = new_id("sec");
@@ -458,7 +515,8 @@ impl Runtime {
             }
             Some(mut record) => {
                 let next = record.current_version.saturating_add(1);
-                let next_u32 = u32::try_from(next).map_err(|_| RuntimeError::Invalid("too many versions".into()))?;
+                let next_u32 = u32::try_from(next)
+                    .map_err(|_| RuntimeError::Invalid("too many versions".into()))?;
                 let sealed = steward_vault::seal(master, &record.id, next_u32, value)?;
                 record.current_version = next;
                 record.fingerprint = fingerprint;
@@ -480,7 +538,11 @@ impl Runtime {
                     retire_at: None,
                 };
                 self.store
-                    .secret_add_version(&record, &version, Some(now.saturating_add(grace_ms.unwrap_or(0))))
+                    .secret_add_version(
+                        &record,
+                        &version,
+                        Some(now.saturating_add(grace_ms.unwrap_or(0))),
+                    )
                     .await?;
                 self.secret_cache.invalidate(&record.id);
                 self.forget_secret(name);
@@ -490,24 +552,25 @@ impl Runtime {
     }
 
     /// Decrypts the current version of a secret (cached briefly in zeroizing memory).
-    pub async fn secret_value(&self, name: &str) -> Result<(SecretRecord, CachedSecret), RuntimeError> {
+    pub async fn secret_value(
+        &self,
+        name: &str,
+    ) -> Result<(SecretRecord, CachedSecret), RuntimeError> {
         let now = self.now_ms();
         // The name -> current version lookup is cached as briefly as the value, so the hot
         // path does no database read; a rotation here invalidates it at once, one made by
         // another instance is seen within the cache TTL.
-        let hit = self
-            .secret_meta
-            .read()
-            .ok()
-            .and_then(|m| m.get(name).filter(|(_, at)| now.saturating_sub(*at) < self.settings.secret_cache_ttl_ms).map(|(r, _)| r.clone()));
+        let hit = self.secret_meta.read().ok().and_then(|m| {
+            m.get(name)
+                .filter(|(_, at)| now.saturating_sub(*at) < self.settings.secret_cache_ttl_ms)
+                .map(|(r, _)| r.clone())
+        });
         let record = match hit {
             Some(record) => record,
             None => {
-                let record = self
-                    .store
-                    .secret_by_name(name)
-                    .await?
-                    .ok_or_else(|| RuntimeError::NotFound(format!("secret `{name}` does not exist")))?;
+                let record = self.store.secret_by_name(name).await?.ok_or_else(|| {
+                    RuntimeError::NotFound(format!("secret `{name}` does not exist"))
+                })?;
                 if let Ok(mut m) = self.secret_meta.write() {
                     m.insert(name.to_owned(), (record.clone(), now));
                 }
@@ -524,9 +587,12 @@ impl Runtime {
             .store
             .secret_version(&record.id, record.current_version)
             .await?
-            .ok_or_else(|| RuntimeError::NotFound(format!("secret `{name}` has no current version")))?;
+            .ok_or_else(|| {
+                RuntimeError::NotFound(format!("secret `{name}` has no current version"))
+            })?;
         let sealed = Sealed::from_bytes(&version.sealed)?;
-        let v = u32::try_from(version.version).map_err(|_| RuntimeError::Invalid("bad version".into()))?;
+        let v = u32::try_from(version.version)
+            .map_err(|_| RuntimeError::Invalid("bad version".into()))?;
         let value = self.open_sealed(&record.id, v, &sealed)?;
         let cached = self.secret_cache.insert(ticket, &record.id, v, value, now);
         Ok((record, cached))
@@ -556,11 +622,23 @@ impl Runtime {
 
     /// Opens a sealed value. A value wrapped under a master-key version this process has not
     /// loaded (an offline rotation ran after start) triggers one keyring reload and a retry.
-    pub fn open_sealed(&self, secret_id: &str, version: u32, sealed: &Sealed) -> Result<steward_core::SecretBytes, RuntimeError> {
+    pub fn open_sealed(
+        &self,
+        secret_id: &str,
+        version: u32,
+        sealed: &Sealed,
+    ) -> Result<steward_core::SecretBytes, RuntimeError> {
         match steward_vault::open(&self.keyring(), secret_id, version, sealed) {
-            Err(steward_vault::VaultError::UnknownKeyVersion { .. }) if self.key_provider.is_some() => {
+            Err(steward_vault::VaultError::UnknownKeyVersion { .. })
+                if self.key_provider.is_some() =>
+            {
                 self.reload_keyring()?;
-                Ok(steward_vault::open(&self.keyring(), secret_id, version, sealed)?)
+                Ok(steward_vault::open(
+                    &self.keyring(),
+                    secret_id,
+                    version,
+                    sealed,
+                )?)
             }
             other => Ok(other?),
         }
@@ -573,7 +651,10 @@ impl Runtime {
         let Some(check) = self.store.meta_get("vault.check_value").await? else {
             return Ok(());
         };
-        let stored = check.split_once(':').and_then(|(v, _)| v.parse::<u32>().ok()).unwrap_or(0);
+        let stored = check
+            .split_once(':')
+            .and_then(|(v, _)| v.parse::<u32>().ok())
+            .unwrap_or(0);
         if stored > self.keyring().current().version() {
             self.reload_keyring()?;
         }
@@ -595,8 +676,16 @@ impl Runtime {
         scope: steward_token::Restriction,
     ) -> Result<(String, Claims), RuntimeError> {
         let now = self.now_ms();
-        let ttl = ttl_ms.unwrap_or(self.settings.token_ttl_ms).clamp(1_000, self.settings.token_max_ttl_ms);
-        let mut claims = Claims::new(new_id("tok"), identity_id, self.settings.audience.clone(), now, now.saturating_add(ttl));
+        let ttl = ttl_ms
+            .unwrap_or(self.settings.token_ttl_ms)
+            .clamp(1_000, self.settings.token_max_ttl_ms);
+        let mut claims = Claims::new(
+            new_id("tok"),
+            identity_id,
+            self.settings.audience.clone(),
+            now,
+            now.saturating_add(ttl),
+        );
         claims.actor_chain = actor_chain;
         claims.scope = scope;
         let token = steward_token::mint(&self.signer(), &claims)?;
@@ -615,7 +704,11 @@ impl Runtime {
                 .identities
                 .read()
                 .ok()
-                .and_then(|m| m.get(&identity.id).map(|cached| cached.updated_at != identity.updated_at || cached.status != identity.status))
+                .and_then(|m| {
+                    m.get(&identity.id).map(|cached| {
+                        cached.updated_at != identity.updated_at || cached.status != identity.status
+                    })
+                })
                 .unwrap_or(false);
             if stale {
                 self.invalidate_identity(&identity.id);
@@ -628,14 +721,16 @@ impl Runtime {
                 // persisted is not undone by a stale read.
                 "active"
                     if now.saturating_sub(identity.updated_at) < 10_000
-                        && self.tokens.revocations().identity_status(&identity.id) == steward_token::IdentityStatus::Suspended =>
+                        && self.tokens.revocations().identity_status(&identity.id)
+                            == steward_token::IdentityStatus::Suspended =>
                 {
                     self.tokens.reinstate_identity(&identity.id);
                 }
                 _ => {}
             }
             if identity.tokens_valid_after > 0 {
-                self.tokens.invalidate_tokens_issued_before(&identity.id, identity.tokens_valid_after);
+                self.tokens
+                    .invalidate_tokens_issued_before(&identity.id, identity.tokens_valid_after);
             }
         }
         Ok(())
@@ -643,7 +738,11 @@ impl Runtime {
 }
 
 /// Opens an internal sealed key with the keyring.
-pub fn open_internal(keyring: &Keyring, id: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, RuntimeError> {
+pub fn open_internal(
+    keyring: &Keyring,
+    id: &str,
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, RuntimeError> {
     let sealed = Sealed::from_bytes(sealed)?;
     let value = steward_vault::open(keyring, id, 1, &sealed)?;
     use secrecy::ExposeSecret;

@@ -199,21 +199,33 @@ fn default_kind() -> String {
 impl ServiceSpec {
     /// Checks the definition and fills `operations` from `openapi` when present.
     pub fn validate(mut self) -> Result<Self, RuntimeError> {
-        steward_core::name::validate(&self.name).map_err(|e| RuntimeError::Invalid(format!("service name: {e}")))?;
-        if !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        steward_core::name::validate(&self.name)
+            .map_err(|e| RuntimeError::Invalid(format!("service name: {e}")))?;
+        if !self
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return Err(RuntimeError::Invalid(format!(
                 "service name `{}` may contain only ASCII letters, digits, `-` and `_`",
                 self.name
             )));
         }
         if self.kind == "postgres" {
-            let pg = self
-                .postgres
-                .as_ref()
-                .ok_or_else(|| RuntimeError::Invalid(format!("service `{}` of kind postgres needs a `postgres` section", self.name)))?;
+            let pg = self.postgres.as_ref().ok_or_else(|| {
+                RuntimeError::Invalid(format!(
+                    "service `{}` of kind postgres needs a `postgres` section",
+                    self.name
+                ))
+            })?;
             crate::pg_roles::check_role_name(&pg.group_role)?;
-            if pg.max_ttl_secs == 0 || pg.default_ttl_secs == 0 || pg.default_ttl_secs > pg.max_ttl_secs {
-                return Err(RuntimeError::Invalid("postgres: ttls must be positive and default_ttl_secs <= max_ttl_secs".into()));
+            if pg.max_ttl_secs == 0
+                || pg.default_ttl_secs == 0
+                || pg.default_ttl_secs > pg.max_ttl_secs
+            {
+                return Err(RuntimeError::Invalid(
+                    "postgres: ttls must be positive and default_ttl_secs <= max_ttl_secs".into(),
+                ));
             }
             // The one operation a database service has: obtaining a credential.
             if !self.operations.iter().any(|op| op.name == LEASE_OPERATION) {
@@ -227,17 +239,22 @@ impl ServiceSpec {
                 });
             }
         } else if self.postgres.is_some() {
-            return Err(RuntimeError::Invalid("a `postgres` section needs kind `postgres`".into()));
+            return Err(RuntimeError::Invalid(
+                "a `postgres` section needs kind `postgres`".into(),
+            ));
         }
         if self.kind != "http" && self.kind != "mcp" && self.kind != "postgres" {
-            return Err(RuntimeError::Invalid(format!("service kind `{}` is not `http`, `mcp` or `postgres`", self.kind)));
+            return Err(RuntimeError::Invalid(format!(
+                "service kind `{}` is not `http`, `mcp` or `postgres`",
+                self.kind
+            )));
         }
         if self.kind == "http" {
-            let base = self
-                .base_url
-                .as_deref()
-                .ok_or_else(|| RuntimeError::Invalid(format!("service `{}` needs a base_url", self.name)))?;
-            let url = url::Url::parse(base).map_err(|e| RuntimeError::Invalid(format!("base_url `{base}`: {e}")))?;
+            let base = self.base_url.as_deref().ok_or_else(|| {
+                RuntimeError::Invalid(format!("service `{}` needs a base_url", self.name))
+            })?;
+            let url = url::Url::parse(base)
+                .map_err(|e| RuntimeError::Invalid(format!("base_url `{base}`: {e}")))?;
             match url.scheme() {
                 "https" => {}
                 "http" if self.allow_http => {}
@@ -246,19 +263,29 @@ impl ServiceSpec {
                         "base_url `{base}` is plain http; set allow_http to permit it"
                     )));
                 }
-                other => return Err(RuntimeError::Invalid(format!("base_url scheme `{other}` is not http(s)"))),
+                other => {
+                    return Err(RuntimeError::Invalid(format!(
+                        "base_url scheme `{other}` is not http(s)"
+                    )));
+                }
             }
             if url.host_str().is_none() {
-                return Err(RuntimeError::Invalid(format!("base_url `{base}` has no host")));
+                return Err(RuntimeError::Invalid(format!(
+                    "base_url `{base}` has no host"
+                )));
             }
         }
         if self.kind == "mcp" {
             self.validate_mcp()?;
         } else if self.mcp.is_some() {
-            return Err(RuntimeError::Invalid(format!("service `{}` has an `mcp` section but is not of kind `mcp`", self.name)));
+            return Err(RuntimeError::Invalid(format!(
+                "service `{}` has an `mcp` section but is not of kind `mcp`",
+                self.name
+            )));
         }
         if let Some(text) = &self.openapi {
-            let catalog = ServiceCatalog::from_openapi(text).map_err(|e| RuntimeError::Invalid(format!("openapi: {e}")))?;
+            let catalog = ServiceCatalog::from_openapi(text)
+                .map_err(|e| RuntimeError::Invalid(format!("openapi: {e}")))?;
             self.operations = catalog.into_operations();
         }
         for op in &mut self.operations {
@@ -267,7 +294,8 @@ impl ServiceSpec {
             }
         }
         // Building the router also checks the operations are consistent.
-        ServiceCatalog::new(self.operations.clone()).map_err(|e| RuntimeError::Invalid(format!("operations: {e}")))?;
+        ServiceCatalog::new(self.operations.clone())
+            .map_err(|e| RuntimeError::Invalid(format!("operations: {e}")))?;
         Ok(self)
     }
 
@@ -279,31 +307,58 @@ impl ServiceSpec {
                 self.name
             )));
         }
-        let mcp = self
-            .mcp
-            .as_ref()
-            .ok_or_else(|| RuntimeError::Invalid(format!("MCP service `{}` needs an `mcp` section with a transport", self.name)))?;
+        let mcp = self.mcp.as_ref().ok_or_else(|| {
+            RuntimeError::Invalid(format!(
+                "MCP service `{}` needs an `mcp` section with a transport",
+                self.name
+            ))
+        })?;
         match &mcp.transport {
-            McpTransport::Stdio { command, env, plain_env, .. } => {
+            McpTransport::Stdio {
+                command,
+                env,
+                plain_env,
+                ..
+            } => {
                 if command.trim().is_empty() {
-                    return Err(RuntimeError::Invalid("mcp.transport.command is empty".into()));
+                    return Err(RuntimeError::Invalid(
+                        "mcp.transport.command is empty".into(),
+                    ));
                 }
                 for name in env.keys().chain(plain_env.keys()) {
-                    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                        return Err(RuntimeError::Invalid(format!("environment variable name `{name}` is invalid")));
+                    if name.is_empty()
+                        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    {
+                        return Err(RuntimeError::Invalid(format!(
+                            "environment variable name `{name}` is invalid"
+                        )));
                     }
                 }
             }
             McpTransport::Http { url } => {
-                let parsed = url::Url::parse(url).map_err(|e| RuntimeError::Invalid(format!("mcp url `{url}`: {e}")))?;
+                let parsed = url::Url::parse(url)
+                    .map_err(|e| RuntimeError::Invalid(format!("mcp url `{url}`: {e}")))?;
                 match parsed.scheme() {
                     "https" => {}
                     "http" if self.allow_http => {}
-                    "http" => return Err(RuntimeError::Invalid(format!("mcp url `{url}` is plain http; set allow_http to permit it"))),
-                    other => return Err(RuntimeError::Invalid(format!("mcp url scheme `{other}` is not http(s)"))),
+                    "http" => {
+                        return Err(RuntimeError::Invalid(format!(
+                            "mcp url `{url}` is plain http; set allow_http to permit it"
+                        )));
+                    }
+                    other => {
+                        return Err(RuntimeError::Invalid(format!(
+                            "mcp url scheme `{other}` is not http(s)"
+                        )));
+                    }
                 }
-                if !matches!(self.auth, UpstreamAuth::None | UpstreamAuth::Bearer { .. } | UpstreamAuth::Header { .. }) {
-                    return Err(RuntimeError::Invalid("MCP services support auth `none`, `bearer` and `header`".into()));
+                if !matches!(
+                    self.auth,
+                    UpstreamAuth::None | UpstreamAuth::Bearer { .. } | UpstreamAuth::Header { .. }
+                ) {
+                    return Err(RuntimeError::Invalid(
+                        "MCP services support auth `none`, `bearer` and `header`".into(),
+                    ));
                 }
             }
         }
@@ -313,7 +368,12 @@ impl ServiceSpec {
     /// The egress policy implied by the service's flags.
     pub fn egress(&self) -> EgressPolicy {
         if self.allow_private {
-            EgressPolicy { allow_loopback: true, allow_private: true, allow_link_local: true, ..EgressPolicy::public_only() }
+            EgressPolicy {
+                allow_loopback: true,
+                allow_private: true,
+                allow_link_local: true,
+                ..EgressPolicy::public_only()
+            }
         } else {
             EgressPolicy::public_only()
         }
@@ -354,22 +414,39 @@ impl ServiceTable {
             {
                 Ok(rt) => {
                     if rt.spec.kind == "mcp" {
-                        mcp_operations.insert(record.name.clone(), crate::mcp::pins::catalog_operations(store, &rt.spec).await?);
+                        mcp_operations.insert(
+                            record.name.clone(),
+                            crate::mcp::pins::catalog_operations(store, &rt.spec).await?,
+                        );
                     }
                     services.insert(record.name.clone(), Arc::new(rt));
                 }
-                Err(e) => tracing::error!(service = %record.name, error = %e, "service definition rejected"),
+                Err(e) => {
+                    tracing::error!(service = %record.name, error = %e, "service definition rejected")
+                }
             }
         }
-        Ok(Self { services, mcp_operations })
+        Ok(Self {
+            services,
+            mcp_operations,
+        })
     }
 
     /// Builds one service's runtime form.
     pub fn build(spec: ServiceSpec) -> Result<ServiceRuntime, RuntimeError> {
-        let catalog = ServiceCatalog::new(spec.operations.clone()).map_err(|e| RuntimeError::Invalid(e.to_string()))?;
-        let base_text = spec.base_url.clone().unwrap_or_else(|| format!("mcp://{}", spec.name));
+        let catalog = ServiceCatalog::new(spec.operations.clone())
+            .map_err(|e| RuntimeError::Invalid(e.to_string()))?;
+        let base_text = spec
+            .base_url
+            .clone()
+            .unwrap_or_else(|| format!("mcp://{}", spec.name));
         let base = url::Url::parse(&base_text).map_err(|e| RuntimeError::Invalid(e.to_string()))?;
-        Ok(ServiceRuntime { spec, catalog, base, client: std::sync::OnceLock::new() })
+        Ok(ServiceRuntime {
+            spec,
+            catalog,
+            base,
+            client: std::sync::OnceLock::new(),
+        })
     }
 
     /// This table with `specs` added or replacing services of the same name, for previews
@@ -380,7 +457,10 @@ impl ServiceTable {
             let name = spec.name.clone();
             services.insert(name, Arc::new(Self::build(spec.validate()?)?));
         }
-        Ok(Self { services, mcp_operations: self.mcp_operations.clone() })
+        Ok(Self {
+            services,
+            mcp_operations: self.mcp_operations.clone(),
+        })
     }
 
     /// A service by name.
@@ -403,32 +483,38 @@ impl ServiceTable {
             .map(|svc| ServiceDef {
                 name: svc.spec.name.clone(),
                 operations: if svc.spec.kind == "mcp" {
-                    self.mcp_operations.get(&svc.spec.name).cloned().unwrap_or_default()
+                    self.mcp_operations
+                        .get(&svc.spec.name)
+                        .cloned()
+                        .unwrap_or_default()
                 } else {
-                    svc
-                    .spec
-                    .operations
-                    .iter()
-                    .map(|op| OperationDef {
-                        name: op.name.clone(),
-                        class: op.class,
-                        args: op
-                            .args
-                            .iter()
-                            .filter_map(|a| {
-                                policy_arg_type(a.ty, a.item_ty).map(|t| ArgDef {
-                                    name: a.name.clone(),
-                                    arg_type: t,
-                                    optional: !a.required,
+                    svc.spec
+                        .operations
+                        .iter()
+                        .map(|op| OperationDef {
+                            name: op.name.clone(),
+                            class: op.class,
+                            args: op
+                                .args
+                                .iter()
+                                .filter_map(|a| {
+                                    policy_arg_type(a.ty, a.item_ty).map(|t| ArgDef {
+                                        name: a.name.clone(),
+                                        arg_type: t,
+                                        optional: !a.required,
+                                    })
                                 })
-                            })
-                            .collect(),
-                    })
-                    .collect()
+                                .collect(),
+                        })
+                        .collect()
                 },
             })
             .collect();
-        Catalog { version: 1, identity_labels: Vec::new(), services }
+        Catalog {
+            version: 1,
+            identity_labels: Vec::new(),
+            services,
+        }
     }
 }
 

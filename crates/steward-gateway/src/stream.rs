@@ -18,7 +18,11 @@ pub struct CountingBody<B, F: FnOnce(u64, bool)> {
 impl<B, F: FnOnce(u64, bool)> CountingBody<B, F> {
     /// Wraps `inner`.
     pub fn new(inner: B, on_end: F) -> Self {
-        Self { inner, bytes: 0, on_end: Some(on_end) }
+        Self {
+            inner,
+            bytes: 0,
+            on_end: Some(on_end),
+        }
     }
 
     fn finish(&mut self, complete: bool) {
@@ -42,7 +46,10 @@ where
     type Data = Bytes;
     type Error = B::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
@@ -77,7 +84,10 @@ pub struct PrefixedBody<B> {
 impl<B> PrefixedBody<B> {
     /// `prefix` first, then `rest`.
     pub fn new(prefix: Vec<Bytes>, rest: B) -> Self {
-        Self { prefix: prefix.into(), rest }
+        Self {
+            prefix: prefix.into(),
+            rest,
+        }
     }
 }
 
@@ -88,7 +98,10 @@ where
     type Data = Bytes;
     type Error = B::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.get_mut();
         if let Some(chunk) = this.prefix.pop_front() {
             return Poll::Ready(Some(Ok(Frame::data(chunk))));
@@ -121,7 +134,13 @@ pub struct TokenGuardBody<B> {
 impl<B> TokenGuardBody<B> {
     /// Guards `inner` against `needle` (an empty needle guards nothing).
     pub fn new(inner: B, needle: &[u8]) -> Self {
-        Self { inner, needle: zeroize::Zeroizing::new(needle.to_vec()), carry: Vec::new(), pending: None, done: false }
+        Self {
+            inner,
+            needle: zeroize::Zeroizing::new(needle.to_vec()),
+            carry: Vec::new(),
+            pending: None,
+            done: false,
+        }
     }
 }
 
@@ -137,7 +156,10 @@ where
     type Data = Bytes;
     type Error = Box<dyn std::error::Error + Send + Sync>;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
         loop {
             if this.done {
@@ -187,8 +209,17 @@ mod tests {
     use super::*;
     use http_body_util::{BodyExt, StreamBody};
 
-    fn chunks(parts: &[&str]) -> StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, std::convert::Infallible>>>> {
-        let frames: Vec<_> = parts.iter().map(|p| Ok(Frame::data(Bytes::from(p.to_string())))).collect();
+    fn chunks(
+        parts: &[&str],
+    ) -> StreamBody<
+        futures_util::stream::Iter<
+            std::vec::IntoIter<Result<Frame<Bytes>, std::convert::Infallible>>,
+        >,
+    > {
+        let frames: Vec<_> = parts
+            .iter()
+            .map(|p| Ok(Frame::data(Bytes::from(p.to_string()))))
+            .collect();
         StreamBody::new(futures_util::stream::iter(frames))
     }
 
@@ -196,7 +227,9 @@ mod tests {
         let mut out = Vec::new();
         while let Some(frame) = body.frame().await {
             match frame {
-                Ok(f) => out.extend_from_slice(f.data_ref().map(|b| b.as_ref()).unwrap_or_default()),
+                Ok(f) => {
+                    out.extend_from_slice(f.data_ref().map(|b| b.as_ref()).unwrap_or_default())
+                }
                 Err(_) => return (out, true),
             }
         }
@@ -205,20 +238,36 @@ mod tests {
 
     #[tokio::test]
     async fn token_split_across_chunks_is_never_released() {
-        for split in [&["aaa stw", "t_SECRET bbb"][..], &["aaa stwt_SECRET"], &["s", "t", "w", "t", "_", "SECRET"], &["xx", "stwt_SECRE", "T"]] {
+        for split in [
+            &["aaa stw", "t_SECRET bbb"][..],
+            &["aaa stwt_SECRET"],
+            &["s", "t", "w", "t", "_", "SECRET"],
+            &["xx", "stwt_SECRE", "T"],
+        ] {
             let (out, failed) = drain(TokenGuardBody::new(chunks(split), b"stwt_SECRET")).await;
             assert!(failed, "{split:?}");
             assert!(!contains(&out, b"stwt_SECRET"));
-            assert!(!out.ends_with(b"stwt_SECRE"), "{split:?} released a prefix: {out:?}");
+            assert!(
+                !out.ends_with(b"stwt_SECRE"),
+                "{split:?} released a prefix: {out:?}"
+            );
         }
     }
 
     #[tokio::test]
     async fn clean_bodies_pass_unchanged() {
-        let (out, failed) = drain(TokenGuardBody::new(chunks(&["hello ", "stwt_SECRE", "X world"]), b"stwt_SECRET")).await;
+        let (out, failed) = drain(TokenGuardBody::new(
+            chunks(&["hello ", "stwt_SECRE", "X world"]),
+            b"stwt_SECRET",
+        ))
+        .await;
         assert!(!failed);
         assert_eq!(out, b"hello stwt_SECREX world");
-        let (out, _) = drain(PrefixedBody::new(vec![Bytes::from_static(b"ab")], chunks(&["cd"]))).await;
+        let (out, _) = drain(PrefixedBody::new(
+            vec![Bytes::from_static(b"ab")],
+            chunks(&["cd"]),
+        ))
+        .await;
         assert_eq!(out, b"abcd");
     }
 }

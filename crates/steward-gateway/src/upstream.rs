@@ -46,11 +46,18 @@ impl Upstream {
         for cert in native.certs {
             let _ = roots.add(cert);
         }
-        Self { roots: Arc::new(roots), connect_timeout }
+        Self {
+            roots: Arc::new(roots),
+            connect_timeout,
+        }
     }
 
     /// A client for a service with its egress policy and optional CA bundle (PEM).
-    pub fn client(&self, egress: EgressPolicy, ca_bundle: Option<&str>) -> Result<UpstreamClient, String> {
+    pub fn client(
+        &self,
+        egress: EgressPolicy,
+        ca_bundle: Option<&str>,
+    ) -> Result<UpstreamClient, String> {
         let roots = match ca_bundle {
             None => Arc::clone(&self.roots),
             Some(pem) => {
@@ -93,7 +100,9 @@ pub struct PinnedConnector {
 
 impl std::fmt::Debug for PinnedConnector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PinnedConnector").field("egress", &self.egress).finish_non_exhaustive()
+        f.debug_struct("PinnedConnector")
+            .field("egress", &self.egress)
+            .finish_non_exhaustive()
     }
 }
 
@@ -113,7 +122,11 @@ impl Connection for UpstreamStream {
 }
 
 impl AsyncRead for UpstreamStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -122,7 +135,11 @@ impl AsyncRead for UpstreamStream {
 }
 
 impl AsyncWrite for UpstreamStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
@@ -166,14 +183,24 @@ impl tower::Service<Uri> for PinnedConnector {
             let host_text = uri.host().ok_or_else(|| blocked("no host".into()))?;
             let bare = host_text.trim_start_matches('[').trim_end_matches(']');
             let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-            let host = check_host(&this.egress, if host_text.starts_with('[') { host_text } else { bare })
-                .map_err(|e| blocked(e.to_string()))?;
+            let host = check_host(
+                &this.egress,
+                if host_text.starts_with('[') {
+                    host_text
+                } else {
+                    bare
+                },
+            )
+            .map_err(|e| blocked(e.to_string()))?;
             let candidates: Vec<SocketAddr> = match &host {
                 Host::Ip(ip) => vec![SocketAddr::new(*ip, port)],
-                Host::Name(name) => tokio::net::lookup_host((name.as_str(), port)).await?.collect(),
+                Host::Name(name) => tokio::net::lookup_host((name.as_str(), port))
+                    .await?
+                    .collect(),
             };
             // INVARIANT: only addresses returned by the guard are dialled.
-            let allowed = filter_resolved(&this.egress, &candidates).map_err(|e| blocked(e.to_string()))?;
+            let allowed =
+                filter_resolved(&this.egress, &candidates).map_err(|e| blocked(e.to_string()))?;
             let mut last_err = blocked("no address".into());
             for addr in allowed {
                 match tokio::time::timeout(this.connect_timeout, TcpStream::connect(addr)).await {
@@ -188,7 +215,9 @@ impl tower::Service<Uri> for PinnedConnector {
                         return Ok(TokioIo::new(UpstreamStream::Tls(Box::new(tls))));
                     }
                     Ok(Err(e)) => last_err = e,
-                    Err(_) => last_err = io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
+                    Err(_) => {
+                        last_err = io::Error::new(io::ErrorKind::TimedOut, "connect timed out")
+                    }
                 }
             }
             Err(last_err)

@@ -1,4 +1,12 @@
 //! Behaviour of the policy engine: compilation, decisions, grants, examples and properties.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

@@ -9,9 +9,7 @@ use std::process::Command;
 
 use base64::Engine as _;
 use steward_core::id::base62_u32_fixed;
-use steward_scan::{
-    Confidence, Finding, Format, Report, ScanArgs, Scanner, fingerprint, run,
-};
+use steward_scan::{Confidence, Finding, Format, Report, ScanArgs, Scanner, fingerprint, run};
 
 fn crc_token(prefix: &str, random: &str) -> String {
     format!(
@@ -23,7 +21,9 @@ fn crc_token(prefix: &str, random: &str) -> String {
 /// A Steward API key exactly as the server mints it.
 fn steward_key(random: &[u8; 32]) -> String {
     use secrecy::ExposeSecret as _;
-    steward_token::api_key::generate(random).expose_secret().to_owned()
+    steward_token::api_key::generate(random)
+        .expose_secret()
+        .to_owned()
 }
 
 fn rules_found(text: &str) -> Vec<String> {

@@ -124,13 +124,19 @@ mod tests {
 
     #[test]
     fn urls_pick_backends_and_mask_passwords() {
-        assert_eq!(Backend::from_url("sqlite://x.db").ok(), Some(Backend::Sqlite));
+        assert_eq!(
+            Backend::from_url("sqlite://x.db").ok(),
+            Some(Backend::Sqlite)
+        );
         assert_eq!(
             Backend::from_url("postgres://u:p@h/db").ok(),
             Some(Backend::Postgres)
         );
         assert!(Backend::from_url("mysql://x").is_err());
-        assert_eq!(mask_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            mask_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
         assert_eq!(mask_url("sqlite://a.db"), "sqlite://a.db");
     }
 }

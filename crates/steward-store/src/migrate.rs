@@ -25,9 +25,11 @@ impl Store {
                 .await?;
         }
         let result = async {
-            sqlx::query("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query(
+                "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            )
+            .execute(&mut *conn)
+            .await?;
             let current = current_version(&mut conn).await?;
             if current > SCHEMA_VERSION {
                 return Err(StoreError::SchemaTooNew {

@@ -247,11 +247,13 @@ impl Store {
 
     /// Revokes an admin token.
     pub async fn admin_token_revoke(&self, id: &str, now: i64) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE admin_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE admin_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         if done.rows_affected() == 0 {
             return Err(not_found("admin token", id));
         }
@@ -262,7 +264,11 @@ impl Store {
 /// Identities and API keys.
 impl Store {
     /// Stores a new identity; a name that normalises to an existing one is a conflict.
-    pub async fn identity_insert(&self, identity: &Identity, name_norm: &str) -> Result<(), StoreError> {
+    pub async fn identity_insert(
+        &self,
+        identity: &Identity,
+        name_norm: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO identities (id, name, name_norm, kind, owner, description, labels, status, status_reason, \
              observe_only, tokens_valid_after, created_at, updated_at, last_seen_at) \
@@ -294,7 +300,11 @@ impl Store {
     }
 
     /// Replaces an identity's mutable fields.
-    pub async fn identity_update(&self, identity: &Identity, name_norm: &str) -> Result<(), StoreError> {
+    pub async fn identity_update(
+        &self,
+        identity: &Identity,
+        name_norm: &str,
+    ) -> Result<(), StoreError> {
         let done = sqlx::query(
             "UPDATE identities SET name = $1, name_norm = $2, kind = $3, owner = $4, description = $5, labels = $6, \
              status = $7, status_reason = $8, observe_only = $9, tokens_valid_after = $10, updated_at = $11 WHERE id = $12",
@@ -366,7 +376,11 @@ impl Store {
     }
 
     /// Stores a new API key's hash.
-    pub async fn api_key_insert(&self, key: &ApiKeyRecord, key_hash: &[u8]) -> Result<(), StoreError> {
+    pub async fn api_key_insert(
+        &self,
+        key: &ApiKeyRecord,
+        key_hash: &[u8],
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO api_keys (id, identity_id, key_hash, prefix, created_at, expires_at, last_used_at, revoked_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -395,10 +409,11 @@ impl Store {
 
     /// Lists an identity's keys.
     pub async fn api_key_list(&self, identity_id: &str) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM api_keys WHERE identity_id = $1 ORDER BY created_at, id")
-            .bind(identity_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT * FROM api_keys WHERE identity_id = $1 ORDER BY created_at, id")
+                .bind(identity_id)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(api_key).collect()
     }
 
@@ -413,7 +428,12 @@ impl Store {
     }
 
     /// Revokes one key, or all keys of an identity when `key_id` is `None`.
-    pub async fn api_key_revoke(&self, identity_id: &str, key_id: Option<&str>, now: i64) -> Result<u64, StoreError> {
+    pub async fn api_key_revoke(
+        &self,
+        identity_id: &str,
+        key_id: Option<&str>,
+        now: i64,
+    ) -> Result<u64, StoreError> {
         let done = match key_id {
             Some(key_id) => sqlx::query(
                 "UPDATE api_keys SET revoked_at = $1 WHERE identity_id = $2 AND id = $3 AND revoked_at IS NULL",
@@ -433,7 +453,13 @@ impl Store {
     }
 
     /// Records a revoked access token id until it would have expired anyway.
-    pub async fn token_revoke(&self, token_id: &str, identity_id: &str, expires_at: i64, now: i64) -> Result<(), StoreError> {
+    pub async fn token_revoke(
+        &self,
+        token_id: &str,
+        identity_id: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO revoked_tokens (token_id, identity_id, expires_at, revoked_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (token_id) DO NOTHING",
@@ -449,17 +475,23 @@ impl Store {
 
     /// Revoked token ids that have not yet expired.
     pub async fn token_revocations(&self, now: i64) -> Result<Vec<(String, String)>, StoreError> {
-        let rows = sqlx::query("SELECT token_id, identity_id FROM revoked_tokens WHERE expires_at > $1")
-            .bind(now)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT token_id, identity_id FROM revoked_tokens WHERE expires_at > $1")
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("token_id")?, r.try_get("identity_id")?)))
             .collect()
     }
 
     /// Stores a sealed token-signing key.
-    pub async fn signing_key_insert(&self, kid: &str, sealed: &[u8], now: i64) -> Result<(), StoreError> {
+    pub async fn signing_key_insert(
+        &self,
+        kid: &str,
+        sealed: &[u8],
+        now: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO signing_keys (kid, sealed, created_at) VALUES ($1, $2, $3)")
             .bind(kid)
             .bind(sealed)
@@ -470,7 +502,9 @@ impl Store {
     }
 
     /// Signing keys, newest first: `(kid, sealed, created_at, retired_at)`.
-    pub async fn signing_keys(&self) -> Result<Vec<(String, Vec<u8>, i64, Option<i64>)>, StoreError> {
+    pub async fn signing_keys(
+        &self,
+    ) -> Result<Vec<(String, Vec<u8>, i64, Option<i64>)>, StoreError> {
         let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at DESC, kid DESC")
             .fetch_all(&self.pool)
             .await?;
@@ -488,11 +522,13 @@ impl Store {
 
     /// Marks a signing key retired (it still verifies until dropped).
     pub async fn signing_key_retire(&self, kid: &str, now: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE kid = $2 AND retired_at IS NULL")
-            .bind(now)
-            .bind(kid)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE signing_keys SET retired_at = $1 WHERE kid = $2 AND retired_at IS NULL",
+        )
+        .bind(now)
+        .bind(kid)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }
@@ -500,7 +536,11 @@ impl Store {
 /// Vault secrets.
 impl Store {
     /// Creates a secret with its first version, atomically.
-    pub async fn secret_create(&self, secret: &SecretRecord, first: &SecretVersion) -> Result<(), StoreError> {
+    pub async fn secret_create(
+        &self,
+        secret: &SecretRecord,
+        first: &SecretVersion,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO secrets (id, name, current_version, fingerprint, rotation, created_at, rotated_at, expires_at, \
@@ -558,7 +598,10 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!("secret `{}` changed concurrently", secret.name)));
+            return Err(StoreError::Conflict(format!(
+                "secret `{}` changed concurrently",
+                secret.name
+            )));
         }
         tx.commit().await?;
         Ok(())
@@ -597,26 +640,36 @@ impl Store {
     }
 
     /// One sealed version.
-    pub async fn secret_version(&self, secret_id: &str, version: i64) -> Result<Option<SecretVersion>, StoreError> {
-        let row = sqlx::query("SELECT * FROM secret_versions WHERE secret_id = $1 AND version = $2")
-            .bind(secret_id)
-            .bind(version)
-            .fetch_optional(&self.pool)
-            .await?;
+    pub async fn secret_version(
+        &self,
+        secret_id: &str,
+        version: i64,
+    ) -> Result<Option<SecretVersion>, StoreError> {
+        let row =
+            sqlx::query("SELECT * FROM secret_versions WHERE secret_id = $1 AND version = $2")
+                .bind(secret_id)
+                .bind(version)
+                .fetch_optional(&self.pool)
+                .await?;
         row.as_ref().map(secret_version).transpose()
     }
 
     /// All versions of a secret, oldest first.
     pub async fn secret_versions(&self, secret_id: &str) -> Result<Vec<SecretVersion>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM secret_versions WHERE secret_id = $1 ORDER BY version")
-            .bind(secret_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT * FROM secret_versions WHERE secret_id = $1 ORDER BY version")
+                .bind(secret_id)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(secret_version).collect()
     }
 
     /// Versions still wrapped by a master key other than `key_version`, up to `limit`.
-    pub async fn secret_versions_not_wrapped_by(&self, key_version: i64, limit: i64) -> Result<Vec<SecretVersion>, StoreError> {
+    pub async fn secret_versions_not_wrapped_by(
+        &self,
+        key_version: i64,
+        limit: i64,
+    ) -> Result<Vec<SecretVersion>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM secret_versions WHERE key_version <> $1 ORDER BY secret_id, version LIMIT $2",
         )
@@ -654,12 +707,17 @@ impl Store {
         let rows = sqlx::query("SELECT key_version, COUNT(*) AS n FROM secret_versions GROUP BY key_version ORDER BY key_version")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|r| Ok((r.try_get("key_version")?, r.try_get("n")?))).collect()
+        rows.iter()
+            .map(|r| Ok((r.try_get("key_version")?, r.try_get("n")?)))
+            .collect()
     }
 
     /// Creates many new secrets, each with its first version, in one transaction (bulk import).
     /// Rows go in multi-row `INSERT`s (only placeholders are generated; every value is bound).
-    pub async fn secret_create_many(&self, items: &[(SecretRecord, SecretVersion)]) -> Result<(), StoreError> {
+    pub async fn secret_create_many(
+        &self,
+        items: &[(SecretRecord, SecretVersion)],
+    ) -> Result<(), StoreError> {
         const ROWS_PER_STATEMENT: usize = 200;
         let mut tx = self.pool.begin().await?;
         for chunk in items.chunks(ROWS_PER_STATEMENT) {
@@ -683,10 +741,14 @@ impl Store {
                     .bind(secret.next_rotation_at)
                     .bind(secret.last_rotation_error.clone());
             }
-            q.execute(&mut *tx).await.map_err(|e| match StoreError::from(e) {
-                StoreError::Conflict(_) => StoreError::Conflict("a secret of this import already exists".to_owned()),
-                other => other,
-            })?;
+            q.execute(&mut *tx)
+                .await
+                .map_err(|e| match StoreError::from(e) {
+                    StoreError::Conflict(_) => {
+                        StoreError::Conflict("a secret of this import already exists".to_owned())
+                    }
+                    other => other,
+                })?;
             let sql = multi_row_insert(
                 "INSERT INTO secret_versions (secret_id, version, key_version, sealed, created_at, retire_at) VALUES ",
                 6,
@@ -694,7 +756,13 @@ impl Store {
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (_, v) in chunk {
-                q = q.bind(v.secret_id.clone()).bind(v.version).bind(v.key_version).bind(v.sealed.clone()).bind(v.created_at).bind(v.retire_at);
+                q = q
+                    .bind(v.secret_id.clone())
+                    .bind(v.version)
+                    .bind(v.key_version)
+                    .bind(v.sealed.clone())
+                    .bind(v.created_at)
+                    .bind(v.retire_at);
             }
             q.execute(&mut *tx).await?;
         }
@@ -705,7 +773,10 @@ impl Store {
     /// Re-wrapped envelopes written in one transaction, each only if its row is still at the
     /// old key version (compare-and-swap). Items are `(secret_id, version, old_key_version,
     /// new_key_version, sealed)`; returns how many rows were replaced.
-    pub async fn secret_version_rewrap_batch(&self, items: &[(String, i64, i64, i64, Vec<u8>)]) -> Result<u64, StoreError> {
+    pub async fn secret_version_rewrap_batch(
+        &self,
+        items: &[(String, i64, i64, i64, Vec<u8>)],
+    ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut replaced = 0u64;
         for (secret_id, version, old_key_version, new_key_version, sealed) in items {
@@ -726,7 +797,12 @@ impl Store {
     }
 
     /// Every sealed version after `(secret_id, version)` in key order, up to `limit` (paging).
-    pub async fn secret_versions_page(&self, after_id: &str, after_version: i64, limit: i64) -> Result<Vec<SecretVersion>, StoreError> {
+    pub async fn secret_versions_page(
+        &self,
+        after_id: &str,
+        after_version: i64,
+        limit: i64,
+    ) -> Result<Vec<SecretVersion>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM secret_versions WHERE secret_id > $1 OR (secret_id = $1 AND version > $2) \
              ORDER BY secret_id, version LIMIT $3",
@@ -740,13 +816,19 @@ impl Store {
     }
 
     /// Replaces a sealed token-signing key if it still holds `old` (compare-and-swap).
-    pub async fn signing_key_rewrap(&self, kid: &str, old: &[u8], new: &[u8]) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE signing_keys SET sealed = $1 WHERE kid = $2 AND sealed = $3")
-            .bind(new)
-            .bind(kid)
-            .bind(old)
-            .execute(&self.pool)
-            .await?;
+    pub async fn signing_key_rewrap(
+        &self,
+        kid: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE signing_keys SET sealed = $1 WHERE kid = $2 AND sealed = $3")
+                .bind(new)
+                .bind(kid)
+                .bind(old)
+                .execute(&self.pool)
+                .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -780,7 +862,10 @@ fn multi_row_insert(prefix: &str, columns: usize, rows: usize) -> String {
     sql
 }
 
-async fn insert_version(tx: &mut sqlx::Transaction<'_, sqlx::Any>, v: &SecretVersion) -> Result<(), StoreError> {
+async fn insert_version(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    v: &SecretVersion,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO secret_versions (secret_id, version, key_version, sealed, created_at, retire_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -871,7 +956,10 @@ impl Store {
     }
 
     /// A given version.
-    pub async fn policy_set_get(&self, version: i64) -> Result<Option<PolicySetRecord>, StoreError> {
+    pub async fn policy_set_get(
+        &self,
+        version: i64,
+    ) -> Result<Option<PolicySetRecord>, StoreError> {
         let row = sqlx::query("SELECT * FROM policy_sets WHERE version = $1")
             .bind(version)
             .fetch_optional(&self.pool)
@@ -940,15 +1028,20 @@ impl Store {
 
     /// The last record of an instance's chain.
     pub async fn audit_head(&self, instance_id: &str) -> Result<Option<AuditRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM audit_log WHERE instance_id = $1 ORDER BY seq DESC LIMIT 1")
-            .bind(instance_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT * FROM audit_log WHERE instance_id = $1 ORDER BY seq DESC LIMIT 1")
+                .bind(instance_id)
+                .fetch_optional(&self.pool)
+                .await?;
         row.as_ref().map(audit_row).transpose()
     }
 
     /// One record.
-    pub async fn audit_get(&self, instance_id: &str, seq: i64) -> Result<Option<AuditRow>, StoreError> {
+    pub async fn audit_get(
+        &self,
+        instance_id: &str,
+        seq: i64,
+    ) -> Result<Option<AuditRow>, StoreError> {
         let row = sqlx::query("SELECT * FROM audit_log WHERE instance_id = $1 AND seq = $2")
             .bind(instance_id)
             .bind(seq)
@@ -958,7 +1051,12 @@ impl Store {
     }
 
     /// Records of one chain in sequence order, from `from_seq` on, up to `limit`.
-    pub async fn audit_range(&self, instance_id: &str, from_seq: i64, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
+    pub async fn audit_range(
+        &self,
+        instance_id: &str,
+        from_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM audit_log WHERE instance_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3",
         )
@@ -971,13 +1069,21 @@ impl Store {
     }
 
     /// Chain hashes of records `1..=size` of a chain (the Merkle leaves).
-    pub async fn audit_hashes(&self, instance_id: &str, size: i64) -> Result<Vec<Vec<u8>>, StoreError> {
-        let rows = sqlx::query("SELECT hash FROM audit_log WHERE instance_id = $1 AND seq <= $2 ORDER BY seq")
-            .bind(instance_id)
-            .bind(size)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(|r| Ok(r.try_get::<Vec<u8>, _>(0)?)).collect()
+    pub async fn audit_hashes(
+        &self,
+        instance_id: &str,
+        size: i64,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT hash FROM audit_log WHERE instance_id = $1 AND seq <= $2 ORDER BY seq",
+        )
+        .bind(instance_id)
+        .bind(size)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<Vec<u8>, _>(0)?))
+            .collect()
     }
 
     /// Instance ids that have audit chains.
@@ -985,7 +1091,9 @@ impl Store {
         let rows = sqlx::query("SELECT DISTINCT instance_id FROM audit_log ORDER BY instance_id")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|r| Ok(r.try_get::<String, _>(0)?)).collect()
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>(0)?))
+            .collect()
     }
 
     /// Searches the log; newest last.
@@ -1014,7 +1122,12 @@ impl Store {
     }
 
     /// Stores a signed checkpoint.
-    pub async fn audit_checkpoint_insert(&self, instance_id: &str, tree_size: i64, body: &str) -> Result<(), StoreError> {
+    pub async fn audit_checkpoint_insert(
+        &self,
+        instance_id: &str,
+        tree_size: i64,
+        body: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO audit_checkpoints (instance_id, tree_size, body) VALUES ($1, $2, $3) \
              ON CONFLICT (instance_id, tree_size) DO NOTHING",
@@ -1028,14 +1141,21 @@ impl Store {
     }
 
     /// Chain hashes of records `from_seq..to_seq` (end exclusive) of a chain, in order.
-    pub async fn audit_hash_range(&self, instance_id: &str, from_seq: i64, to_seq: i64) -> Result<Vec<Vec<u8>>, StoreError> {
+    pub async fn audit_hash_range(
+        &self,
+        instance_id: &str,
+        from_seq: i64,
+        to_seq: i64,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
         let rows = sqlx::query("SELECT hash FROM audit_log WHERE instance_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq")
             .bind(instance_id)
             .bind(from_seq)
             .bind(to_seq)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|r| Ok(r.try_get::<Vec<u8>, _>(0)?)).collect()
+        rows.iter()
+            .map(|r| Ok(r.try_get::<Vec<u8>, _>(0)?))
+            .collect()
     }
 
     /// Records of one chain with `from_seq <= seq < to_seq` and, when given, time in
@@ -1064,7 +1184,13 @@ impl Store {
 
     /// Deletes the records of a chain with `seq < before_seq` and records the archive
     /// anchor in `meta` in the same transaction; returns the number deleted.
-    pub async fn audit_archive_cut(&self, instance_id: &str, before_seq: i64, anchor_key: &str, anchor: &str) -> Result<u64, StoreError> {
+    pub async fn audit_archive_cut(
+        &self,
+        instance_id: &str,
+        before_seq: i64,
+        anchor_key: &str,
+        anchor: &str,
+    ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO meta (key, value) VALUES ($1, $2) \
@@ -1084,12 +1210,17 @@ impl Store {
     }
 
     /// Checkpoints of a chain, oldest first.
-    pub async fn audit_checkpoints(&self, instance_id: &str) -> Result<Vec<(i64, String)>, StoreError> {
+    pub async fn audit_checkpoints(
+        &self,
+        instance_id: &str,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
         let rows = sqlx::query("SELECT tree_size, body FROM audit_checkpoints WHERE instance_id = $1 ORDER BY tree_size")
             .bind(instance_id)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(|r| Ok((r.try_get("tree_size")?, r.try_get("body")?))).collect()
+        rows.iter()
+            .map(|r| Ok((r.try_get("tree_size")?, r.try_get("body")?)))
+            .collect()
     }
 }
 
@@ -1097,7 +1228,10 @@ impl Store {
 impl Store {
     /// Creates a pending approval unless one is already pending for the same identity and
     /// digest; returns the pending one and whether it was newly created.
-    pub async fn approval_create_or_coalesce(&self, a: &ApprovalRecord) -> Result<(ApprovalRecord, bool), StoreError> {
+    pub async fn approval_create_or_coalesce(
+        &self,
+        a: &ApprovalRecord,
+    ) -> Result<(ApprovalRecord, bool), StoreError> {
         let mut tx = self.pool.begin().await?;
         let existing = sqlx::query(
             "SELECT * FROM approvals WHERE identity_id = $1 AND digest = $2 AND status = 'pending' AND expires_at > $3 LIMIT 1",
@@ -1142,7 +1276,11 @@ impl Store {
     }
 
     /// Lists approvals, optionally by status.
-    pub async fn approval_list(&self, status: Option<&str>, limit: i64) -> Result<Vec<ApprovalRecord>, StoreError> {
+    pub async fn approval_list(
+        &self,
+        status: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ApprovalRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM approvals WHERE ($1 IS NULL OR status = $1) ORDER BY requested_at DESC LIMIT $2",
         )
@@ -1154,18 +1292,28 @@ impl Store {
     }
 
     /// Counts approvals an identity requested since a time (anti-flood).
-    pub async fn approval_count_since(&self, identity_id: &str, since: i64) -> Result<i64, StoreError> {
-        let row = sqlx::query("SELECT COUNT(*) FROM approvals WHERE identity_id = $1 AND requested_at >= $2")
-            .bind(identity_id)
-            .bind(since)
-            .fetch_one(&self.pool)
-            .await?;
+    pub async fn approval_count_since(
+        &self,
+        identity_id: &str,
+        since: i64,
+    ) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM approvals WHERE identity_id = $1 AND requested_at >= $2",
+        )
+        .bind(identity_id)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
         Ok(row.try_get::<i64, _>(0)?)
     }
 
     /// Compare-and-set update: writes `a` only if the stored version is `expected_version`.
     /// Exactly one of several concurrent writers wins; the others get a conflict.
-    pub async fn approval_update_cas(&self, a: &ApprovalRecord, expected_version: i64) -> Result<(), StoreError> {
+    pub async fn approval_update_cas(
+        &self,
+        a: &ApprovalRecord,
+        expected_version: i64,
+    ) -> Result<(), StoreError> {
         let done = sqlx::query(
             "UPDATE approvals SET body = $1, status = $2, decided_at = $3, used_at = $4, version = $5 \
              WHERE id = $6 AND version = $7",
@@ -1180,13 +1328,20 @@ impl Store {
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!("approval `{}` was changed by someone else", a.id)));
+            return Err(StoreError::Conflict(format!(
+                "approval `{}` was changed by someone else",
+                a.id
+            )));
         }
         Ok(())
     }
 
     /// Marks pending approvals of an identity cancelled; returns how many.
-    pub async fn approval_cancel_pending(&self, identity_id: &str, now: i64) -> Result<u64, StoreError> {
+    pub async fn approval_cancel_pending(
+        &self,
+        identity_id: &str,
+        now: i64,
+    ) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "UPDATE approvals SET status = 'cancelled', decided_at = $1, version = version + 1 \
              WHERE identity_id = $2 AND status = 'pending'",
@@ -1216,11 +1371,16 @@ impl Store {
     }
 
     /// Grants, optionally of one identity.
-    pub async fn grant_list(&self, identity_id: Option<&str>) -> Result<Vec<GrantRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM grants WHERE ($1 IS NULL OR identity_id = $1) ORDER BY created_at")
-            .bind(identity_id.map(str::to_owned))
-            .fetch_all(&self.pool)
-            .await?;
+    pub async fn grant_list(
+        &self,
+        identity_id: Option<&str>,
+    ) -> Result<Vec<GrantRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM grants WHERE ($1 IS NULL OR identity_id = $1) ORDER BY created_at",
+        )
+        .bind(identity_id.map(str::to_owned))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(grant).collect()
     }
 
@@ -1235,7 +1395,10 @@ impl Store {
 
     /// Deletes a grant (after it ended and its retention passed); true if it existed.
     pub async fn grant_delete(&self, id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM grants WHERE id = $1").bind(id).execute(&self.pool).await?;
+        let done = sqlx::query("DELETE FROM grants WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 }
@@ -1243,7 +1406,13 @@ impl Store {
 /// Generic JSON records.
 impl Store {
     /// Creates or replaces a record.
-    pub async fn kv_put(&self, kind: &str, id: &str, body: &serde_json::Value, now: i64) -> Result<(), StoreError> {
+    pub async fn kv_put(
+        &self,
+        kind: &str,
+        id: &str,
+        body: &serde_json::Value,
+        now: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO kv_records (kind, id, body, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) \
              ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
@@ -1269,11 +1438,13 @@ impl Store {
 
     /// Lists records of a kind, oldest first.
     pub async fn kv_list(&self, kind: &str, limit: i64) -> Result<Vec<KvRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM kv_records WHERE kind = $1 ORDER BY created_at, id LIMIT $2")
-            .bind(kind)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM kv_records WHERE kind = $1 ORDER BY created_at, id LIMIT $2",
+        )
+        .bind(kind)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(kv).collect()
     }
 

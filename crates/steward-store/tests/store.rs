@@ -3,13 +3,24 @@
 //! PostgreSQL comes from `STEWARD_TEST_DATABASE_URL`. Without it the PostgreSQL half is
 //! skipped locally, but under `CI=true` a missing or unreachable database fails the run.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::collections::BTreeMap;
 
 use steward_store::models::*;
 use steward_store::{Backend, Store, StoreError};
 
 async fn sqlite_store(dir: &tempfile::TempDir) -> Store {
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("steward.db").display());
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("steward.db").display()
+    );
     Store::open(&url).await.expect("open sqlite")
 }
 
@@ -37,7 +48,10 @@ async fn postgres_store() -> Option<Store> {
             .unwrap()
             .as_nanos()
     );
-    admin.raw_execute(&format!("CREATE DATABASE {name}")).await.expect("create database");
+    admin
+        .raw_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
     admin.close().await;
     let url = match base.rsplit_once('/') {
         Some((prefix, _db)) => format!("{prefix}/{name}"),
@@ -67,7 +81,10 @@ fn identity(id: &str, name: &str, owner: &str) -> Identity {
 async fn story(store: &Store) {
     // Migrations are idempotent and the version is recorded.
     store.migrate().await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), steward_store::SCHEMA_VERSION);
+    assert_eq!(
+        store.schema_version().await.unwrap(),
+        steward_store::SCHEMA_VERSION
+    );
 
     // Meta.
     assert!(store.meta_set_if_absent("k", "v1").await.unwrap());
@@ -82,14 +99,31 @@ async fn story(store: &Store) {
         Err(StoreError::Conflict(msg)) => assert!(msg.contains("already exists"), "{msg}"),
         other => panic!("expected conflict, got {other:?}"),
     }
-    let got = store.identity_by_name("billing-bot").await.unwrap().unwrap();
+    let got = store
+        .identity_by_name("billing-bot")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got, a);
     let mut changed = got.clone();
     changed.status = "suspended".into();
     changed.observe_only = true;
-    store.identity_update(&changed, "billing-bot").await.unwrap();
-    assert_eq!(store.identity_get("idn_a").await.unwrap().unwrap().status, "suspended");
-    assert!(store.identity_get("idn_a").await.unwrap().unwrap().observe_only);
+    store
+        .identity_update(&changed, "billing-bot")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.identity_get("idn_a").await.unwrap().unwrap().status,
+        "suspended"
+    );
+    assert!(
+        store
+            .identity_get("idn_a")
+            .await
+            .unwrap()
+            .unwrap()
+            .observe_only
+    );
     assert_eq!(store.identity_list(Some("alice")).await.unwrap().len(), 1);
     assert_eq!(store.identity_list(Some("bob")).await.unwrap().len(), 0);
 
@@ -104,10 +138,21 @@ async fn story(store: &Store) {
         revoked_at: None,
     };
     store.api_key_insert(&key, &[7u8; 32]).await.unwrap();
-    assert_eq!(store.api_key_by_hash(&[7u8; 32]).await.unwrap().unwrap().id, "key_1");
+    assert_eq!(
+        store.api_key_by_hash(&[7u8; 32]).await.unwrap().unwrap().id,
+        "key_1"
+    );
     assert!(store.api_key_by_hash(&[8u8; 32]).await.unwrap().is_none());
     assert_eq!(store.api_key_revoke("idn_a", None, 9).await.unwrap(), 1);
-    assert_eq!(store.api_key_by_hash(&[7u8; 32]).await.unwrap().unwrap().revoked_at, Some(9));
+    assert_eq!(
+        store
+            .api_key_by_hash(&[7u8; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        Some(9)
+    );
 
     // Secrets: versions, rotation and re-wrap bookkeeping.
     let secret = SecretRecord {
@@ -131,12 +176,23 @@ async fn story(store: &Store) {
         retire_at: None,
     };
     store.secret_create(&secret, &v1).await.unwrap();
-    assert!(matches!(store.secret_create(&secret, &v1).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        store.secret_create(&secret, &v1).await,
+        Err(StoreError::Conflict(_))
+    ));
     let mut rotated = secret.clone();
     rotated.fingerprint = "fp2".into();
     rotated.rotated_at = Some(20);
-    let v2 = SecretVersion { version: 2, sealed: vec![4, 5], created_at: 20, ..v1.clone() };
-    store.secret_add_version(&rotated, &v2, Some(30)).await.unwrap();
+    let v2 = SecretVersion {
+        version: 2,
+        sealed: vec![4, 5],
+        created_at: 20,
+        ..v1.clone()
+    };
+    store
+        .secret_add_version(&rotated, &v2, Some(30))
+        .await
+        .unwrap();
     // A concurrent writer that also thinks version 1 is current loses.
     assert!(matches!(
         store.secret_add_version(&rotated, &v2, Some(30)).await,
@@ -147,15 +203,38 @@ async fn story(store: &Store) {
     let versions = store.secret_versions("sec_1").await.unwrap();
     assert_eq!(versions.len(), 2);
     assert_eq!(versions[0].retire_at, Some(30));
-    assert_eq!(store.secret_versions_not_wrapped_by(2, 10).await.unwrap().len(), 2);
-    assert!(store.secret_version_rewrap("sec_1", 1, 1, 2, &[9]).await.unwrap());
-    assert!(!store.secret_version_rewrap("sec_1", 1, 1, 2, &[9]).await.unwrap());
-    assert_eq!(store.secret_key_versions().await.unwrap(), vec![(1, 1), (2, 1)]);
+    assert_eq!(
+        store
+            .secret_versions_not_wrapped_by(2, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(
+        store
+            .secret_version_rewrap("sec_1", 1, 1, 2, &[9])
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .secret_version_rewrap("sec_1", 1, 1, 2, &[9])
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.secret_key_versions().await.unwrap(),
+        vec![(1, 1), (2, 1)]
+    );
 
     // Policy sets are append-only versions.
     let set = PolicySetRecord {
         version: 1,
-        policies: vec![PolicyText { id: "p1".into(), text: "permit(principal, action, resource);".into() }],
+        policies: vec![PolicyText {
+            id: "p1".into(),
+            text: "permit(principal, action, resource);".into(),
+        }],
         created_at: 1,
         created_by: "admin".into(),
         comment: "first".into(),
@@ -189,9 +268,16 @@ async fn story(store: &Store) {
     assert!(store.audit_get("i1", 4).await.unwrap().is_none());
     assert_eq!(store.audit_head("i1").await.unwrap().unwrap().seq, 3);
     assert_eq!(store.audit_range("i1", 2, 10).await.unwrap().len(), 2);
-    assert_eq!(store.audit_hashes("i1", 2).await.unwrap(), vec![vec![1u8; 32], vec![2u8; 32]]);
+    assert_eq!(
+        store.audit_hashes("i1", 2).await.unwrap(),
+        vec![vec![1u8; 32], vec![2u8; 32]]
+    );
     let denies = store
-        .audit_search(&AuditQuery { decision: Some("deny".into()), limit: 10, ..Default::default() })
+        .audit_search(&AuditQuery {
+            decision: Some("deny".into()),
+            limit: 10,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(denies.len(), 1);
@@ -214,21 +300,39 @@ async fn story(store: &Store) {
     };
     let (first, created) = store.approval_create_or_coalesce(&approval).await.unwrap();
     assert!(created);
-    let again = ApprovalRecord { id: "apr_2".into(), ..approval.clone() };
+    let again = ApprovalRecord {
+        id: "apr_2".into(),
+        ..approval.clone()
+    };
     let (coalesced, created) = store.approval_create_or_coalesce(&again).await.unwrap();
     assert!(!created);
     assert_eq!(coalesced.id, first.id);
     let mut decided = first.clone();
     decided.status = "approved".into();
     store.approval_update_cas(&decided, 0).await.unwrap();
-    assert!(matches!(store.approval_update_cas(&decided, 0).await, Err(StoreError::Conflict(_))));
-    assert_eq!(store.approval_get("apr_1").await.unwrap().unwrap().version, 1);
+    assert!(matches!(
+        store.approval_update_cas(&decided, 0).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.approval_get("apr_1").await.unwrap().unwrap().version,
+        1
+    );
 
     // Generic records.
-    store.kv_put("alert", "a1", &serde_json::json!({"x": 1}), 3).await.unwrap();
-    store.kv_put("alert", "a1", &serde_json::json!({"x": 2}), 4).await.unwrap();
+    store
+        .kv_put("alert", "a1", &serde_json::json!({"x": 1}), 3)
+        .await
+        .unwrap();
+    store
+        .kv_put("alert", "a1", &serde_json::json!({"x": 2}), 4)
+        .await
+        .unwrap();
     let rec = store.kv_get("alert", "a1").await.unwrap().unwrap();
-    assert_eq!((rec.body["x"].as_i64(), rec.created_at, rec.updated_at), (Some(2), 3, 4));
+    assert_eq!(
+        (rec.body["x"].as_i64(), rec.created_at, rec.updated_at),
+        (Some(2), 3, 4)
+    );
     assert!(store.kv_delete("alert", "a1").await.unwrap());
 }
 
@@ -254,7 +358,10 @@ async fn newer_schema_is_refused() {
     let store = sqlite_store(&dir).await;
     store.meta_set("schema_version", "999").await.unwrap();
     store.close().await;
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("steward.db").display());
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("steward.db").display()
+    );
     match Store::open(&url).await {
         Err(e @ StoreError::SchemaTooNew { found: 999, .. }) => {
             assert!(e.to_string().contains("newer than this steward supports"));
@@ -291,14 +398,24 @@ async fn vault_rotation_story(store: &Store) {
                     next_rotation_at: (i == 0).then_some(61_000),
                     last_rotation_error: None,
                 },
-                SecretVersion { secret_id: id, version: 1, key_version: 1, sealed: vec![1, 2, u8::try_from(i % 251).unwrap()], created_at: 1, retire_at: None },
+                SecretVersion {
+                    secret_id: id,
+                    version: 1,
+                    key_version: 1,
+                    sealed: vec![1, 2, u8::try_from(i % 251).unwrap()],
+                    created_at: 1,
+                    retire_at: None,
+                },
             )
         })
         .collect();
     store.secret_create_many(&items).await.unwrap();
     assert_eq!(store.secret_list().await.unwrap().len(), 450);
     let first = store.secret_by_name("bulk-0000").await.unwrap().unwrap();
-    assert_eq!(first.rotation, Some(serde_json::json!({"interval_secs": 60})));
+    assert_eq!(
+        first.rotation,
+        Some(serde_json::json!({"interval_secs": 60}))
+    );
     assert_eq!(first.next_rotation_at, Some(61_000));
     // A conflicting import leaves nothing behind.
     let clash = vec![items[0].clone()];
@@ -307,7 +424,10 @@ async fn vault_rotation_story(store: &Store) {
     // Paging visits every version once, in key order.
     let (mut after, mut after_v, mut seen) = (String::new(), -1, 0);
     loop {
-        let page = store.secret_versions_page(&after, after_v, 100).await.unwrap();
+        let page = store
+            .secret_versions_page(&after, after_v, 100)
+            .await
+            .unwrap();
         let Some(last) = page.last() else { break };
         seen += page.len();
         (after, after_v) = (last.secret_id.clone(), last.version);
@@ -315,22 +435,56 @@ async fn vault_rotation_story(store: &Store) {
     assert_eq!(seen, 450);
 
     // CAS re-wrap: only rows still at the old key version change.
-    let batch: Vec<(String, i64, i64, i64, Vec<u8>)> = (0..3).map(|i| (format!("sec_{i:04}"), 1, 1, 2, vec![9, 9, i])).collect();
+    let batch: Vec<(String, i64, i64, i64, Vec<u8>)> = (0..3)
+        .map(|i| (format!("sec_{i:04}"), 1, 1, 2, vec![9, 9, i]))
+        .collect();
     assert_eq!(store.secret_version_rewrap_batch(&batch).await.unwrap(), 3);
-    assert_eq!(store.secret_version_rewrap_batch(&batch).await.unwrap(), 0, "a second write of the same rows is a no-op");
-    assert_eq!(store.secret_versions_not_wrapped_by(2, 1000).await.unwrap().len(), 447);
+    assert_eq!(
+        store.secret_version_rewrap_batch(&batch).await.unwrap(),
+        0,
+        "a second write of the same rows is a no-op"
+    );
+    assert_eq!(
+        store
+            .secret_versions_not_wrapped_by(2, 1000)
+            .await
+            .unwrap()
+            .len(),
+        447
+    );
     let counts = store.secret_key_versions().await.unwrap();
     assert_eq!(counts, vec![(1, 447), (2, 3)]);
-    assert_eq!(store.secret_version("sec_0001", 1).await.unwrap().unwrap().sealed, vec![9, 9, 1]);
+    assert_eq!(
+        store
+            .secret_version("sec_0001", 1)
+            .await
+            .unwrap()
+            .unwrap()
+            .sealed,
+        vec![9, 9, 1]
+    );
 
     store.signing_key_insert("kid_a", &[1, 1], 5).await.unwrap();
-    assert!(!store.signing_key_rewrap("kid_a", &[0], &[2, 2]).await.unwrap());
-    assert!(store.signing_key_rewrap("kid_a", &[1, 1], &[2, 2]).await.unwrap());
+    assert!(
+        !store
+            .signing_key_rewrap("kid_a", &[0], &[2, 2])
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .signing_key_rewrap("kid_a", &[1, 1], &[2, 2])
+            .await
+            .unwrap()
+    );
     assert_eq!(store.signing_keys().await.unwrap()[0].1, vec![2, 2]);
     store.meta_set("key.test", "old").await.unwrap();
     assert!(!store.meta_cas("key.test", "other", "new").await.unwrap());
     assert!(store.meta_cas("key.test", "old", "new").await.unwrap());
-    assert_eq!(store.meta_get("key.test").await.unwrap().as_deref(), Some("new"));
+    assert_eq!(
+        store.meta_get("key.test").await.unwrap().as_deref(),
+        Some("new")
+    );
 }
 
 #[tokio::test]

@@ -1,6 +1,10 @@
 //! `steward audit verify --file`, `export`, `archive`, `proof` and `consistency`: the
 //! parts of the audit CLI that read files or stream.
 
+// Reading a `serde_json::Value` with `v["key"]` yields `Null` for a missing key and never
+// panics; this module only renders API responses, so the lint's concern does not apply.
+#![allow(clippy::indexing_slicing)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
@@ -13,32 +17,42 @@ use crate::client::{Client, OutputFormat, print_object};
 /// Reads checkpoints from a file holding one JSON checkpoint, or one per line (the
 /// `[audit] checkpoint_file` format).
 fn read_checkpoints(path: &Path) -> Result<Vec<Checkpoint>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading `{}`", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading `{}`", path.display()))?;
     if let Ok(one) = Checkpoint::from_json(&text) {
         return Ok(vec![one]);
     }
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .enumerate()
-        .map(|(i, l)| Checkpoint::from_json(l).map_err(|e| anyhow!("{}:{}: {e}", path.display(), i + 1)))
+        .map(|(i, l)| {
+            Checkpoint::from_json(l).map_err(|e| anyhow!("{}:{}: {e}", path.display(), i + 1))
+        })
         .collect()
 }
 
 /// Verifies exported JSONL files offline, in the order given, against checkpoints signed
 /// by `public_key`. Prints the report; exit code 1 when anything is wrong.
-pub fn verify_files(files: &[PathBuf], checkpoint_files: &[PathBuf], public_key: Option<&str>) -> Result<u8> {
+pub fn verify_files(
+    files: &[PathBuf],
+    checkpoint_files: &[PathBuf],
+    public_key: Option<&str>,
+) -> Result<u8> {
     let mut checkpoints = Vec::new();
     for path in checkpoint_files {
         checkpoints.extend(read_checkpoints(path)?);
     }
     let key = match public_key {
-        Some(k) => steward_audit::parse_public_key(k).map_err(|e| anyhow!("{e}"))?.to_vec(),
+        Some(k) => steward_audit::parse_public_key(k)
+            .map_err(|e| anyhow!("{e}"))?
+            .to_vec(),
         None if !checkpoints.is_empty() => bail!("--checkpoint needs --public-key"),
         None => Vec::new(),
     };
     let mut verifier = LogVerifier::new(&checkpoints, &key);
     for path in files {
-        let file = std::fs::File::open(path).with_context(|| format!("reading `{}`", path.display()))?;
+        let file =
+            std::fs::File::open(path).with_context(|| format!("reading `{}`", path.display()))?;
         for line in BufReader::new(file).lines() {
             let line = line.with_context(|| format!("reading `{}`", path.display()))?;
             if line.trim().is_empty() {
@@ -59,7 +73,9 @@ pub fn verify_files(files: &[PathBuf], checkpoint_files: &[PathBuf], public_key:
 pub async fn export(client: &Client, path: &str, out: Option<&Path>) -> Result<u64> {
     let mut resp = client.get_stream(path).await?;
     let mut sink: Box<dyn Write> = match out {
-        Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("creating `{}`", p.display()))?),
+        Some(p) => Box::new(
+            std::fs::File::create(p).with_context(|| format!("creating `{}`", p.display()))?,
+        ),
         None => Box::new(std::io::stdout().lock()),
     };
     let mut bytes = 0u64;
@@ -86,9 +102,13 @@ fn check_archive_file(path: &Path, before: u64) -> Result<u64> {
         if line.trim().is_empty() {
             continue;
         }
-        let record = AuditRecord::from_jsonl_line(&line).map_err(|e| anyhow!("{}:{}: {e}", path.display(), i + 1))?;
+        let record = AuditRecord::from_jsonl_line(&line)
+            .map_err(|e| anyhow!("{}:{}: {e}", path.display(), i + 1))?;
         if record.compute_hash().map_err(|e| anyhow!("{e}"))? != record.hash {
-            bail!("record {} in the export does not match its hash", record.seq);
+            bail!(
+                "record {} in the export does not match its hash",
+                record.seq
+            );
         }
         if let Some(p) = &prev
             && (record.seq != p.seq + 1 || record.prev_hash != p.hash)
@@ -138,11 +158,14 @@ pub fn print_inclusion(out: OutputFormat, v: &Value) -> u8 {
         let root = parse(&v["root_hash"])?;
         let proof = parse_list(&v["proof"])?;
         let seq = v["seq"].as_u64().ok_or_else(|| anyhow!("no seq"))?;
-        let size = v["tree_size"].as_u64().ok_or_else(|| anyhow!("no tree_size"))?;
+        let size = v["tree_size"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("no tree_size"))?;
         if steward_audit::merkle::leaf_hash(&parse(&v["record_hash"])?) != leaf {
             bail!("leaf hash does not match the record hash");
         }
-        steward_audit::merkle::verify_inclusion(&leaf, seq, size, &proof, &root).map_err(|e| anyhow!("{e}"))?;
+        steward_audit::merkle::verify_inclusion(&leaf, seq, size, &proof, &root)
+            .map_err(|e| anyhow!("{e}"))?;
         if let Some(cp) = v.get("checkpoint").filter(|c| !c.is_null())
             && parse(&cp["root_hash"])? != root
         {
@@ -160,8 +183,14 @@ pub fn print_consistency(out: OutputFormat, v: &Value) -> u8 {
         let from = v["from"].as_u64().ok_or_else(|| anyhow!("no from"))?;
         let to = v["to"].as_u64().ok_or_else(|| anyhow!("no to"))?;
         let proof = parse_list(&v["proof"])?;
-        steward_audit::merkle::verify_consistency(from, to, &parse(&v["from_root"])?, &parse(&v["to_root"])?, &proof)
-            .map_err(|e| anyhow!("{e}"))
+        steward_audit::merkle::verify_consistency(
+            from,
+            to,
+            &parse(&v["from_root"])?,
+            &parse(&v["to_root"])?,
+            &proof,
+        )
+        .map_err(|e| anyhow!("{e}"))
     };
     report(check())
 }

@@ -39,7 +39,12 @@ pub fn spawn(rt: Arc<Runtime>, signer: CheckpointSigner, options: AuditOptions) 
         tokio::spawn(witness_task(url, rx));
         tx
     });
-    tokio::spawn(checkpoint_task(Arc::clone(&rt), signer, options.clone(), witness));
+    tokio::spawn(checkpoint_task(
+        Arc::clone(&rt),
+        signer,
+        options.clone(),
+        witness,
+    ));
     if let Some(url) = options.sink_url.clone() {
         tokio::spawn(sink_task(Arc::clone(&rt), Sink::Webhook(url)));
     }
@@ -56,14 +61,14 @@ async fn checkpoint_task(
     witness: Option<tokio::sync::mpsc::Sender<Checkpoint>>,
 ) {
     let mut heads = rt.audit.subscribe();
-    let mut last: Option<(u64, i64)> = match steward_gateway::audit_sink::checkpoints(&rt.store, &rt.instance_id).await
-    {
-        Ok(list) => list.last().map(|c| (c.tree_size, c.time_ms)),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read audit checkpoints");
-            None
-        }
-    };
+    let mut last: Option<(u64, i64)> =
+        match steward_gateway::audit_sink::checkpoints(&rt.store, &rt.instance_id).await {
+            Ok(list) => list.last().map(|c| (c.tree_size, c.time_ms)),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read audit checkpoints");
+                None
+            }
+        };
     loop {
         // Wake on a new durable head, or every second for the time rule.
         let _ = tokio::time::timeout(Duration::from_secs(1), heads.changed()).await;
@@ -80,7 +85,9 @@ async fn checkpoint_task(
                 if let Some(tx) = &witness
                     && tx.try_send(checkpoint).is_err()
                 {
-                    tracing::warn!("witness queue full; a checkpoint was not sent (a later one supersedes it)");
+                    tracing::warn!(
+                        "witness queue full; a checkpoint was not sent (a later one supersedes it)"
+                    );
                 }
             }
             Err(e) => tracing::error!(error = %e, "cannot store audit checkpoint; retrying"),
@@ -88,10 +95,16 @@ async fn checkpoint_task(
     }
 }
 
-async fn store_checkpoint(rt: &Runtime, checkpoint: &Checkpoint, file: Option<&PathBuf>) -> Result<()> {
+async fn store_checkpoint(
+    rt: &Runtime,
+    checkpoint: &Checkpoint,
+    file: Option<&PathBuf>,
+) -> Result<()> {
     let line = serde_json::to_string(checkpoint)?;
     let size = i64::try_from(checkpoint.tree_size).unwrap_or(i64::MAX);
-    rt.store.audit_checkpoint_insert(&rt.instance_id, size, &line).await?;
+    rt.store
+        .audit_checkpoint_insert(&rt.instance_id, size, &line)
+        .await?;
     if let Some(path) = file {
         let mut f = tokio::fs::OpenOptions::new()
             .create(true)
@@ -106,7 +119,10 @@ async fn store_checkpoint(rt: &Runtime, checkpoint: &Checkpoint, file: Option<&P
 }
 
 async fn witness_task(url: String, mut rx: tokio::sync::mpsc::Receiver<Checkpoint>) {
-    let client = match reqwest::Client::builder().timeout(Duration::from_secs(10)).build() {
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+    {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "witness client");
@@ -118,7 +134,11 @@ async fn witness_task(url: String, mut rx: tokio::sync::mpsc::Receiver<Checkpoin
         for attempt in 1..=8u32 {
             match client.post(&url).json(&checkpoint).send().await {
                 Ok(r) if r.status().is_success() => break,
-                Ok(r) => tracing::warn!(status = r.status().as_u16(), attempt, "witness refused checkpoint"),
+                Ok(r) => tracing::warn!(
+                    status = r.status().as_u16(),
+                    attempt,
+                    "witness refused checkpoint"
+                ),
                 Err(e) => tracing::warn!(error = %e, attempt, "witness unreachable"),
             }
             tokio::time::sleep(delay).await;
@@ -149,7 +169,10 @@ const SINK_BATCH: i64 = 100;
 async fn sink_task(rt: Arc<Runtime>, sink: Sink) {
     let cursor_id = sink.cursor_id(&rt.instance_id);
     let mut heads = rt.audit.subscribe();
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().ok();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .ok();
     let mut delay = Duration::from_millis(200);
     loop {
         match deliver_once(&rt, &sink, &cursor_id, client.as_ref()).await {
@@ -171,12 +194,24 @@ async fn sink_task(rt: Arc<Runtime>, sink: Sink) {
 }
 
 /// One batch; `Ok(true)` when records were delivered (more may follow).
-async fn deliver_once(rt: &Runtime, sink: &Sink, cursor_id: &str, client: Option<&reqwest::Client>) -> Result<bool> {
+async fn deliver_once(
+    rt: &Runtime,
+    sink: &Sink,
+    cursor_id: &str,
+    client: Option<&reqwest::Client>,
+) -> Result<bool> {
     let cursor = match rt.store.kv_get(CURSOR_KIND, cursor_id).await? {
-        Some(record) => record.body["next_seq"].as_i64().unwrap_or(0),
+        Some(record) => record
+            .body
+            .get("next_seq")
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(0),
         None => 0,
     };
-    let rows = rt.store.audit_range(&rt.instance_id, cursor, SINK_BATCH).await?;
+    let rows = rt
+        .store
+        .audit_range(&rt.instance_id, cursor, SINK_BATCH)
+        .await?;
     let Some(last) = rows.last() else {
         return Ok(false);
     };
@@ -212,7 +247,12 @@ async fn deliver_once(rt: &Runtime, sink: &Sink, cursor_id: &str, client: Option
         }
     }
     rt.store
-        .kv_put(CURSOR_KIND, cursor_id, &json!({"next_seq": next}), rt.now_ms())
+        .kv_put(
+            CURSOR_KIND,
+            cursor_id,
+            &json!({"next_seq": next}),
+            rt.now_ms(),
+        )
         .await?;
     Ok(true)
 }
@@ -252,6 +292,9 @@ mod tests {
     #[test]
     fn syslog_lines_follow_rfc_5424() {
         let line = syslog_line(0, "ins_1", "{\"seq\":0}");
-        assert_eq!(line, "<110>1 1970-01-01T00:00:00Z ins_1 steward - audit - {\"seq\":0}");
+        assert_eq!(
+            line,
+            "<110>1 1970-01-01T00:00:00Z ins_1 steward - audit - {\"seq\":0}"
+        );
     }
 }

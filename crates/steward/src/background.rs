@@ -31,21 +31,28 @@ pub fn spawn(
         while let Some(payload) = notify_rx.recv().await {
             // Each delivery retries on its own, so one slow receiver does not hold up the rest.
             let (rt, client, fallback) = (Arc::clone(&notify_rt), client.clone(), webhook.clone());
-            tokio::spawn(async move { crate::webhook::deliver(&rt, &client, &payload, fallback.as_deref()).await });
+            tokio::spawn(async move {
+                crate::webhook::deliver(&rt, &client, &payload, fallback.as_deref()).await
+            });
         }
     });
     let sweep_rt = Arc::clone(&rt);
     tokio::spawn(async move {
         // Expired grants stop matching on their own (their policy carries the expiry); this
         // marks them, audits it, drops them from the compiled set and later deletes them.
-        let mut tick = tokio::time::interval(Duration::from_millis(sweep_rt.settings.grant_cleanup_interval_ms.max(100)));
+        let mut tick = tokio::time::interval(Duration::from_millis(
+            sweep_rt.settings.grant_cleanup_interval_ms.max(100),
+        ));
         tick.tick().await;
         loop {
             tick.tick().await;
             if let Err(e) = steward_gateway::approvals::expire_due(&sweep_rt).await {
                 tracing::warn!(error = %e, "approval expiry sweep failed");
             }
-            if let Err(e) = steward_gateway::grants::sweep(&sweep_rt, sweep_rt.settings.grant_retention_ms).await {
+            if let Err(e) =
+                steward_gateway::grants::sweep(&sweep_rt, sweep_rt.settings.grant_retention_ms)
+                    .await
+            {
                 tracing::warn!(error = %e, "grant sweep failed");
             }
         }
@@ -99,7 +106,11 @@ pub async fn save_monitor(rt: &Runtime) {
 /// secret), expired lease cleanup, keyring reload after an offline master-key rotation, and
 /// the rotation/expiry gauges. One task, so a slow PostgreSQL never runs two sweeps at once.
 pub fn spawn_vault(rt: Arc<Runtime>) {
-    let interval = std::env::var("STEWARD_VAULT_TICK_MS").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(1_000).max(100);
+    let interval = std::env::var("STEWARD_VAULT_TICK_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(1_000)
+        .max(100);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(interval));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

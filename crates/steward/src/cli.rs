@@ -1,5 +1,9 @@
 //! Command definitions and dispatch.
 
+// Reading a `serde_json::Value` with `v["key"]` yields `Null` for a missing key and never
+// panics; this module only renders API responses, so the lint's concern does not apply.
+#![allow(clippy::indexing_slicing)]
+
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,7 +21,12 @@ use crate::config;
 #[command(name = "steward", version, about)]
 pub struct Cli {
     /// Admin API of a running Steward.
-    #[arg(long, env = "STEWARD_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "STEWARD_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     server: String,
     /// Admin bearer token.
     #[arg(long, env = "STEWARD_TOKEN", global = true, hide_env_values = true)]
@@ -528,7 +537,9 @@ fn client(cli: &Cli) -> Result<Client> {
 fn read_input(source: &str) -> Result<zeroize::Zeroizing<Vec<u8>>> {
     let mut buf = zeroize::Zeroizing::new(Vec::new());
     if source == "-" {
-        std::io::stdin().read_to_end(&mut buf).context("reading stdin")?;
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("reading stdin")?;
     } else {
         std::fs::File::open(source)
             .and_then(|mut f| f.read_to_end(&mut buf))
@@ -544,18 +555,26 @@ fn read_input(source: &str) -> Result<zeroize::Zeroizing<Vec<u8>>> {
 fn labels(items: &[String]) -> Result<serde_json::Map<String, Value>> {
     let mut map = serde_json::Map::new();
     for item in items {
-        let (k, v) = item.split_once('=').ok_or_else(|| anyhow!("label `{item}` is not key=value"))?;
+        let (k, v) = item
+            .split_once('=')
+            .ok_or_else(|| anyhow!("label `{item}` is not key=value"))?;
         map.insert(k.to_owned(), json!(v));
     }
     Ok(map)
 }
 
 /// Loads `.cedar` files and the catalog from a directory.
-fn load_policy_dir(dir: &std::path::Path) -> Result<(steward_policy::Catalog, Vec<steward_policy::PolicySource>)> {
+fn load_policy_dir(
+    dir: &std::path::Path,
+) -> Result<(steward_policy::Catalog, Vec<steward_policy::PolicySource>)> {
     let catalog_path = dir.join("catalog.yaml");
     let catalog = match std::fs::read_to_string(&catalog_path) {
-        Ok(text) => steward_policy::Catalog::from_yaml(&text).map_err(|e| anyhow!("{}: {e}", catalog_path.display()))?,
-        Err(_) => steward_policy::Catalog { version: 1, ..Default::default() },
+        Ok(text) => steward_policy::Catalog::from_yaml(&text)
+            .map_err(|e| anyhow!("{}: {e}", catalog_path.display()))?,
+        Err(_) => steward_policy::Catalog {
+            version: 1,
+            ..Default::default()
+        },
     };
     let mut sources = Vec::new();
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -565,8 +584,12 @@ fn load_policy_dir(dir: &std::path::Path) -> Result<(steward_policy::Catalog, Ve
         .collect();
     entries.sort();
     for path in entries {
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading `{}`", path.display()))?;
-        let id = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading `{}`", path.display()))?;
+        let id = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         sources.push(steward_policy::PolicySource::new(id, text));
     }
     Ok((catalog, sources))
@@ -580,14 +603,26 @@ fn vault_target(args: &VaultArgs) -> Result<crate::vault_cmd::VaultTarget> {
     });
     let raw = match &config_path {
         Some(path) => config::load(path).map_err(|e| anyhow!("{e}"))?,
-        None => config::RawConfig { version: config::CONFIG_VERSION, ..Default::default() },
+        None => config::RawConfig {
+            version: config::CONFIG_VERSION,
+            ..Default::default()
+        },
     };
-    let data_dir = args.data_dir.clone().or(raw.server.data_dir.clone()).unwrap_or_else(|| PathBuf::from("steward-data"));
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or(raw.server.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("steward-data"));
     let database = args
         .database
         .clone()
         .or(raw.server.database.clone())
-        .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", data_dir.join("steward.db").display()));
+        .unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join("steward.db").display()
+            )
+        });
     steward_store::Backend::from_url(&database).map_err(|e| anyhow!("{e}"))?;
     Ok(crate::vault_cmd::VaultTarget { data_dir, database })
 }
@@ -599,26 +634,53 @@ fn serve_options(args: &ServeArgs) -> Result<crate::serve::ServeOptions> {
     });
     let raw = match &config_path {
         Some(path) => config::load(path).map_err(|e| anyhow!("{e}"))?,
-        None => config::RawConfig { version: config::CONFIG_VERSION, ..Default::default() },
+        None => config::RawConfig {
+            version: config::CONFIG_VERSION,
+            ..Default::default()
+        },
     };
-    let data_dir = args.data_dir.clone().or(raw.server.data_dir.clone()).unwrap_or_else(|| PathBuf::from("steward-data"));
-    let listen_text = args.listen.clone().or(raw.server.listen.clone()).unwrap_or_else(|| "127.0.0.1:8080".into());
-    let listen: SocketAddr = listen_text.parse().map_err(|_| anyhow!("invalid listen address `{listen_text}`; expected IP:PORT"))?;
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or(raw.server.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("steward-data"));
+    let listen_text = args
+        .listen
+        .clone()
+        .or(raw.server.listen.clone())
+        .unwrap_or_else(|| "127.0.0.1:8080".into());
+    let listen: SocketAddr = listen_text
+        .parse()
+        .map_err(|_| anyhow!("invalid listen address `{listen_text}`; expected IP:PORT"))?;
     let database = args
         .database
         .clone()
         .or(raw.server.database.clone())
-        .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", data_dir.join("steward.db").display()));
+        .unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join("steward.db").display()
+            )
+        });
     steward_store::Backend::from_url(&database).map_err(|e| anyhow!("{e}"))?;
-    let tls = match (args.tls_cert.clone(), args.tls_key.clone(), raw.server.tls.as_ref()) {
+    let tls = match (
+        args.tls_cert.clone(),
+        args.tls_key.clone(),
+        raw.server.tls.as_ref(),
+    ) {
         (Some(c), Some(k), _) => Some((c, k, args.tls_client_ca.clone())),
-        (None, None, Some(t)) => Some((t.cert.clone(), t.key.clone(), args.tls_client_ca.clone().or(t.client_ca.clone()))),
+        (None, None, Some(t)) => Some((
+            t.cert.clone(),
+            t.key.clone(),
+            args.tls_client_ca.clone().or(t.client_ca.clone()),
+        )),
         (None, None, None) => None,
         _ => bail!("--tls-cert and --tls-key must be given together"),
     };
     let mut settings = steward_gateway::runtime::Settings::default();
     if let Some(tz) = &raw.policy.timezone {
-        settings.timezone = jiff::tz::TimeZone::get(tz).map_err(|_| anyhow!("unknown time zone `{tz}`"))?;
+        settings.timezone =
+            jiff::tz::TimeZone::get(tz).map_err(|_| anyhow!("unknown time zone `{tz}`"))?;
     }
     if let Some(v) = raw.tokens.ttl_secs {
         settings.token_ttl_ms = i64::try_from(v).unwrap_or(i64::MAX / 2) * 1000;
@@ -650,7 +712,10 @@ fn serve_options(args: &ServeArgs) -> Result<crate::serve::ServeOptions> {
     if let Some(v) = raw.approvals.max_requests_per_hour {
         settings.max_approval_requests_per_hour = i64::from(v);
     }
-    let default_public_url = format!("{}://{listen}", if tls.is_some() { "https" } else { "http" });
+    let default_public_url = format!(
+        "{}://{listen}",
+        if tls.is_some() { "https" } else { "http" }
+    );
     crate::webhook::configure(&raw.approvals, &mut settings, &default_public_url)?;
     if let Some(v) = raw.vault.allow_reveal {
         settings.allow_reveal = v;
@@ -664,22 +729,31 @@ fn serve_options(args: &ServeArgs) -> Result<crate::serve::ServeOptions> {
         tls,
         insecure_no_tls: args.insecure_no_tls || raw.server.insecure_no_tls.unwrap_or(false),
         shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_secs.unwrap_or(30)),
-        header_read_timeout: Duration::from_secs(raw.server.header_read_timeout_secs.unwrap_or(30).max(1)),
+        header_read_timeout: Duration::from_secs(
+            raw.server.header_read_timeout_secs.unwrap_or(30).max(1),
+        ),
         instance_id: raw.server.instance_id.clone(),
         settings,
         audit_batch_window: Duration::from_millis(raw.audit.batch_window_ms.unwrap_or(0)),
         audit: crate::audit_tasks::AuditOptions {
             policy: steward_audit::CheckpointPolicy {
                 every_records: raw.audit.checkpoint_every_records.unwrap_or(1000).max(1),
-                every_ms: i64::try_from(raw.audit.checkpoint_every_secs.unwrap_or(60).max(1)).unwrap_or(60).saturating_mul(1000),
+                every_ms: i64::try_from(raw.audit.checkpoint_every_secs.unwrap_or(60).max(1))
+                    .unwrap_or(60)
+                    .saturating_mul(1000),
             },
             checkpoint_file: raw.audit.checkpoint_file.clone(),
             witness_url: raw.audit.witness_url.clone(),
             sink_url: raw.audit.sink_url.clone(),
             syslog_addr: raw.audit.syslog_addr.clone(),
         },
-        monitor: raw.monitor.to_monitor_config().map_err(|e| anyhow!("[monitor]: {e}"))?,
-        monitor_snapshot_interval: Duration::from_secs(raw.monitor.snapshot_interval_secs.unwrap_or(60).max(1)),
+        monitor: raw
+            .monitor
+            .to_monitor_config()
+            .map_err(|e| anyhow!("[monitor]: {e}"))?,
+        monitor_snapshot_interval: Duration::from_secs(
+            raw.monitor.snapshot_interval_secs.unwrap_or(60).max(1),
+        ),
     })
 }
 
@@ -711,24 +785,44 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Vault(VaultCmd::RotateMasterKey { target, batch }) => {
             return crate::vault_cmd::rotate_master_key(&vault_target(target)?, *batch, out).await;
         }
-        Command::Vault(VaultCmd::Verify { target }) => return crate::vault_cmd::verify(&vault_target(target)?, out).await,
+        Command::Vault(VaultCmd::Verify { target }) => {
+            return crate::vault_cmd::verify(&vault_target(target)?, out).await;
+        }
         Command::Service(cmd) => service(&cli, cmd).await?,
         Command::Policy(cmd) => return policy(&cli, cmd).await,
         Command::Audit(cmd) => return audit(&cli, cmd).await,
         Command::Approvals(cmd) => approvals(&cli, cmd).await?,
-        Command::Elevation(ElevationCmd::Request { identity, operations, services, duration_secs, justification }) => {
+        Command::Elevation(ElevationCmd::Request {
+            identity,
+            operations,
+            services,
+            duration_secs,
+            justification,
+        }) => {
             let body = json!({"operations": operations, "services": services, "duration_secs": duration_secs, "justification": justification});
-            let v = client(&cli)?.post(&format!("/admin/v1/identities/{}/elevations", seg(identity)), &body).await?;
+            let v = client(&cli)?
+                .post(
+                    &format!("/admin/v1/identities/{}/elevations", seg(identity)),
+                    &body,
+                )
+                .await?;
             print_object(out, &v);
         }
         Command::Apply(args) => {
-            let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading `{}`", args.file.display()))?;
+            let text = std::fs::read_to_string(&args.file)
+                .with_context(|| format!("reading `{}`", args.file.display()))?;
             let document: Value = if args.file.extension().is_some_and(|e| e == "toml") {
                 toml::from_str(&text).map_err(|e| anyhow!("{}: {e}", args.file.display()))?
             } else {
-                serde_yaml_ng::from_str(&text).map_err(|e| anyhow!("{}: {e}", args.file.display()))?
+                serde_yaml_ng::from_str(&text)
+                    .map_err(|e| anyhow!("{}: {e}", args.file.display()))?
             };
-            let v = client(&cli)?.post("/admin/v1/apply", &json!({"document": document, "dry_run": args.dry_run})).await?;
+            let v = client(&cli)?
+                .post(
+                    "/admin/v1/apply",
+                    &json!({"document": document, "dry_run": args.dry_run}),
+                )
+                .await?;
             match out {
                 OutputFormat::Json => print_object(out, &v),
                 OutputFormat::Table => {
@@ -738,12 +832,30 @@ pub async fn run(cli: Cli) -> Result<u8> {
                     }
                     for c in changes {
                         let verb = c["action"].as_str().unwrap_or("change");
-                        let sign = match verb { "create" => "+", "update" | "replace" => "~", _ => "-" };
-                        println!("{sign} {} {}{}", c["kind"].as_str().unwrap_or(""), c["name"].as_str().unwrap_or(""), if args.dry_run { " (dry run)" } else { "" });
+                        let sign = match verb {
+                            "create" => "+",
+                            "update" | "replace" => "~",
+                            _ => "-",
+                        };
+                        println!(
+                            "{sign} {} {}{}",
+                            c["kind"].as_str().unwrap_or(""),
+                            c["name"].as_str().unwrap_or(""),
+                            if args.dry_run { " (dry run)" } else { "" }
+                        );
                         for f in c["fields"].as_array().into_iter().flatten() {
                             match f.get("before") {
-                                Some(before) => println!("    {}: {} -> {}", f["field"].as_str().unwrap_or(""), before, f["after"]),
-                                None => println!("    {}: {}", f["field"].as_str().unwrap_or(""), f["after"]),
+                                Some(before) => println!(
+                                    "    {}: {} -> {}",
+                                    f["field"].as_str().unwrap_or(""),
+                                    before,
+                                    f["after"]
+                                ),
+                                None => println!(
+                                    "    {}: {}",
+                                    f["field"].as_str().unwrap_or(""),
+                                    f["after"]
+                                ),
                             }
                         }
                         for (what, mark) in [("added", "+"), ("removed", "-"), ("changed", "~")] {
@@ -756,8 +868,12 @@ pub async fn run(cli: Cli) -> Result<u8> {
             }
         }
         Command::Alerts(cmd) => crate::incident_cli::alerts(&client(&cli)?, out, cmd).await?,
-        Command::Incident(cmd) => return crate::incident_cli::incident(&client(&cli)?, out, cmd).await,
-        Command::Discovered(cmd) => crate::incident_cli::discovered(&client(&cli)?, out, cmd).await?,
+        Command::Incident(cmd) => {
+            return crate::incident_cli::incident(&client(&cli)?, out, cmd).await;
+        }
+        Command::Discovered(cmd) => {
+            crate::incident_cli::discovered(&client(&cli)?, out, cmd).await?
+        }
         Command::Mcp(cmd) => crate::mcp_cli::mcp(&client(&cli)?, out, cmd).await?,
         Command::Scan(cmd) => {
             let stdout = std::io::stdout();
@@ -767,8 +883,19 @@ pub async fn run(cli: Cli) -> Result<u8> {
                 eprintln!("warning: {w}");
             }
             if let Some(server) = &cmd.report_to {
-                let v = crate::incident_cli::report_findings(server, cli.token.clone(), &outcome.report, cmd.report_source.clone()).await?;
-                eprintln!("reported {} findings to {server}: {} new, {} seen before", outcome.report.findings.len(), v["created"], v["updated"]);
+                let v = crate::incident_cli::report_findings(
+                    server,
+                    cli.token.clone(),
+                    &outcome.report,
+                    cmd.report_source.clone(),
+                )
+                .await?;
+                eprintln!(
+                    "reported {} findings to {server}: {} new, {} seen before",
+                    outcome.report.findings.len(),
+                    v["created"],
+                    v["updated"]
+                );
             }
             return Ok(u8::try_from(outcome.exit_code).unwrap_or(1));
         }
@@ -779,17 +906,39 @@ pub async fn run(cli: Cli) -> Result<u8> {
 async fn identity(cli: &Cli, cmd: &IdentityCmd) -> Result<()> {
     let c = client(cli)?;
     let out = cli.output;
-    let cols = [("id", "id"), ("name", "name"), ("kind", "kind"), ("owner", "owner"), ("status", "status"), ("labels", "labels")];
+    let cols = [
+        ("id", "id"),
+        ("name", "name"),
+        ("kind", "kind"),
+        ("owner", "owner"),
+        ("status", "status"),
+        ("labels", "labels"),
+    ];
     match cmd {
-        IdentityCmd::Create { name, kind, owner, description, labels: l } => {
+        IdentityCmd::Create {
+            name,
+            kind,
+            owner,
+            description,
+            labels: l,
+        } => {
             let v = c
                 .post("/admin/v1/identities", &json!({"name": name, "kind": kind, "owner": owner, "description": description, "labels": labels(l)?}))
                 .await?;
             print_object(out, &v);
         }
         IdentityCmd::List => print(out, &c.get("/admin/v1/identities").await?, &cols),
-        IdentityCmd::Show { id } => print_object(out, &c.get(&format!("/admin/v1/identities/{}", seg(id))).await?),
-        IdentityCmd::Update { id, description, owner, labels: l, observe_only } => {
+        IdentityCmd::Show { id } => print_object(
+            out,
+            &c.get(&format!("/admin/v1/identities/{}", seg(id))).await?,
+        ),
+        IdentityCmd::Update {
+            id,
+            description,
+            owner,
+            labels: l,
+            observe_only,
+        } => {
             let mut body = json!({});
             if let Some(d) = description {
                 body["description"] = json!(d);
@@ -803,45 +952,97 @@ async fn identity(cli: &Cli, cmd: &IdentityCmd) -> Result<()> {
             if let Some(o) = observe_only {
                 body["observe_only"] = json!(o);
             }
-            print_object(out, &c.patch(&format!("/admin/v1/identities/{}", seg(id)), &body).await?);
+            print_object(
+                out,
+                &c.patch(&format!("/admin/v1/identities/{}", seg(id)), &body)
+                    .await?,
+            );
         }
-        IdentityCmd::Suspend { id, reason } => {
-            print_object(out, &c.post(&format!("/admin/v1/identities/{}/suspend", seg(id)), &json!({"reason": reason})).await?)
-        }
-        IdentityCmd::Reinstate { id, reason } => {
-            print_object(out, &c.post(&format!("/admin/v1/identities/{}/reinstate", seg(id)), &json!({"reason": reason})).await?)
-        }
-        IdentityCmd::Revoke { id, reason } => {
-            print_object(out, &c.post(&format!("/admin/v1/identities/{}/revoke", seg(id)), &json!({"reason": reason})).await?)
-        }
-        IdentityCmd::KeyCreate { id, expires_in_secs } => {
-            let v = c.post(&format!("/admin/v1/identities/{}/keys", seg(id)), &json!({"expires_in_secs": expires_in_secs})).await?;
+        IdentityCmd::Suspend { id, reason } => print_object(
+            out,
+            &c.post(
+                &format!("/admin/v1/identities/{}/suspend", seg(id)),
+                &json!({"reason": reason}),
+            )
+            .await?,
+        ),
+        IdentityCmd::Reinstate { id, reason } => print_object(
+            out,
+            &c.post(
+                &format!("/admin/v1/identities/{}/reinstate", seg(id)),
+                &json!({"reason": reason}),
+            )
+            .await?,
+        ),
+        IdentityCmd::Revoke { id, reason } => print_object(
+            out,
+            &c.post(
+                &format!("/admin/v1/identities/{}/revoke", seg(id)),
+                &json!({"reason": reason}),
+            )
+            .await?,
+        ),
+        IdentityCmd::KeyCreate {
+            id,
+            expires_in_secs,
+        } => {
+            let v = c
+                .post(
+                    &format!("/admin/v1/identities/{}/keys", seg(id)),
+                    &json!({"expires_in_secs": expires_in_secs}),
+                )
+                .await?;
             match out {
                 OutputFormat::Json => print_object(out, &v),
                 OutputFormat::Table => {
-                    eprintln!("API key for {} (shown once; store it now):", v["client_id"].as_str().unwrap_or(""));
+                    eprintln!(
+                        "API key for {} (shown once; store it now):",
+                        v["client_id"].as_str().unwrap_or("")
+                    );
                     println!("{}", v["key"].as_str().unwrap_or(""));
                 }
             }
         }
         IdentityCmd::KeyList { id } => print(
             out,
-            &c.get(&format!("/admin/v1/identities/{}/keys", seg(id))).await?,
-            &[("id", "id"), ("prefix", "prefix"), ("created", "created_at"), ("expires", "expires_at"), ("last used", "last_used_at"), ("revoked", "revoked_at")],
+            &c.get(&format!("/admin/v1/identities/{}/keys", seg(id)))
+                .await?,
+            &[
+                ("id", "id"),
+                ("prefix", "prefix"),
+                ("created", "created_at"),
+                ("expires", "expires_at"),
+                ("last used", "last_used_at"),
+                ("revoked", "revoked_at"),
+            ],
         ),
-        IdentityCmd::KeyRevoke { id, key_id } => {
-            print_object(out, &c.delete(&format!("/admin/v1/identities/{}/keys/{}", seg(id), seg(key_id))).await?)
-        }
+        IdentityCmd::KeyRevoke { id, key_id } => print_object(
+            out,
+            &c.delete(&format!(
+                "/admin/v1/identities/{}/keys/{}",
+                seg(id),
+                seg(key_id)
+            ))
+            .await?,
+        ),
     }
     Ok(())
 }
 
 async fn token(cli: &Cli, cmd: &TokenCmd) -> Result<u8> {
     match cmd {
-        TokenCmd::Get { client_id, key_file, scope } => {
+        TokenCmd::Get {
+            client_id,
+            key_file,
+            scope,
+        } => {
             let key = read_input(key_file)?;
             let key = String::from_utf8(key.to_vec()).context("the key is not UTF-8")?;
-            let mut form = vec![("grant_type", "client_credentials".to_owned()), ("client_id", client_id.clone()), ("client_secret", key)];
+            let mut form = vec![
+                ("grant_type", "client_credentials".to_owned()),
+                ("client_id", client_id.clone()),
+                ("client_secret", key),
+            ];
             if let Some(s) = scope {
                 form.push(("scope", s.clone()));
             }
@@ -860,14 +1061,23 @@ async fn token(cli: &Cli, cmd: &TokenCmd) -> Result<u8> {
             let status = resp.status();
             let v: Value = resp.json().await.unwrap_or(Value::Null);
             if !status.is_success() {
-                bail!("{}: {}", v["error"].as_str().unwrap_or("error"), v["error_description"].as_str().unwrap_or(""));
+                bail!(
+                    "{}: {}",
+                    v["error"].as_str().unwrap_or("error"),
+                    v["error_description"].as_str().unwrap_or("")
+                );
             }
             match cli.output {
                 OutputFormat::Json => print_object(cli.output, &v),
                 OutputFormat::Table => println!("{}", v["access_token"].as_str().unwrap_or("")),
             }
         }
-        TokenCmd::Attenuate { token_file, services, operations, ttl_secs } => {
+        TokenCmd::Attenuate {
+            token_file,
+            services,
+            operations,
+            ttl_secs,
+        } => {
             let token = read_input(token_file)?;
             let token = String::from_utf8(token.to_vec()).context("the token is not UTF-8")?;
             let mut r = steward_token::Restriction::default();
@@ -875,24 +1085,34 @@ async fn token(cli: &Cli, cmd: &TokenCmd) -> Result<u8> {
                 r = r.services(services.clone());
             }
             if !operations.is_empty() {
-                r = r.operations_from_strs(operations.iter().map(String::as_str)).map_err(|e| anyhow!("{e}"))?;
+                r = r
+                    .operations_from_strs(operations.iter().map(String::as_str))
+                    .map_err(|e| anyhow!("{e}"))?;
             }
             if let Some(ttl) = ttl_secs {
                 r = r.expires_at_ms(jiff::Timestamp::now().as_millisecond() + ttl * 1000);
             }
-            let narrowed = steward_token::attenuate(token.trim(), &r).map_err(|e| anyhow!("{e}"))?;
+            let narrowed =
+                steward_token::attenuate(token.trim(), &r).map_err(|e| anyhow!("{e}"))?;
             println!("{narrowed}");
         }
         TokenCmd::Revoke { token_id } => {
-            let v = client(cli)?.post(&format!("/admin/v1/tokens/{}/revoke", seg(token_id)), &json!({})).await?;
+            let v = client(cli)?
+                .post(
+                    &format!("/admin/v1/tokens/{}/revoke", seg(token_id)),
+                    &json!({}),
+                )
+                .await?;
             print_object(cli.output, &v);
         }
         TokenCmd::Inspect { token_file } => {
             let token = read_input(token_file)?;
             let token = String::from_utf8(token.to_vec()).context("the token is not UTF-8")?;
             let token = token.trim();
-            let (claims, restrictions) = steward_token::access_token::decode_unverified(token).map_err(|e| anyhow!("{e}"))?;
-            let kid = steward_token::access_token::key_id_unverified(token).map_err(|e| anyhow!("{e}"))?;
+            let (claims, restrictions) = steward_token::access_token::decode_unverified(token)
+                .map_err(|e| anyhow!("{e}"))?;
+            let kid = steward_token::access_token::key_id_unverified(token)
+                .map_err(|e| anyhow!("{e}"))?;
             // Claims and restrictions only: the proof seed that allows attenuation is never printed.
             let show = |r: &steward_token::Restriction| {
                 json!({
@@ -917,13 +1137,24 @@ async fn token(cli: &Cli, cmd: &TokenCmd) -> Result<u8> {
             print_object(cli.output, &v);
         }
         TokenCmd::RotateSigningKey { overlap_secs } => {
-            let v = client(cli)?.post("/admin/v1/signing-keys/rotate", &json!({"overlap_secs": overlap_secs})).await?;
+            let v = client(cli)?
+                .post(
+                    "/admin/v1/signing-keys/rotate",
+                    &json!({"overlap_secs": overlap_secs}),
+                )
+                .await?;
             print_object(cli.output, &v);
         }
         TokenCmd::SigningKeys => print(
             cli.output,
             &client(cli)?.get("/admin/v1/signing-keys").await?,
-            &[("kid", "kid"), ("current", "current"), ("created", "created_at"), ("retired", "retired_at"), ("verifies until", "verify_until")],
+            &[
+                ("kid", "kid"),
+                ("current", "current"),
+                ("created", "created_at"),
+                ("retired", "retired_at"),
+                ("verifies until", "verify_until"),
+            ],
         ),
     }
     Ok(0)
@@ -934,19 +1165,33 @@ async fn secret(cli: &Cli, cmd: &SecretCmd) -> Result<()> {
     let c = client(cli)?;
     let out = cli.output;
     match cmd {
-        SecretCmd::Set { name, file, expires_at, rotation, grace_secs } => {
-            let source = file.as_ref().map(|f| f.display().to_string()).unwrap_or_else(|| "-".into());
+        SecretCmd::Set {
+            name,
+            file,
+            expires_at,
+            rotation,
+            grace_secs,
+        } => {
+            let source = file
+                .as_ref()
+                .map(|f| f.display().to_string())
+                .unwrap_or_else(|| "-".into());
             let value = read_input(&source)?;
             if value.is_empty() {
                 bail!("the secret value is empty");
             }
-            let b64 = zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*value));
+            let b64 =
+                zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*value));
             let expires = expires_at
                 .as_ref()
                 .map(|t| t.parse::<jiff::Timestamp>().map(|t| t.as_millisecond()))
                 .transpose()
                 .map_err(|e| anyhow!("--expires-at: {e}"))?;
-            let rotation: Option<Value> = rotation.as_ref().map(|r| serde_json::from_str(r)).transpose().context("--rotation is not JSON")?;
+            let rotation: Option<Value> = rotation
+                .as_ref()
+                .map(|r| serde_json::from_str(r))
+                .transpose()
+                .context("--rotation is not JSON")?;
             let v = c
                 .put(
                     &format!("/admin/v1/secrets/{}", seg(name)),
@@ -956,7 +1201,12 @@ async fn secret(cli: &Cli, cmd: &SecretCmd) -> Result<()> {
             print_object(out, &v);
         }
         SecretCmd::Reveal { name } => {
-            let v = c.post(&format!("/admin/v1/secrets/{}/reveal", seg(name)), &json!({})).await?;
+            let v = c
+                .post(
+                    &format!("/admin/v1/secrets/{}/reveal", seg(name)),
+                    &json!({}),
+                )
+                .await?;
             match out {
                 OutputFormat::Json => print_object(out, &v),
                 OutputFormat::Table => {
@@ -972,19 +1222,38 @@ async fn secret(cli: &Cli, cmd: &SecretCmd) -> Result<()> {
                 }
             }
         }
-        SecretCmd::Rotate { name } => print_object(out, &c.post(&format!("/admin/v1/secrets/{}/rotate", seg(name)), &json!({})).await?),
+        SecretCmd::Rotate { name } => print_object(
+            out,
+            &c.post(
+                &format!("/admin/v1/secrets/{}/rotate", seg(name)),
+                &json!({}),
+            )
+            .await?,
+        ),
         SecretCmd::Reminders => print_object(out, &c.get("/admin/v1/vault/reminders").await?),
         SecretCmd::Import { file } => {
             let text = read_input(file)?;
             let text = std::str::from_utf8(&text).context("the import file is not UTF-8")?;
             let mut items = Vec::new();
-            for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                let item: Value = serde_json::from_str(line).with_context(|| format!("{file}:{}: not a JSON object", i + 1))?;
-                let name = item["name"].as_str().ok_or_else(|| anyhow!("{file}:{}: missing `name`", i + 1))?;
+            for (i, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                let item: Value = serde_json::from_str(line)
+                    .with_context(|| format!("{file}:{}: not a JSON object", i + 1))?;
+                let name = item["name"]
+                    .as_str()
+                    .ok_or_else(|| anyhow!("{file}:{}: missing `name`", i + 1))?;
                 let b64 = match (item["value"].as_str(), item["value_base64"].as_str()) {
-                    (Some(v), None) => zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(v)),
+                    (Some(v), None) => {
+                        zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(v))
+                    }
                     (None, Some(b)) => zeroize::Zeroizing::new(b.to_owned()),
-                    _ => bail!("{file}:{}: give exactly one of `value` and `value_base64`", i + 1),
+                    _ => bail!(
+                        "{file}:{}: give exactly one of `value` and `value_base64`",
+                        i + 1
+                    ),
                 };
                 let mut entry = json!({"name": name, "value_base64": *b64});
                 for key in ["rotation", "expires_at"] {
@@ -996,7 +1265,9 @@ async fn secret(cli: &Cli, cmd: &SecretCmd) -> Result<()> {
             }
             let (mut created, mut updated) = (0u64, 0u64);
             for chunk in items.chunks(2000) {
-                let v = c.post("/admin/v1/secrets", &json!({"items": chunk})).await?;
+                let v = c
+                    .post("/admin/v1/secrets", &json!({"items": chunk}))
+                    .await?;
                 created += v["created"].as_u64().unwrap_or(0);
                 updated += v["updated"].as_u64().unwrap_or(0);
             }
@@ -1005,21 +1276,41 @@ async fn secret(cli: &Cli, cmd: &SecretCmd) -> Result<()> {
         SecretCmd::List => print(
             out,
             &c.get("/admin/v1/secrets").await?,
-            &[("name", "name"), ("version", "current_version"), ("created", "created_at"), ("rotated", "rotated_at"), ("expires", "expires_at"), ("used by", "used_by")],
+            &[
+                ("name", "name"),
+                ("version", "current_version"),
+                ("created", "created_at"),
+                ("rotated", "rotated_at"),
+                ("expires", "expires_at"),
+                ("used by", "used_by"),
+            ],
         ),
-        SecretCmd::Show { name } => print_object(out, &c.get(&format!("/admin/v1/secrets/{}", seg(name))).await?),
+        SecretCmd::Show { name } => print_object(
+            out,
+            &c.get(&format!("/admin/v1/secrets/{}", seg(name))).await?,
+        ),
     }
     Ok(())
 }
 
 fn service_body(args: &ServiceArgs) -> Result<Value> {
-    let secret = || args.secret.clone().ok_or_else(|| anyhow!("--auth {} needs --secret", args.auth));
+    let secret = || {
+        args.secret
+            .clone()
+            .ok_or_else(|| anyhow!("--auth {} needs --secret", args.auth))
+    };
     let auth = match args.auth.as_str() {
         "none" => json!({"type": "none"}),
         "bearer" => json!({"type": "bearer", "secret": secret()?}),
-        "basic" => json!({"type": "basic", "secret": secret()?, "username": args.auth_param.clone().ok_or_else(|| anyhow!("--auth basic needs --auth-param USER"))?}),
-        "header" => json!({"type": "header", "secret": secret()?, "name": args.auth_param.clone().ok_or_else(|| anyhow!("--auth header needs --auth-param NAME"))?}),
-        "query" => json!({"type": "query", "secret": secret()?, "param": args.auth_param.clone().ok_or_else(|| anyhow!("--auth query needs --auth-param NAME"))?}),
+        "basic" => {
+            json!({"type": "basic", "secret": secret()?, "username": args.auth_param.clone().ok_or_else(|| anyhow!("--auth basic needs --auth-param USER"))?})
+        }
+        "header" => {
+            json!({"type": "header", "secret": secret()?, "name": args.auth_param.clone().ok_or_else(|| anyhow!("--auth header needs --auth-param NAME"))?})
+        }
+        "query" => {
+            json!({"type": "query", "secret": secret()?, "param": args.auth_param.clone().ok_or_else(|| anyhow!("--auth query needs --auth-param NAME"))?})
+        }
         other => bail!("unknown --auth `{other}`"),
     };
     let openapi = args
@@ -1044,18 +1335,42 @@ async fn service(cli: &Cli, cmd: &ServiceCmd) -> Result<()> {
     let out = cli.output;
     match cmd {
         ServiceCmd::Add(args) | ServiceCmd::Update(args) => {
-            let v = c.put(&format!("/admin/v1/services/{}", seg(&args.name)), &service_body(args)?).await?;
+            let v = c
+                .put(
+                    &format!("/admin/v1/services/{}", seg(&args.name)),
+                    &service_body(args)?,
+                )
+                .await?;
             print_object(out, &json!({"name": args.name, "changed": v["changed"]}));
         }
-        ServiceCmd::List => print(out, &c.get("/admin/v1/services").await?, &[("name", "name"), ("kind", "kind"), ("base url", "base_url"), ("operations", "operations")]),
-        ServiceCmd::Show { name } => print_object(out, &c.get(&format!("/admin/v1/services/{}", seg(name))).await?),
-        ServiceCmd::Remove { name } => print_object(out, &c.delete(&format!("/admin/v1/services/{}", seg(name))).await?),
+        ServiceCmd::List => print(
+            out,
+            &c.get("/admin/v1/services").await?,
+            &[
+                ("name", "name"),
+                ("kind", "kind"),
+                ("base url", "base_url"),
+                ("operations", "operations"),
+            ],
+        ),
+        ServiceCmd::Show { name } => print_object(
+            out,
+            &c.get(&format!("/admin/v1/services/{}", seg(name))).await?,
+        ),
+        ServiceCmd::Remove { name } => print_object(
+            out,
+            &c.delete(&format!("/admin/v1/services/{}", seg(name)))
+                .await?,
+        ),
         ServiceCmd::ImportOpenapi { name, file } => {
-            let text = std::fs::read_to_string(file).with_context(|| format!("reading `{}`", file.display()))?;
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading `{}`", file.display()))?;
             let mut spec = c.get(&format!("/admin/v1/services/{}", seg(name))).await?;
             spec["openapi"] = json!(text);
             spec["operations"] = json!([]);
-            let v = c.put(&format!("/admin/v1/services/{}", seg(name)), &spec).await?;
+            let v = c
+                .put(&format!("/admin/v1/services/{}", seg(name)), &spec)
+                .await?;
             let ops = v["service"]["operations"].as_array().map_or(0, Vec::len);
             println!("imported {ops} operations into `{name}`");
         }
@@ -1077,26 +1392,48 @@ async fn policy(cli: &Cli, cmd: &PolicyCmd) -> Result<u8> {
             }
         }
         PolicyCmd::Test { file, policies } => {
-            let dir = policies.clone().or_else(|| file.parent().map(std::path::Path::to_path_buf)).unwrap_or_else(|| PathBuf::from("."));
+            let dir = policies
+                .clone()
+                .or_else(|| file.parent().map(std::path::Path::to_path_buf))
+                .unwrap_or_else(|| PathBuf::from("."));
             let (catalog, sources) = load_policy_dir(&dir)?;
-            let set = steward_policy::compile(&catalog, &sources, 0).map_err(|e| anyhow!("{}: {e}", dir.display()))?;
-            let text = std::fs::read_to_string(file).with_context(|| format!("reading `{}`", file.display()))?;
-            let report = steward_policy::run_test_file(&set, &text).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            let set = steward_policy::compile(&catalog, &sources, 0)
+                .map_err(|e| anyhow!("{}: {e}", dir.display()))?;
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading `{}`", file.display()))?;
+            let report = steward_policy::run_test_file(&set, &text)
+                .map_err(|e| anyhow!("{}: {e}", file.display()))?;
             for name in &report.passed {
                 println!("ok    {name}");
             }
             for failure in &report.failures {
                 println!("FAIL  {failure:?}");
             }
-            println!("{} passed, {} failed", report.passed.len(), report.failures.len());
+            println!(
+                "{} passed, {} failed",
+                report.passed.len(),
+                report.failures.len()
+            );
             if !report.is_success() {
                 return Ok(1);
             }
         }
-        PolicyCmd::Eval { identity, operation, args, at } => {
-            let args: Option<Value> = args.as_ref().map(|a| serde_json::from_str(a)).transpose().context("--args is not JSON")?;
+        PolicyCmd::Eval {
+            identity,
+            operation,
+            args,
+            at,
+        } => {
+            let args: Option<Value> = args
+                .as_ref()
+                .map(|a| serde_json::from_str(a))
+                .transpose()
+                .context("--args is not JSON")?;
             let v = client(cli)?
-                .post("/admin/v1/policies/eval", &json!({"identity": identity, "operation": operation, "args": args, "at": at}))
+                .post(
+                    "/admin/v1/policies/eval",
+                    &json!({"identity": identity, "operation": operation, "args": args, "at": at}),
+                )
                 .await?;
             match out {
                 OutputFormat::Json => print_object(out, &v),
@@ -1109,19 +1446,42 @@ async fn policy(cli: &Cli, cmd: &PolicyCmd) -> Result<u8> {
                 return Ok(1);
             }
         }
-        PolicyCmd::Set { dir, comment, dry_run } => {
+        PolicyCmd::Set {
+            dir,
+            comment,
+            dry_run,
+        } => {
             let (_, sources) = load_policy_dir(dir)?;
-            let policies: Vec<Value> = sources.iter().map(|s| json!({"id": s.id, "text": s.text})).collect();
-            let v = client(cli)?.put("/admin/v1/policies", &json!({"policies": policies, "comment": comment, "dry_run": dry_run})).await?;
+            let policies: Vec<Value> = sources
+                .iter()
+                .map(|s| json!({"id": s.id, "text": s.text}))
+                .collect();
+            let v = client(cli)?
+                .put(
+                    "/admin/v1/policies",
+                    &json!({"policies": policies, "comment": comment, "dry_run": dry_run}),
+                )
+                .await?;
             print_object(out, &v);
         }
         PolicyCmd::Get => print_object(out, &client(cli)?.get("/admin/v1/policies").await?),
         PolicyCmd::History => print(
             out,
             &client(cli)?.get("/admin/v1/policies/versions").await?,
-            &[("version", "version"), ("policies", "policies"), ("created", "created_at"), ("by", "created_by"), ("comment", "comment")],
+            &[
+                ("version", "version"),
+                ("policies", "policies"),
+                ("created", "created_at"),
+                ("by", "created_by"),
+                ("comment", "comment"),
+            ],
         ),
-        PolicyCmd::Rollback { version } => print_object(out, &client(cli)?.post("/admin/v1/policies/rollback", &json!({"version": version})).await?),
+        PolicyCmd::Rollback { version } => print_object(
+            out,
+            &client(cli)?
+                .post("/admin/v1/policies/rollback", &json!({"version": version}))
+                .await?,
+        ),
     }
     Ok(0)
 }
@@ -1129,7 +1489,14 @@ async fn policy(cli: &Cli, cmd: &PolicyCmd) -> Result<u8> {
 async fn audit(cli: &Cli, cmd: &AuditCmd) -> Result<u8> {
     let out = cli.output;
     match cmd {
-        AuditCmd::Search { identity, operation, decision, since, until, limit } => {
+        AuditCmd::Search {
+            identity,
+            operation,
+            decision,
+            since,
+            until,
+            limit,
+        } => {
             let q = query(&[
                 ("identity", identity.clone()),
                 ("operation", operation.clone()),
@@ -1151,15 +1518,45 @@ async fn audit(cli: &Cli, cmd: &AuditCmd) -> Result<u8> {
                 .collect();
             match out {
                 OutputFormat::Json => print_object(out, &v),
-                OutputFormat::Table => print(out, &Value::Array(rows), &[("seq", "seq"), ("time", "time"), ("kind", "kind"), ("actor", "actor"), ("operation", "operation"), ("decision", "decision"), ("request", "request")]),
+                OutputFormat::Table => print(
+                    out,
+                    &Value::Array(rows),
+                    &[
+                        ("seq", "seq"),
+                        ("time", "time"),
+                        ("kind", "kind"),
+                        ("actor", "actor"),
+                        ("operation", "operation"),
+                        ("decision", "decision"),
+                        ("request", "request"),
+                    ],
+                ),
             }
         }
-        AuditCmd::Verify { file, checkpoint, public_key } if !file.is_empty() => {
+        AuditCmd::Verify {
+            file,
+            checkpoint,
+            public_key,
+        } if !file.is_empty() => {
             return crate::audit_cli::verify_files(file, checkpoint, public_key.as_deref());
         }
         AuditCmd::Checkpoints { instance } => {
-            let v = client(cli)?.get(&format!("/admin/v1/audit/checkpoints{}", query(&[("instance", instance.clone())]))).await?;
-            print(out, &v["items"], &[("tree_size", "tree_size"), ("time", "time_ms"), ("root", "root_hash"), ("key", "key_id")]);
+            let v = client(cli)?
+                .get(&format!(
+                    "/admin/v1/audit/checkpoints{}",
+                    query(&[("instance", instance.clone())])
+                ))
+                .await?;
+            print(
+                out,
+                &v["items"],
+                &[
+                    ("tree_size", "tree_size"),
+                    ("time", "time_ms"),
+                    ("root", "root_hash"),
+                    ("key", "key_id"),
+                ],
+            );
         }
         AuditCmd::PublicKey => {
             let v = client(cli)?.get("/admin/v1/audit/public-key").await?;
@@ -1168,19 +1565,50 @@ async fn audit(cli: &Cli, cmd: &AuditCmd) -> Result<u8> {
                 OutputFormat::Table => println!("{}", v["public_key"].as_str().unwrap_or_default()),
             }
         }
-        AuditCmd::Proof { seq, tree_size, instance } => {
-            let q = query(&[("tree_size", tree_size.map(|t| t.to_string())), ("instance", instance.clone())]);
-            let v = client(cli)?.get(&format!("/admin/v1/audit/{seq}/proof{q}")).await?;
+        AuditCmd::Proof {
+            seq,
+            tree_size,
+            instance,
+        } => {
+            let q = query(&[
+                ("tree_size", tree_size.map(|t| t.to_string())),
+                ("instance", instance.clone()),
+            ]);
+            let v = client(cli)?
+                .get(&format!("/admin/v1/audit/{seq}/proof{q}"))
+                .await?;
             return Ok(crate::audit_cli::print_inclusion(out, &v));
         }
         AuditCmd::Consistency { from, to, instance } => {
-            let q = query(&[("from", Some(from.to_string())), ("to", to.map(|t| t.to_string())), ("instance", instance.clone())]);
-            let v = client(cli)?.get(&format!("/admin/v1/audit/consistency{q}")).await?;
+            let q = query(&[
+                ("from", Some(from.to_string())),
+                ("to", to.map(|t| t.to_string())),
+                ("instance", instance.clone()),
+            ]);
+            let v = client(cli)?
+                .get(&format!("/admin/v1/audit/consistency{q}"))
+                .await?;
             return Ok(crate::audit_cli::print_consistency(out, &v));
         }
-        AuditCmd::Export { format, since, until, instance, out: file } => {
-            let q = query(&[("format", Some(format.clone())), ("since", since.clone()), ("until", until.clone()), ("instance", instance.clone())]);
-            crate::audit_cli::export(&client(cli)?, &format!("/admin/v1/audit/export{q}"), file.as_deref()).await?;
+        AuditCmd::Export {
+            format,
+            since,
+            until,
+            instance,
+            out: file,
+        } => {
+            let q = query(&[
+                ("format", Some(format.clone())),
+                ("since", since.clone()),
+                ("until", until.clone()),
+                ("instance", instance.clone()),
+            ]);
+            crate::audit_cli::export(
+                &client(cli)?,
+                &format!("/admin/v1/audit/export{q}"),
+                file.as_deref(),
+            )
+            .await?;
         }
         AuditCmd::Archive { before, out: file } => {
             return crate::audit_cli::archive(&client(cli)?, *before, file).await;
@@ -1202,17 +1630,45 @@ async fn approvals(cli: &Cli, cmd: &ApprovalCmd) -> Result<()> {
     match cmd {
         ApprovalCmd::List { status } => print(
             out,
-            &c.get(&format!("/admin/v1/approvals{}", query(&[("status", status.clone())]))).await?,
-            &[("id", "id"), ("identity", "identity_id"), ("operation", "operation"), ("status", "status"), ("quorum", "quorum"), ("requested", "requested_at"), ("expires", "expires_at")],
+            &c.get(&format!(
+                "/admin/v1/approvals{}",
+                query(&[("status", status.clone())])
+            ))
+            .await?,
+            &[
+                ("id", "id"),
+                ("identity", "identity_id"),
+                ("operation", "operation"),
+                ("status", "status"),
+                ("quorum", "quorum"),
+                ("requested", "requested_at"),
+                ("expires", "expires_at"),
+            ],
         ),
-        ApprovalCmd::Show { id } => print_object(out, &c.get(&format!("/admin/v1/approvals/{}", seg(id))).await?),
-        ApprovalCmd::Approve { id, reason, similar_for_secs } => print_object(
+        ApprovalCmd::Show { id } => print_object(
             out,
-            &c.post(&format!("/admin/v1/approvals/{}/approve", seg(id)), &json!({"reason": reason, "similar_for_secs": similar_for_secs})).await?,
+            &c.get(&format!("/admin/v1/approvals/{}", seg(id))).await?,
         ),
-        ApprovalCmd::Deny { id, reason } => {
-            print_object(out, &c.post(&format!("/admin/v1/approvals/{}/deny", seg(id)), &json!({"reason": reason})).await?)
-        }
+        ApprovalCmd::Approve {
+            id,
+            reason,
+            similar_for_secs,
+        } => print_object(
+            out,
+            &c.post(
+                &format!("/admin/v1/approvals/{}/approve", seg(id)),
+                &json!({"reason": reason, "similar_for_secs": similar_for_secs}),
+            )
+            .await?,
+        ),
+        ApprovalCmd::Deny { id, reason } => print_object(
+            out,
+            &c.post(
+                &format!("/admin/v1/approvals/{}/deny", seg(id)),
+                &json!({"reason": reason}),
+            )
+            .await?,
+        ),
     }
     Ok(())
 }

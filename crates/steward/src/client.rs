@@ -27,11 +27,20 @@ impl Client {
             .timeout(std::time::Duration::from_secs(130))
             .build()
             .context("http client")?;
-        Ok(Self { base: server.trim_end_matches('/').to_owned(), token, http })
+        Ok(Self {
+            base: server.trim_end_matches('/').to_owned(),
+            token,
+            http,
+        })
     }
 
     /// Sends a request and returns the JSON body, turning problem documents into errors.
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<Value> {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value> {
         let url = format!("{}{}", self.base, path);
         let mut req = self.http.request(method.clone(), &url);
         if let Some(token) = &self.token {
@@ -49,10 +58,14 @@ impl Client {
         let value: Value = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
         if !status.is_success() {
-            let title = value.get("title").and_then(Value::as_str).unwrap_or("request failed");
+            let title = value
+                .get("title")
+                .and_then(Value::as_str)
+                .unwrap_or("request failed");
             let detail = value.get("detail").and_then(Value::as_str).unwrap_or("");
             if detail.is_empty() {
                 bail!("{} {}: {title}", status.as_u16(), method);
@@ -65,15 +78,24 @@ impl Client {
     /// GET a streamed body: the response once its status is a success.
     pub async fn get_stream(&self, path: &str) -> Result<reqwest::Response> {
         let url = format!("{}{}", self.base, path);
-        let mut req = self.http.get(&url).timeout(std::time::Duration::from_secs(24 * 3600));
+        let mut req = self
+            .http
+            .get(&url)
+            .timeout(std::time::Duration::from_secs(24 * 3600));
         if let Some(token) = &self.token {
             req = req.bearer_auth(token);
         }
-        let resp = req.send().await.with_context(|| format!("cannot reach steward at {}", self.base))?;
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach steward at {}", self.base))?;
         let status = resp.status();
         if !status.is_success() {
             let value: Value = resp.json().await.unwrap_or(Value::Null);
-            let detail = value.get("detail").and_then(Value::as_str).unwrap_or("request failed");
+            let detail = value
+                .get("detail")
+                .and_then(Value::as_str)
+                .unwrap_or("request failed");
             bail!("{} {detail}", status.as_u16());
         }
         Ok(resp)
@@ -128,13 +150,20 @@ pub fn query(pairs: &[(&str, Option<String>)]) -> String {
         .iter()
         .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", percent_encode(v))))
         .collect();
-    if parts.is_empty() { String::new() } else { format!("?{}", parts.join("&")) }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
 }
 
 /// Prints `value` as JSON, or as a table of `columns` (header, JSON field).
 pub fn print(format: OutputFormat, value: &Value, columns: &[(&str, &str)]) {
     match format {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        ),
         OutputFormat::Table => {
             let rows: Vec<&Value> = match value {
                 Value::Array(items) => items.iter().collect(),
@@ -161,7 +190,10 @@ pub fn print_object(format: OutputFormat, value: &Value) {
                 println!("{k:<width$}  {}", cell(v));
             }
         }
-        _ => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
+        _ => println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        ),
     }
 }
 
@@ -182,7 +214,12 @@ fn cell(v: &Value) -> String {
 fn print_table(rows: &[&Value], columns: &[(&str, &str)]) {
     let cells: Vec<Vec<String>> = rows
         .iter()
-        .map(|row| columns.iter().map(|(_, key)| cell(row.get(*key).unwrap_or(&Value::Null))).collect())
+        .map(|row| {
+            columns
+                .iter()
+                .map(|(_, key)| cell(row.get(*key).unwrap_or(&Value::Null)))
+                .collect()
+        })
         .collect();
     let mut widths: Vec<usize> = columns.iter().map(|(h, _)| h.len()).collect();
     for row in &cells {

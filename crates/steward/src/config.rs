@@ -267,10 +267,7 @@ pub struct ConfigError {
 /// Parses `steward.toml` text; errors carry file, line and column.
 pub fn parse(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
-        let (line, column) = e
-            .span()
-            .map(|s| line_col(text, s.start))
-            .unwrap_or((1, 1));
+        let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
         ConfigError {
             path: path.display().to_string(),
             line,
@@ -280,42 +277,67 @@ pub fn parse(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
     })?;
     let locate = |key: &str, message: String| {
         let (line, column) = find_key(text, key);
-        ConfigError { path: path.display().to_string(), line, column, message }
+        ConfigError {
+            path: path.display().to_string(),
+            line,
+            column,
+            message,
+        }
     };
     if raw.version != CONFIG_VERSION {
         return Err(locate(
             "version",
-            format!("unsupported config version `{}`; this steward reads version {CONFIG_VERSION}", raw.version),
+            format!(
+                "unsupported config version `{}`; this steward reads version {CONFIG_VERSION}",
+                raw.version
+            ),
         ));
     }
     if let Some(listen) = &raw.server.listen {
-        listen
-            .parse::<SocketAddr>()
-            .map_err(|_| locate("listen", format!("invalid listen address `{listen}`; expected IP:PORT")))?;
+        listen.parse::<SocketAddr>().map_err(|_| {
+            locate(
+                "listen",
+                format!("invalid listen address `{listen}`; expected IP:PORT"),
+            )
+        })?;
     }
     if let Some(tz) = &raw.policy.timezone {
-        jiff::tz::TimeZone::get(tz).map_err(|_| locate("timezone", format!("unknown time zone `{tz}`")))?;
+        jiff::tz::TimeZone::get(tz)
+            .map_err(|_| locate("timezone", format!("unknown time zone `{tz}`")))?;
     }
     if let Some(format) = &raw.log.format {
         if format != "text" && format != "json" {
-            return Err(locate("format", format!("log format `{format}` is neither `text` nor `json`")));
+            return Err(locate(
+                "format",
+                format!("log format `{format}` is neither `text` nor `json`"),
+            ));
         }
     }
     if let Some(format) = &raw.approvals.webhook_format {
         if format != "json" && format != "slack" {
-            return Err(locate("webhook_format", format!("webhook format `{format}` is neither `json` nor `slack`")));
+            return Err(locate(
+                "webhook_format",
+                format!("webhook format `{format}` is neither `json` nor `slack`"),
+            ));
         }
     }
-    for (key, value) in [("webhook_url", &raw.approvals.webhook_url), ("public_url", &raw.approvals.public_url)] {
+    for (key, value) in [
+        ("webhook_url", &raw.approvals.webhook_url),
+        ("public_url", &raw.approvals.public_url),
+    ] {
         if let Some(text) = value {
-            let ok = url::Url::parse(text).is_ok_and(|u| u.scheme() == "http" || u.scheme() == "https");
+            let ok =
+                url::Url::parse(text).is_ok_and(|u| u.scheme() == "http" || u.scheme() == "https");
             if !ok {
                 return Err(locate(key, format!("`{key}` is not an http(s) URL")));
             }
         }
     }
     if raw.approvals.webhook_secret_env.is_some() && raw.approvals.webhook_url.is_none() {
-        return Err(locate("webhook_secret_env", "`webhook_secret_env` needs `webhook_url`".into()));
+        return Err(locate(
+            "webhook_secret_env",
+            "`webhook_secret_env` needs `webhook_url`".into(),
+        ));
     }
     if let Some(db) = &raw.server.database {
         steward_store::Backend::from_url(db).map_err(|e| locate("database", e.to_string()))?;
@@ -325,7 +347,10 @@ pub fn parse(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
     }
     if let (Some(ttl), Some(max)) = (raw.tokens.ttl_secs, raw.tokens.max_ttl_secs) {
         if ttl > max {
-            return Err(locate("ttl_secs", format!("ttl_secs {ttl} exceeds max_ttl_secs {max}")));
+            return Err(locate(
+                "ttl_secs",
+                format!("ttl_secs {ttl} exceeds max_ttl_secs {max}"),
+            ));
         }
     }
     Ok(raw)
@@ -350,7 +375,12 @@ pub fn json_schema() -> serde_json::Value {
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
     (line, column)
 }
 
@@ -374,7 +404,11 @@ mod tests {
     fn syntax_and_unknown_field_errors_carry_line_and_column() {
         let e = parse(Path::new("s.toml"), "version = 1\n[server]\nlisten = \n").unwrap_err();
         assert_eq!((e.line, e.path.as_str()), (3, "s.toml"));
-        let e = parse(Path::new("s.toml"), "version = 1\n[server]\nlistne = \"x\"\n").unwrap_err();
+        let e = parse(
+            Path::new("s.toml"),
+            "version = 1\n[server]\nlistne = \"x\"\n",
+        )
+        .unwrap_err();
         assert_eq!(e.line, 3);
         assert!(e.message.contains("unknown field"), "{}", e.message);
     }
@@ -383,22 +417,41 @@ mod tests {
     fn approval_webhook_settings_are_checked() {
         let ok = "version = 1\n[approvals]\nwebhook_url = \"https://hooks.example/x\"\nwebhook_secret_env = \"K\"\nwebhook_format = \"slack\"\n";
         assert!(parse(Path::new("s.toml"), ok).is_ok());
-        let e = parse(Path::new("s.toml"), "version = 1\n[approvals]\nwebhook_url = \"https://h/x\"\nwebhook_format = \"teams\"\n").unwrap_err();
+        let e = parse(
+            Path::new("s.toml"),
+            "version = 1\n[approvals]\nwebhook_url = \"https://h/x\"\nwebhook_format = \"teams\"\n",
+        )
+        .unwrap_err();
         assert_eq!(e.line, 4, "{e}");
-        let e = parse(Path::new("s.toml"), "version = 1\n[approvals]\nwebhook_secret_env = \"K\"\n").unwrap_err();
+        let e = parse(
+            Path::new("s.toml"),
+            "version = 1\n[approvals]\nwebhook_secret_env = \"K\"\n",
+        )
+        .unwrap_err();
         assert!(e.message.contains("needs `webhook_url`"), "{e}");
-        let e = parse(Path::new("s.toml"), "version = 1\n[approvals]\nwebhook_url = \"ftp://h/x\"\n").unwrap_err();
+        let e = parse(
+            Path::new("s.toml"),
+            "version = 1\n[approvals]\nwebhook_url = \"ftp://h/x\"\n",
+        )
+        .unwrap_err();
         assert!(e.message.contains("http(s)"), "{e}");
     }
 
     #[test]
     fn semantic_errors_point_at_the_key() {
-        let e = parse(Path::new("s.toml"), "version = 1\n\n[policy]\n  timezone = \"Mars/Base\"\n").unwrap_err();
+        let e = parse(
+            Path::new("s.toml"),
+            "version = 1\n\n[policy]\n  timezone = \"Mars/Base\"\n",
+        )
+        .unwrap_err();
         assert_eq!((e.line, e.column), (4, 3));
         assert!(e.message.contains("Mars/Base"));
         let e = parse(Path::new("s.toml"), "version = 2\n").unwrap_err();
         assert!(e.message.contains("unsupported config version"));
-        assert!(parse(Path::new("s.toml"), "").is_err(), "version is required");
+        assert!(
+            parse(Path::new("s.toml"), "").is_err(),
+            "version is required"
+        );
     }
 
     #[test]
@@ -409,13 +462,24 @@ mod tests {
         )
         .unwrap();
         let config = raw.monitor.to_monitor_config().unwrap();
-        assert_eq!((config.learning.period_ms, config.learning.min_calls), (0, 5));
+        assert_eq!(
+            (config.learning.period_ms, config.learning.min_calls),
+            (0, 5)
+        );
         assert_eq!(config.breaker.score_at_least, 60);
         assert!(config.breaker.rearm_below <= 60);
         assert_eq!(config.deny_burst.min_denies, 4.0);
-        let e = parse(Path::new("s.toml"), "version = 1\n[monitor]\nbreaker_score = 200\n").unwrap_err();
+        let e = parse(
+            Path::new("s.toml"),
+            "version = 1\n[monitor]\nbreaker_score = 200\n",
+        )
+        .unwrap_err();
         assert!(e.message.contains("score"), "{}", e.message);
-        let e = parse(Path::new("s.toml"), "version = 1\n[monitor]\nlearning_dayz = 1\n").unwrap_err();
+        let e = parse(
+            Path::new("s.toml"),
+            "version = 1\n[monitor]\nlearning_dayz = 1\n",
+        )
+        .unwrap_err();
         assert!(e.message.contains("unknown field"), "{}", e.message);
     }
 
@@ -435,9 +499,14 @@ mod tests {
 
     #[test]
     fn committed_schema_is_current() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/steward.toml.schema.json");
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/steward.toml.schema.json");
         let committed: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        assert_eq!(committed, json_schema(), "run `steward config schema > docs/steward.toml.schema.json`");
+        assert_eq!(
+            committed,
+            json_schema(),
+            "run `steward config schema > docs/steward.toml.schema.json`"
+        );
     }
 }

@@ -20,7 +20,10 @@ use tower::Service;
 pub fn app(rt: Arc<Runtime>, metrics: PrometheusHandle) -> Router {
     steward_gateway::router(Arc::clone(&rt))
         .merge(steward_admin::router(rt))
-        .route("/metrics", get(move || std::future::ready(metrics.render())))
+        .route(
+            "/metrics",
+            get(move || std::future::ready(metrics.render())),
+        )
         .layer(axum::middleware::from_fn(request_log))
 }
 
@@ -33,7 +36,10 @@ fn loggable_path(path: &str) -> String {
         let mut out = Vec::with_capacity(bytes.len());
         let mut i = 0;
         while let Some(&b) = bytes.get(i) {
-            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
             match (b, hex) {
                 (b'%', Some(v)) => {
                     out.push(v);
@@ -60,7 +66,10 @@ fn loggable_path(path: &str) -> String {
         .join("/")
 }
 
-async fn request_log(mut req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+async fn request_log(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
     use tracing::Instrument;
     let method = req.method().clone();
     // Log the path only: query strings can carry credentials.
@@ -69,7 +78,8 @@ async fn request_log(mut req: axum::extract::Request, next: axum::middleware::Ne
     // One id per request, assigned here (never taken from the client), so admin and agent
     // requests alike carry it on every log line and in the `Steward-Request-Id` header.
     let rid = steward_gateway::pipeline::request_id();
-    req.extensions_mut().insert(steward_gateway::pipeline::RequestId(rid.clone()));
+    req.extensions_mut()
+        .insert(steward_gateway::pipeline::RequestId(rid.clone()));
     let span = tracing::info_span!("request", request.id = %rid);
     let mut resp = next.run(req).instrument(span.clone()).await;
     if !resp.headers().contains_key("steward-request-id") {
@@ -77,7 +87,12 @@ async fn request_log(mut req: axum::extract::Request, next: axum::middleware::Ne
             resp.headers_mut().insert("steward-request-id", v);
         }
     }
-    let rid = resp.headers().get("steward-request-id").and_then(|v| v.to_str().ok()).unwrap_or(&rid).to_owned();
+    let rid = resp
+        .headers()
+        .get("steward-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(&rid)
+        .to_owned();
     span.in_scope(|| {
         tracing::info!(request.id = %rid, http.method = %method, http.path = %path, http.status = resp.status().as_u16(), latency_ms = started.elapsed().as_millis() as u64, "request");
     });
@@ -116,7 +131,11 @@ pub async fn serve(
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
     let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_read_timeout).max_buf_size(64 * 1024);
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .max_buf_size(64 * 1024);
     builder.http2().timer(hyper_util::rt::TokioTimer::new());
     builder.http2().max_concurrent_streams(256);
     let builder = Arc::new(builder);
@@ -179,7 +198,10 @@ mod tests {
 
     #[test]
     fn credentials_in_paths_are_not_logged() {
-        assert_eq!(loggable_path("/gw/github/repos/o/r"), "/gw/github/repos/o/r");
+        assert_eq!(
+            loggable_path("/gw/github/repos/o/r"),
+            "/gw/github/repos/o/r"
+        );
         assert_eq!(loggable_path("/gw/a/stwt_abc"), "/gw/a/<redacted:8>");
         assert_eq!(loggable_path("/gw/a/x%73twt_abc"), "/gw/a/<redacted:11>");
         assert_eq!(loggable_path("/gw/a/%2573twa_abc"), "/gw/a/<redacted:12>");

@@ -12,7 +12,11 @@ pub fn init(json: bool, level: &str) {
         .with_writer(std::io::stderr);
     // Request ids travel as span fields, so every line inside a request carries one.
     if json {
-        let _ = builder.json().with_current_span(true).with_span_list(false).try_init();
+        let _ = builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init();
     } else {
         let _ = builder.try_init();
     }

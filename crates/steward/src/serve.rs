@@ -49,7 +49,8 @@ pub struct ServeOptions {
 }
 
 fn prepare_data_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create data directory `{}`", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data directory `{}`", dir.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -57,8 +58,10 @@ fn prepare_data_dir(dir: &Path) -> Result<()> {
     }
     // Prove we can read and write it now, rather than failing on the first request.
     let probe = dir.join(".steward-write-test");
-    std::fs::write(&probe, b"ok").with_context(|| format!("data directory `{}` is not writable", dir.display()))?;
-    std::fs::read(&probe).with_context(|| format!("data directory `{}` is not readable", dir.display()))?;
+    std::fs::write(&probe, b"ok")
+        .with_context(|| format!("data directory `{}` is not writable", dir.display()))?;
+    std::fs::read(&probe)
+        .with_context(|| format!("data directory `{}` is not readable", dir.display()))?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
 }
@@ -72,7 +75,8 @@ fn instance_id(dir: &Path, configured: Option<String>) -> Result<String> {
         Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
         _ => {
             let id = steward_gateway::runtime::new_id("ins");
-            std::fs::write(&path, &id).with_context(|| format!("cannot write `{}`", path.display()))?;
+            std::fs::write(&path, &id)
+                .with_context(|| format!("cannot write `{}`", path.display()))?;
             Ok(id)
         }
     }
@@ -80,29 +84,51 @@ fn instance_id(dir: &Path, configured: Option<String>) -> Result<String> {
 
 /// Unlocks the vault: never generates a key over existing encrypted data, and refuses a
 /// key that does not match the data.
-pub(crate) async fn unlock_vault(store: &Store, data_dir: &Path) -> Result<(Keyring, Arc<dyn KeyProvider>)> {
+pub(crate) async fn unlock_vault(
+    store: &Store,
+    data_dir: &Path,
+) -> Result<(Keyring, Arc<dyn KeyProvider>)> {
     let stored_check = store.meta_get("vault.check_value").await?;
     let data_exists = stored_check.is_some();
-    let (keyring, provider): (Keyring, Arc<dyn KeyProvider>) = if std::env::var_os(steward_vault::key_provider::DEFAULT_KEY_VAR).is_some() {
-        let provider = EnvKeyProvider::default();
-        (provider.load().map_err(|e| anyhow!("{e}"))?, Arc::new(provider))
-    } else {
-        let provider = FileKeyProvider::new(data_dir.join("keys"));
-        (provider.create_if_missing(data_exists).map_err(|e| anyhow!("{e} ({})", e.code()))?, Arc::new(provider))
-    };
+    let (keyring, provider): (Keyring, Arc<dyn KeyProvider>) =
+        if std::env::var_os(steward_vault::key_provider::DEFAULT_KEY_VAR).is_some() {
+            let provider = EnvKeyProvider::default();
+            (
+                provider.load().map_err(|e| anyhow!("{e}"))?,
+                Arc::new(provider),
+            )
+        } else {
+            let provider = FileKeyProvider::new(data_dir.join("keys"));
+            (
+                provider
+                    .create_if_missing(data_exists)
+                    .map_err(|e| anyhow!("{e} ({})", e.code()))?,
+                Arc::new(provider),
+            )
+        };
     match stored_check {
         Some(check) => {
             // The stored check value names the key version that wrote it.
-            let (version, value) = check.split_once(':').ok_or_else(|| anyhow!("corrupt vault check value"))?;
-            let version: u32 = version.parse().map_err(|_| anyhow!("corrupt vault check value"))?;
+            let (version, value) = check
+                .split_once(':')
+                .ok_or_else(|| anyhow!("corrupt vault check value"))?;
+            let version: u32 = version
+                .parse()
+                .map_err(|_| anyhow!("corrupt vault check value"))?;
             let key = keyring.get(version).ok_or_else(|| {
                 anyhow!("master key version {version} is missing: the encrypted data cannot be opened ({})", steward_core::ErrorCode::VAULT_MASTER_KEY_MISSING)
             })?;
-            key.verify_check_value(value).map_err(|e| anyhow!("the master key does not match the existing data: {e}"))?;
+            key.verify_check_value(value)
+                .map_err(|e| anyhow!("the master key does not match the existing data: {e}"))?;
         }
         None => {
             let current = keyring.current();
-            store.meta_set_if_absent("vault.check_value", &format!("{}:{}", current.version(), current.check_value())).await?;
+            store
+                .meta_set_if_absent(
+                    "vault.check_value",
+                    &format!("{}:{}", current.version(), current.check_value()),
+                )
+                .await?;
         }
     }
     Ok((keyring, provider))
@@ -113,11 +139,16 @@ async fn internal_key(store: &Store, keyring: &Keyring, name: &str) -> Result<Ze
     let meta_key = format!("key.{name}");
     if let Some(b64) = store.meta_get(&meta_key).await? {
         let sealed = base64_decode(&b64)?;
-        return open_internal(keyring, name, &sealed).map_err(|e| anyhow!("cannot open internal key `{name}`: {e}"));
+        return open_internal(keyring, name, &sealed)
+            .map_err(|e| anyhow!("cannot open internal key `{name}`: {e}"));
     }
     let value = Zeroizing::new(random_bytes::<32>().to_vec());
-    let sealed = steward_vault::seal(keyring.current(), name, 1, &value).map_err(|e| anyhow!("{e}"))?;
-    if !store.meta_set_if_absent(&meta_key, &base64_encode(&sealed.to_bytes())).await? {
+    let sealed =
+        steward_vault::seal(keyring.current(), name, 1, &value).map_err(|e| anyhow!("{e}"))?;
+    if !store
+        .meta_set_if_absent(&meta_key, &base64_encode(&sealed.to_bytes()))
+        .await?
+    {
         // Another instance won the race: use its key.
         return Box::pin(internal_key(store, keyring, name)).await;
     }
@@ -131,11 +162,20 @@ fn base64_encode(b: &[u8]) -> String {
 
 fn base64_decode(s: &str) -> Result<Vec<u8>> {
     use base64::Engine;
-    base64::engine::general_purpose::STANDARD.decode(s).context("corrupt stored key")
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .context("corrupt stored key")
 }
 
-async fn signing_keys(store: &Store, keyring: &Keyring, now: i64, overlap_ms: i64) -> Result<(SigningKey, VerifyingKeys)> {
-    steward_gateway::signing_keys::load(store, keyring, now, overlap_ms).await.map_err(|e| anyhow!("token-signing keys: {e}"))
+async fn signing_keys(
+    store: &Store,
+    keyring: &Keyring,
+    now: i64,
+    overlap_ms: i64,
+) -> Result<(SigningKey, VerifyingKeys)> {
+    steward_gateway::signing_keys::load(store, keyring, now, overlap_ms)
+        .await
+        .map_err(|e| anyhow!("token-signing keys: {e}"))
 }
 
 /// Creates the first admin token once per deployment and prints it.
@@ -146,7 +186,9 @@ async fn bootstrap(rt: &Runtime, listen: &SocketAddr, tls: bool) -> Result<()> {
     if !rt.store.meta_set_if_absent("bootstrap.done", "1").await? {
         return Ok(());
     }
-    let (_token, raw) = steward_admin::create_admin_token_for_bootstrap(rt).await.map_err(|e| anyhow!("{e}"))?;
+    let (_token, raw) = steward_admin::create_admin_token_for_bootstrap(rt)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
     let scheme = if tls { "https" } else { "http" };
     println!(
         "\nSteward is initialised. This admin token is shown ONCE; store it now:\n\n    {raw}\n\nNext steps:\n  export STEWARD_SERVER={scheme}://{listen}\n  export STEWARD_TOKEN={raw}\n  steward status\n  steward identity create my-agent --kind ai_agent\n  steward service add httpbin --base-url http://127.0.0.1:8000 --allow-http --allow-private\n  steward policy validate examples/policies/read-only\n"
@@ -157,7 +199,12 @@ async fn bootstrap(rt: &Runtime, listen: &SocketAddr, tls: bool) -> Result<()> {
 /// A comma-separated list from the environment (empty when unset).
 fn env_list(name: &str) -> Vec<String> {
     std::env::var(name)
-        .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+        .map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -175,13 +222,18 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         Some((cert, key, ca)) => Some(crate::tls::server_config(cert, key, ca.as_deref())?),
         None => None,
     };
-    let listener = tokio::net::TcpListener::bind(opts.listen).await.map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AddrInUse {
-            anyhow!("address {} is already in use; pick another with --listen", opts.listen)
-        } else {
-            anyhow!("cannot listen on {}: {e}", opts.listen)
-        }
-    })?;
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                anyhow!(
+                    "address {} is already in use; pick another with --listen",
+                    opts.listen
+                )
+            } else {
+                anyhow!("cannot listen on {}: {e}", opts.listen)
+            }
+        })?;
     let store = Store::open(&opts.database)
         .await
         .map_err(|e| anyhow!("database {}: {e}", mask_url(&opts.database)))?;
@@ -191,9 +243,16 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let instance_id = instance_id(&opts.data_dir, opts.instance_id.clone())?;
     let audit_key = internal_key(&store, &keyring, "audit-hmac").await?;
     let checkpoint_seed = internal_key(&store, &keyring, "audit-checkpoint").await?;
-    let checkpoint_signer = steward_audit::CheckpointSigner::from_seed(&checkpoint_seed).map_err(|e| anyhow!("audit checkpoint key: {e}"))?;
-    store.meta_set(steward_admin::AUDIT_PUBLIC_KEY_META, &hex::encode(checkpoint_signer.public_key())).await?;
-    let (signer, verifying) = signing_keys(&store, &keyring, now, opts.settings.token_max_ttl_ms).await?;
+    let checkpoint_signer = steward_audit::CheckpointSigner::from_seed(&checkpoint_seed)
+        .map_err(|e| anyhow!("audit checkpoint key: {e}"))?;
+    store
+        .meta_set(
+            steward_admin::AUDIT_PUBLIC_KEY_META,
+            &hex::encode(checkpoint_signer.public_key()),
+        )
+        .await?;
+    let (signer, verifying) =
+        signing_keys(&store, &keyring, now, opts.settings.token_max_ttl_ms).await?;
     let audit_store = Arc::new(SqlAuditStore::new(store.clone(), instance_id.clone()));
     let audit = steward_audit::AuditWriter::start(
         audit_store,
@@ -219,7 +278,15 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         signer: RwLock::new(Arc::new(signer)),
         policy: RwLock::new(Arc::new(steward_gateway::runtime::ActivePolicy {
             compiled: Arc::new(
-                steward_policy::compile(&steward_policy::Catalog { version: 1, ..Default::default() }, &[], 0).map_err(|e| anyhow!("{e}"))?,
+                steward_policy::compile(
+                    &steward_policy::Catalog {
+                        version: 1,
+                        ..Default::default()
+                    },
+                    &[],
+                    0,
+                )
+                .map_err(|e| anyhow!("{e}"))?,
             ),
             record: None,
             last_error: None,
@@ -228,8 +295,11 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         audit,
         redactor: steward_audit::Redactor::new(&audit_key).map_err(|e| anyhow!("{e}"))?,
         rates: Default::default(),
-        upstream: steward_gateway::upstream::Upstream::new(Duration::from_millis(settings.connect_timeout_ms)),
-        monitor: steward_monitor::Monitor::new(opts.monitor.clone()).map_err(|e| anyhow!("monitor: {e}"))?,
+        upstream: steward_gateway::upstream::Upstream::new(Duration::from_millis(
+            settings.connect_timeout_ms,
+        )),
+        monitor: steward_monitor::Monitor::new(opts.monitor.clone())
+            .map_err(|e| anyhow!("monitor: {e}"))?,
         started: Instant::now(),
         audit_healthy: AtomicBool::new(true),
         approval_events: tokio::sync::broadcast::channel(256).0,
@@ -252,16 +322,31 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         tracing::error!(error = %e, "initial policy load failed; serving with deny-all until fixed");
     }
     rt.load_revocations().await.map_err(|e| anyhow!("{e}"))?;
-    crate::background::restore_monitor(&rt).await.map_err(|e| anyhow!("monitor state: {e}"))?;
-    // Before serving: close the intents a crash left without an outcome.
-    let recovered = steward_gateway::audit_sink::recover_open_intents(&rt.store, &rt.audit, &instance_id, rt.now_ms())
+    crate::background::restore_monitor(&rt)
         .await
-        .map_err(|e| anyhow!("audit recovery: {e}"))?;
+        .map_err(|e| anyhow!("monitor state: {e}"))?;
+    // Before serving: close the intents a crash left without an outcome.
+    let recovered = steward_gateway::audit_sink::recover_open_intents(
+        &rt.store,
+        &rt.audit,
+        &instance_id,
+        rt.now_ms(),
+    )
+    .await
+    .map_err(|e| anyhow!("audit recovery: {e}"))?;
     if recovered > 0 {
-        tracing::warn!(count = recovered, "marked intents without an outcome as outcome_unknown");
+        tracing::warn!(
+            count = recovered,
+            "marked intents without an outcome as outcome_unknown"
+        );
     }
     crate::audit_tasks::spawn(Arc::clone(&rt), checkpoint_signer, opts.audit.clone());
-    crate::background::spawn(Arc::clone(&rt), notify_rx, monitor_rx, opts.monitor_snapshot_interval);
+    crate::background::spawn(
+        Arc::clone(&rt),
+        notify_rx,
+        monitor_rx,
+        opts.monitor_snapshot_interval,
+    );
     crate::background::spawn_vault(Arc::clone(&rt));
     bootstrap(&rt, &opts.listen, tls_config.is_some()).await?;
 
@@ -270,8 +355,23 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         .map_err(|e| anyhow!("metrics: {e}"))?;
     let app = crate::http::app(Arc::clone(&rt), metrics);
     tracing::info!(listen = %opts.listen, store = rt.store.backend().as_str(), database = %mask_url(&opts.database), instance = %instance_id, tls = tls_config.is_some(), "steward serving");
-    eprintln!("steward listening on {}://{}", if tls_config.is_some() { "https" } else { "http" }, opts.listen);
-    let served = crate::http::serve(listener, app, tls_config, opts.shutdown_grace, opts.header_read_timeout).await;
+    eprintln!(
+        "steward listening on {}://{}",
+        if tls_config.is_some() {
+            "https"
+        } else {
+            "http"
+        },
+        opts.listen
+    );
+    let served = crate::http::serve(
+        listener,
+        app,
+        tls_config,
+        opts.shutdown_grace,
+        opts.header_read_timeout,
+    )
+    .await;
     // Stop the stdio MCP servers Steward started, however serving ended.
     rt.mcp.shutdown();
     served?;

@@ -9,7 +9,11 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Builds a rustls server config from PEM files. With `client_ca`, clients must present
 /// a certificate chaining to it (mTLS).
-pub fn server_config(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Arc<rustls::ServerConfig>> {
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<Arc<rustls::ServerConfig>> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .with_context(|| format!("cannot read TLS certificate `{}`", cert.display()))?
         .collect::<Result<_, _>>()
@@ -33,9 +37,12 @@ pub fn server_config(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Resul
                     .add(c.with_context(|| format!("invalid PEM in `{}`", ca.display()))?)
                     .context("client CA certificate rejected")?;
             }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .context("client certificate verifier")?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .context("client certificate verifier")?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),

@@ -18,7 +18,9 @@ use crate::common::*;
 const CONFIG: &str = "version = 1\n[audit]\ncheckpoint_every_records = 5\ncheckpoint_every_secs = 1\ncheckpoint_file = \"checkpoints.jsonl\"\n";
 
 fn audit_records(d: &Deployment) -> u64 {
-    json(d.port, &d.admin, &["status"])["audit_records"].as_u64().unwrap()
+    json(d.port, &d.admin, &["status"])["audit_records"]
+        .as_u64()
+        .unwrap()
 }
 
 /// Waits until a signed checkpoint covers the whole log; returns it as JSON text.
@@ -32,13 +34,21 @@ fn wait_for_checkpoint(d: &Deployment) -> Value {
                 return last.clone();
             }
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "no checkpoint covered {head} records: {cps}");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no checkpoint covered {head} records: {cps}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
 fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path).unwrap().lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect()
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn write_lines(path: &Path, lines: &[String]) {
@@ -51,7 +61,12 @@ fn verify_offline(d: &Deployment, files: &[&Path], checkpoint: &Path, key: &str)
     for f in files {
         args.extend(["--file".into(), f.display().to_string()]);
     }
-    args.extend(["--checkpoint".into(), checkpoint.display().to_string(), "--public-key".into(), key.into()]);
+    args.extend([
+        "--checkpoint".into(),
+        checkpoint.display().to_string(),
+        "--public-key".into(),
+        key.into(),
+    ]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, out, err) = cli(d.port, &d.admin, &args, None);
     (code, format!("{out}{err}"))
@@ -61,7 +76,16 @@ fn verify_offline(d: &Deployment, files: &[&Path], checkpoint: &Path, key: &str)
 fn export_verifies_offline_and_every_tampering_is_named() {
     let d = Deployment::start(Some(CONFIG), None);
     for n in 0..14 {
-        d.ok(&["identity", "create", &format!("bot-{n}"), "--owner", "alice"], None);
+        d.ok(
+            &[
+                "identity",
+                "create",
+                &format!("bot-{n}"),
+                "--owner",
+                "alice",
+            ],
+            None,
+        );
     }
     let checkpoint = wait_for_checkpoint(&d);
     let cp = d.dir.path().join("cp.json");
@@ -70,10 +94,24 @@ fn export_verifies_offline_and_every_tampering_is_named() {
     assert_eq!(key.len(), 64, "{key}");
 
     let export = d.dir.path().join("export.jsonl");
-    d.ok(&["audit", "export", "--format", "jsonl", "--out", export.to_str().unwrap()], None);
+    d.ok(
+        &[
+            "audit",
+            "export",
+            "--format",
+            "jsonl",
+            "--out",
+            export.to_str().unwrap(),
+        ],
+        None,
+    );
     let original = lines(&export);
     let size = checkpoint["tree_size"].as_u64().unwrap() as usize;
-    assert!(original.len() >= size && size >= 17, "{} lines, checkpoint {size}", original.len());
+    assert!(
+        original.len() >= size && size >= 17,
+        "{} lines, checkpoint {size}",
+        original.len()
+    );
     let original: Vec<String> = original[..size].to_vec();
     write_lines(&export, &original);
 
@@ -82,7 +120,10 @@ fn export_verifies_offline_and_every_tampering_is_named() {
     assert_eq!(code, 0, "{out}");
     assert!(out.trim_end().ends_with("OK"), "{out}");
     let cp_file = d.dir.path().join("checkpoints.jsonl");
-    assert!(lines(&cp_file).len() >= 2, "checkpoints are appended to the file");
+    assert!(
+        lines(&cp_file).len() >= 2,
+        "checkpoints are appended to the file"
+    );
     let (code, out) = verify_offline(&d, &[&export], &cp_file, &key);
     assert_eq!(code, 0, "{out}");
     // A wrong key is not trusted.
@@ -104,12 +145,21 @@ fn export_verifies_offline_and_every_tampering_is_named() {
     let target = original.iter().position(|l| l.contains("bot-3")).unwrap();
     let mut edited = original.clone();
     edited[target] = edited[target].replace("bot-3", "bot-X");
-    check(edited, &[&format!("FIRST BAD RECORD: record seq {target} "), "record edited"]);
+    check(
+        edited,
+        &[
+            &format!("FIRST BAD RECORD: record seq {target} "),
+            "record edited",
+        ],
+    );
 
     // Delete one.
     let mut deleted = original.clone();
     deleted.remove(5);
-    check(deleted, &["FIRST BAD RECORD: record seq 6", "record 5 is missing"]);
+    check(
+        deleted,
+        &["FIRST BAD RECORD: record seq 6", "record 5 is missing"],
+    );
 
     // Reorder two.
     let mut reordered = original.clone();
@@ -121,7 +171,10 @@ fn export_verifies_offline_and_every_tampering_is_named() {
 
     // Truncate after deleting a record and recomputing every remaining hash: the file is
     // internally consistent, only the checkpoint held elsewhere catches it.
-    let mut records: Vec<AuditRecord> = original.iter().map(|l| AuditRecord::from_jsonl_line(l).unwrap()).collect();
+    let mut records: Vec<AuditRecord> = original
+        .iter()
+        .map(|l| AuditRecord::from_jsonl_line(l).unwrap())
+        .collect();
     records.remove(4);
     let mut prev = GENESIS_HASH;
     let rechained: Vec<String> = records
@@ -134,8 +187,16 @@ fn export_verifies_offline_and_every_tampering_is_named() {
         })
         .collect();
     write_lines(&tampered, &rechained);
-    let (code, out, _) = cli(d.port, &d.admin, &["audit", "verify", "--file", tampered.to_str().unwrap()], None);
-    assert_eq!(code, 0, "without a checkpoint the rewritten chain is self-consistent: {out}");
+    let (code, out, _) = cli(
+        d.port,
+        &d.admin,
+        &["audit", "verify", "--file", tampered.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(
+        code, 0,
+        "without a checkpoint the rewritten chain is self-consistent: {out}"
+    );
     check(rechained, &["TRUNCATED"]);
 
     // An unreadable line is named too.
@@ -151,16 +212,38 @@ fn export_verifies_offline_and_every_tampering_is_named() {
     let proof = json(d.port, &d.admin, &["audit", "proof", &target.to_string()]);
     assert_eq!(proof["tree_size"].as_u64(), Some(size as u64));
     assert_eq!(proof["root_hash"], checkpoint["root_hash"]);
-    let first = json(d.port, &d.admin, &["audit", "checkpoints"])[0]["tree_size"].as_u64().unwrap();
-    let consistency = json(d.port, &d.admin, &["audit", "consistency", "--from", &first.to_string()]);
-    assert!(!consistency["proof"].as_array().unwrap().is_empty() || first == size as u64, "{consistency}");
+    let first = json(d.port, &d.admin, &["audit", "checkpoints"])[0]["tree_size"]
+        .as_u64()
+        .unwrap();
+    let consistency = json(
+        d.port,
+        &d.admin,
+        &["audit", "consistency", "--from", &first.to_string()],
+    );
+    assert!(
+        !consistency["proof"].as_array().unwrap().is_empty() || first == size as u64,
+        "{consistency}"
+    );
     let (code, _, err) = cli(d.port, &d.admin, &["audit", "proof", "999999"], None);
     assert_ne!(code, 0, "{err}");
 
     // OCSF export: API Activity events with the record's sequence number.
     let ocsf = d.dir.path().join("export.ocsf.jsonl");
-    d.ok(&["audit", "export", "--format", "ocsf", "--out", ocsf.to_str().unwrap()], None);
-    let events: Vec<Value> = lines(&ocsf).iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    d.ok(
+        &[
+            "audit",
+            "export",
+            "--format",
+            "ocsf",
+            "--out",
+            ocsf.to_str().unwrap(),
+        ],
+        None,
+    );
+    let events: Vec<Value> = lines(&ocsf)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert!(events.len() >= size);
     assert_eq!(events[target]["class_uid"], 6003);
     assert_eq!(events[target]["metadata"]["sequence"], target);
@@ -170,29 +253,72 @@ fn export_verifies_offline_and_every_tampering_is_named() {
     // Retention: archive the first 10 records; the log stays verifiable online and, from
     // the archive plus a new export, offline against the same checkpoints.
     let archive = d.dir.path().join("archive-0.jsonl");
-    d.ok(&["audit", "archive", "--before", "10", "--out", archive.to_str().unwrap()], None);
+    d.ok(
+        &[
+            "audit",
+            "archive",
+            "--before",
+            "10",
+            "--out",
+            archive.to_str().unwrap(),
+        ],
+        None,
+    );
     assert_eq!(lines(&archive).len(), 10);
     let online = json(d.port, &d.admin, &["audit", "verify"]);
     assert_eq!(online["ok"], true, "{online}");
     let (code, _, err) = cli(d.port, &d.admin, &["audit", "proof", "3"], None);
-    assert_ne!(code, 0, "archived records have no proof from the store: {err}");
-    d.ok(&["identity", "create", "after-archive", "--owner", "alice"], None);
+    assert_ne!(
+        code, 0,
+        "archived records have no proof from the store: {err}"
+    );
+    d.ok(
+        &["identity", "create", "after-archive", "--owner", "alice"],
+        None,
+    );
     let latest = wait_for_checkpoint(&d);
     d.ok(&["audit", "proof", "12"], None);
     d.ok(&["audit", "consistency", "--from", &size.to_string()], None);
     let rest = d.dir.path().join("rest.jsonl");
     d.ok(&["audit", "export", "--out", rest.to_str().unwrap()], None);
-    assert_eq!(AuditRecord::from_jsonl_line(&lines(&rest)[0]).unwrap().seq, 10);
+    assert_eq!(
+        AuditRecord::from_jsonl_line(&lines(&rest)[0]).unwrap().seq,
+        10
+    );
     let (code, out) = verify_offline(&d, &[&archive, &rest], &cp_file, &key);
     assert_eq!(code, 0, "{out}");
     let (code, out) = verify_offline(&d, &[&rest], &cp_file, &key);
     assert_eq!(code, 1, "the export alone starts after a gap: {out}");
     // Archiving again before the cut is refused; beyond the last checkpoint too.
     let scratch = d.dir.path().join("scratch.jsonl");
-    let (code, _, _) = cli(d.port, &d.admin, &["audit", "archive", "--before", "5", "--out", scratch.to_str().unwrap()], None);
+    let (code, _, _) = cli(
+        d.port,
+        &d.admin,
+        &[
+            "audit",
+            "archive",
+            "--before",
+            "5",
+            "--out",
+            scratch.to_str().unwrap(),
+        ],
+        None,
+    );
     assert_ne!(code, 0);
     let beyond = latest["tree_size"].as_u64().unwrap() + 1000;
-    let (code, _, _) = cli(d.port, &d.admin, &["audit", "archive", "--before", &beyond.to_string(), "--out", scratch.to_str().unwrap()], None);
+    let (code, _, _) = cli(
+        d.port,
+        &d.admin,
+        &[
+            "audit",
+            "archive",
+            "--before",
+            &beyond.to_string(),
+            "--out",
+            scratch.to_str().unwrap(),
+        ],
+        None,
+    );
     assert_ne!(code, 0);
 
     // After a restart, the chain continues from the archive anchor.
@@ -201,7 +327,10 @@ fn export_verifies_offline_and_every_tampering_is_named() {
     d.steward.0.kill().unwrap();
     d.steward.0.wait().unwrap();
     d.steward = start_steward(d.dir.path(), port, &[]).0;
-    d.ok(&["identity", "create", "after-restart", "--owner", "alice"], None);
+    d.ok(
+        &["identity", "create", "after-restart", "--owner", "alice"],
+        None,
+    );
     let online = json(d.port, &d.admin, &["audit", "verify"]);
     assert_eq!(online["ok"], true, "{online}");
 }
@@ -224,7 +353,9 @@ impl Receiver {
             let mut first = true;
             for stream in listener.incoming().flatten() {
                 let mut stream = stream;
-                let Some(body) = read_request(&mut stream) else { continue };
+                let Some(body) = read_request(&mut stream) else {
+                    continue;
+                };
                 if first {
                     first = false;
                     *f.lock().unwrap() += 1;
@@ -238,7 +369,11 @@ impl Receiver {
                 let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
             }
         });
-        Self { port, seqs, failures }
+        Self {
+            port,
+            seqs,
+            failures,
+        }
     }
 
     fn distinct(&self) -> BTreeSet<u64> {
@@ -247,7 +382,9 @@ impl Receiver {
 }
 
 fn read_request(stream: &mut std::net::TcpStream) -> Option<String> {
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
     let mut data = Vec::new();
     let mut buf = [0u8; 16 * 1024];
     loop {
@@ -283,7 +420,10 @@ fn wait_delivered(d: &Deployment, receiver: &Receiver) {
         if got.len() as u64 >= head && got.iter().copied().eq(0..got.len() as u64) {
             return;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "delivered {got:?}, log has {head}");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "delivered {got:?}, log has {head}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -291,13 +431,29 @@ fn wait_delivered(d: &Deployment, receiver: &Receiver) {
 #[test]
 fn streaming_sink_delivers_every_record_across_a_failure_and_a_restart() {
     let receiver = Receiver::start();
-    let config = format!("version = 1\n[audit]\nsink_url = \"http://127.0.0.1:{}/audit\"\n", receiver.port);
+    let config = format!(
+        "version = 1\n[audit]\nsink_url = \"http://127.0.0.1:{}/audit\"\n",
+        receiver.port
+    );
     let mut d = Deployment::start(Some(&config), None);
     for n in 0..5 {
-        d.ok(&["identity", "create", &format!("sink-{n}"), "--owner", "alice"], None);
+        d.ok(
+            &[
+                "identity",
+                "create",
+                &format!("sink-{n}"),
+                "--owner",
+                "alice",
+            ],
+            None,
+        );
     }
     wait_delivered(&d, &receiver);
-    assert_eq!(*receiver.failures.lock().unwrap(), 1, "the first delivery failed and was retried");
+    assert_eq!(
+        *receiver.failures.lock().unwrap(),
+        1,
+        "the first delivery failed and was retried"
+    );
 
     // Stop, write nothing while down, restart: delivery resumes from the stored cursor.
     let port = d.port;
@@ -306,12 +462,27 @@ fn streaming_sink_delivers_every_record_across_a_failure_and_a_restart() {
     let before = receiver.seqs.lock().unwrap().len();
     d.steward = start_steward(d.dir.path(), port, &[]).0;
     for n in 0..5 {
-        d.ok(&["identity", "create", &format!("sink-after-{n}"), "--owner", "alice"], None);
+        d.ok(
+            &[
+                "identity",
+                "create",
+                &format!("sink-after-{n}"),
+                "--owner",
+                "alice",
+            ],
+            None,
+        );
     }
     wait_delivered(&d, &receiver);
     let seqs = receiver.seqs.lock().unwrap().clone();
-    let redelivered = seqs[before..].iter().filter(|s| seqs[..before].contains(s)).count();
-    assert!(redelivered <= 100, "resumed from the cursor, not from the start ({redelivered} repeats)");
+    let redelivered = seqs[before..]
+        .iter()
+        .filter(|s| seqs[..before].contains(s))
+        .count();
+    assert!(
+        redelivered <= 100,
+        "resumed from the cursor, not from the start ({redelivered} repeats)"
+    );
 }
 
 const COUNTING_OPENAPI: &str = "openapi: 3.0.3\ninfo: {title: counting, version: \"1\"}\npaths:\n  /get:\n    get:\n      operationId: get\n";
@@ -332,22 +503,35 @@ fn upstream_traces(upstream: &CountingUpstream) -> BTreeSet<String> {
 fn header_value(text: &str, name: &str) -> Option<String> {
     text.lines().find_map(|l| {
         let (key, value) = l.split_once(':')?;
-        key.trim().eq_ignore_ascii_case(name).then(|| value.trim().to_owned())
+        key.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| value.trim().to_owned())
     })
 }
 
 fn export_records(d: &Deployment) -> Vec<AuditRecord> {
     let path = d.dir.path().join("crash-export.jsonl");
     d.ok(&["audit", "export", "--out", path.to_str().unwrap()], None);
-    lines(&path).iter().map(|l| AuditRecord::from_jsonl_line(l).unwrap()).collect()
+    lines(&path)
+        .iter()
+        .map(|l| AuditRecord::from_jsonl_line(l).unwrap())
+        .collect()
 }
 
 #[test]
 fn kill_dash_nine_during_audited_calls_loses_no_record() {
-    let kills: usize = std::env::var("STEWARD_CRASH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let kills: usize = std::env::var("STEWARD_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
     let upstream = CountingUpstream::start();
     let mut d = Deployment::start(None, None);
-    d.service("counting", &format!("http://127.0.0.1:{}", upstream.port), COUNTING_OPENAPI, &[]);
+    d.service(
+        "counting",
+        &format!("http://127.0.0.1:{}", upstream.port),
+        COUNTING_OPENAPI,
+        &[],
+    );
     d.policy("permit(principal, action == Action::\"counting:get\", resource);\n");
     let port = d.port;
     let url = format!("{}/get", d.base("counting"));
@@ -360,12 +544,24 @@ fn kill_dash_nine_during_audited_calls_loses_no_record() {
         let stop = Arc::new(AtomicBool::new(false));
         let workers: Vec<_> = (0..8)
             .map(|_| {
-                let (stop, answered, url, bearer, calls) = (stop.clone(), answered.clone(), url.clone(), bearer.clone(), calls.clone());
+                let (stop, answered, url, bearer, calls) = (
+                    stop.clone(),
+                    answered.clone(),
+                    url.clone(),
+                    bearer.clone(),
+                    calls.clone(),
+                );
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         let n = calls.fetch_add(1, Ordering::Relaxed);
-                        let traceparent = format!("00-{:032x}-{:016x}-01", 0x5eed_0000_0000_0000_0000_0000_0000_0000u128 + u128::from(n), n + 1);
-                        let Some((status, text)) = try_http(&url, &bearer, &traceparent) else { continue };
+                        let traceparent = format!(
+                            "00-{:032x}-{:016x}-01",
+                            0x5eed_0000_0000_0000_0000_0000_0000_0000u128 + u128::from(n),
+                            n + 1
+                        );
+                        let Some((status, text)) = try_http(&url, &bearer, &traceparent) else {
+                            continue;
+                        };
                         let rid = header_value(&text, "steward-request-id");
                         if let Some(rid) = rid {
                             answered.lock().unwrap().insert(rid, status);
@@ -391,7 +587,9 @@ fn kill_dash_nine_during_audited_calls_loses_no_record() {
         let mut intent_traces = BTreeSet::new();
         let mut outcomes: BTreeMap<String, bool> = BTreeMap::new(); // rid -> unknown?
         for r in &records {
-            let Some(rid) = r.event.request_id.clone() else { continue };
+            let Some(rid) = r.event.request_id.clone() else {
+                continue;
+            };
             match r.event.kind {
                 EventKind::Decision if r.event.decision == Some(steward_audit::Decision::Allow) => {
                     intent_traces.extend(r.event.traceparent.clone());
@@ -405,22 +603,43 @@ fn kill_dash_nine_during_audited_calls_loses_no_record() {
             }
         }
         let answered = answered.lock().unwrap().clone();
-        let ok_calls: Vec<&String> = answered.iter().filter(|(_, s)| (200..300).contains(*s)).map(|(r, _)| r).collect();
+        let ok_calls: Vec<&String> = answered
+            .iter()
+            .filter(|(_, s)| (200..300).contains(*s))
+            .map(|(r, _)| r)
+            .collect();
         assert!(!ok_calls.is_empty(), "round {round}: no call succeeded");
         for rid in &ok_calls {
-            assert_eq!(outcomes.get(*rid), Some(&false), "round {round}: 2xx call {rid} has no outcome record");
+            assert_eq!(
+                outcomes.get(*rid),
+                Some(&false),
+                "round {round}: 2xx call {rid} has no outcome record"
+            );
         }
         let upstream_seen = upstream_traces(&upstream);
-        assert!(!upstream_seen.is_empty(), "round {round}: the upstream saw no request");
+        assert!(
+            !upstream_seen.is_empty(),
+            "round {round}: the upstream saw no request"
+        );
         for trace in &upstream_seen {
-            assert!(intent_traces.contains(trace), "round {round}: upstream received {trace} without an intent record");
+            assert!(
+                intent_traces.contains(trace),
+                "round {round}: upstream received {trace} without an intent record"
+            );
         }
         for rid in &intents {
-            assert!(outcomes.contains_key(rid), "round {round}: intent {rid} has neither outcome nor outcome_unknown");
+            assert!(
+                outcomes.contains_key(rid),
+                "round {round}: intent {rid} has neither outcome nor outcome_unknown"
+            );
         }
         let upstream_seen = upstream_seen.len();
         let unknown = outcomes.values().filter(|u| **u).count();
-        eprintln!("round {round}: {} records, {} 2xx calls, {upstream_seen} upstream requests, {unknown} outcome_unknown", records.len(), ok_calls.len());
+        eprintln!(
+            "round {round}: {} records, {} 2xx calls, {upstream_seen} upstream requests, {unknown} outcome_unknown",
+            records.len(),
+            ok_calls.len()
+        );
         let online = json(d.port, &d.admin, &["audit", "verify"]);
         assert_eq!(online["ok"], true, "round {round}: {online}");
     }
@@ -431,8 +650,12 @@ fn try_http(url: &str, bearer: &str, traceparent: &str) -> Option<(u16, String)>
     let rest = url.strip_prefix("http://")?;
     let (host, path) = rest.split_at(rest.find('/')?);
     let mut stream = std::net::TcpStream::connect(host).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: {bearer}\r\ntraceparent: {traceparent}\r\nConnection: close\r\n\r\n");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: {bearer}\r\ntraceparent: {traceparent}\r\nConnection: close\r\n\r\n"
+    );
     stream.write_all(req.as_bytes()).ok()?;
     let mut resp = Vec::new();
     stream.read_to_end(&mut resp).ok()?;

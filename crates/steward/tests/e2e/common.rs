@@ -10,7 +10,11 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_steward");
 pub const CANARY: &str = "upstream-canary-7f3a9c";
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub struct Proc(pub Child);
@@ -24,7 +28,10 @@ impl Drop for Proc {
 pub fn wait_port(port: u16) {
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(30), "port {port} never opened");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "port {port} never opened"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -34,7 +41,14 @@ pub fn wait_ready(port: u16) {
     wait_port(port);
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(60) {
-        if try_http("GET", &format!("http://127.0.0.1:{port}/healthz"), &[], None).is_some_and(|(s, _)| s == 200) {
+        if try_http(
+            "GET",
+            &format!("http://127.0.0.1:{port}/healthz"),
+            &[],
+            None,
+        )
+        .is_some_and(|(s, _)| s == 200)
+        {
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -44,7 +58,11 @@ pub fn wait_ready(port: u16) {
 
 /// The bootstrap token a first start prints (it may follow readiness by a moment).
 fn bootstrap_token(rx: &std::sync::mpsc::Receiver<String>, fresh: bool) -> Option<String> {
-    let wait = if fresh { Duration::from_secs(15) } else { Duration::from_millis(300) };
+    let wait = if fresh {
+        Duration::from_secs(15)
+    } else {
+        Duration::from_millis(300)
+    };
     let start = Instant::now();
     while let Some(left) = wait.checked_sub(start.elapsed()) {
         match rx.recv_timeout(left) {
@@ -96,7 +114,12 @@ pub fn cli(port: u16, token: &str, args: &[&str], stdin: Option<&str>) -> (i32, 
         .unwrap();
     if let Some(input) = stdin {
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     drop(child.stdin.take());
     let out = child.wait_with_output().unwrap();
@@ -120,16 +143,27 @@ pub fn json(port: u16, token: &str, args: &[&str]) -> serde_json::Value {
 }
 
 pub fn httpbin_available() -> bool {
-    let ok = Command::new("python3").args(["-c", "import httpbin, gunicorn"]).status().is_ok_and(|s| s.success());
+    let ok = Command::new("python3")
+        .args(["-c", "import httpbin, gunicorn"])
+        .status()
+        .is_ok_and(|s| s.success());
     if !ok {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but httpbin/gunicorn are not installed");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but httpbin/gunicorn are not installed"
+        );
         eprintln!("skipping: httpbin/gunicorn not installed (pip install httpbin gunicorn)");
     }
     ok
 }
 
 /// Sends one HTTP/1.1 request; returns the status and the raw response text.
-pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> (u16, String) {
+pub fn http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, String) {
     let client = reqwest::blocking_client();
     client(method, url, headers, body)
 }
@@ -138,13 +172,17 @@ pub mod reqwest {
     //! A tiny blocking HTTP/1.1 client over std, so the test does not need an async runtime.
     use std::io::{Read, Write};
 
-    pub fn blocking_client() -> impl Fn(&str, &str, &[(&str, &str)], Option<&str>) -> (u16, String) {
+    pub fn blocking_client() -> impl Fn(&str, &str, &[(&str, &str)], Option<&str>) -> (u16, String)
+    {
         |method, url, headers, body| {
             let rest = url.strip_prefix("http://").unwrap();
             let (host, path) = rest.split_at(rest.find('/').unwrap());
             let mut stream = std::net::TcpStream::connect(host).unwrap();
-            stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
-            let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+            stream
+                .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+                .unwrap();
+            let mut req =
+                format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
             for (k, v) in headers {
                 req.push_str(&format!("{k}: {v}\r\n"));
             }
@@ -154,7 +192,11 @@ pub mod reqwest {
             let mut resp = Vec::new();
             let _ = stream.read_to_end(&mut resp);
             let text = String::from_utf8_lossy(&resp).into_owned();
-            let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let status = text
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
             (status, text)
         }
     }
@@ -178,8 +220,6 @@ pub fn all_files_contain(dir: &Path, needle: &str) -> Vec<PathBuf> {
     hits
 }
 
-
-
 /// Starts httpbin under gunicorn on a free port with an access log; returns the process,
 /// its port and the log path (every request that reached it is one line there).
 pub fn start_httpbin(dir: &Path) -> (Proc, u16, PathBuf) {
@@ -188,7 +228,15 @@ pub fn start_httpbin(dir: &Path) -> (Proc, u16, PathBuf) {
     std::fs::write(&log, "").unwrap();
     let proc = Proc(
         Command::new("python3")
-            .args(["-m", "gunicorn", "-w", "2", "-b", &format!("127.0.0.1:{port}"), "--access-logfile"])
+            .args([
+                "-m",
+                "gunicorn",
+                "-w",
+                "2",
+                "-b",
+                &format!("127.0.0.1:{port}"),
+                "--access-logfile",
+            ])
             .arg(&log)
             .arg("httpbin:app")
             .stdout(Stdio::null())
@@ -202,7 +250,11 @@ pub fn start_httpbin(dir: &Path) -> (Proc, u16, PathBuf) {
 
 /// Request lines httpbin logged so far.
 pub fn httpbin_requests(log: &Path) -> Vec<String> {
-    std::fs::read_to_string(log).unwrap_or_default().lines().map(str::to_owned).collect()
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A deployment ready for governed calls: steward, an admin token, one agent identity
@@ -233,7 +285,15 @@ impl Deployment {
         };
         let admin = token.expect("first start prints a bootstrap token");
         let (identity_id, api_key, agent) = new_agent(port, &admin, "agent-one");
-        Self { dir, port, admin, identity_id, api_key, agent, steward }
+        Self {
+            dir,
+            port,
+            admin,
+            identity_id,
+            api_key,
+            agent,
+            steward,
+        }
     }
 
     /// Kills the server (SIGKILL) and waits for it.
@@ -276,14 +336,29 @@ impl Deployment {
     pub fn service(&self, name: &str, base_url: &str, openapi: &str, auth: &[&str]) {
         let spec = self.dir.path().join(format!("{name}.openapi.yaml"));
         std::fs::write(&spec, openapi).unwrap();
-        let mut args = vec!["service", "add", name, "--base-url", base_url, "--allow-http", "--allow-private", "--openapi", spec.to_str().unwrap()];
+        let mut args = vec![
+            "service",
+            "add",
+            name,
+            "--base-url",
+            base_url,
+            "--allow-http",
+            "--allow-private",
+            "--openapi",
+            spec.to_str().unwrap(),
+        ];
         args.extend_from_slice(auth);
         self.ok(&args, None);
     }
 }
 
 /// Like [`start_steward`], with the data directory at `data`.
-pub fn start_steward_at(dir: &Path, data: &Path, port: u16, extra_env: &[(&str, &str)]) -> (Proc, Option<String>) {
+pub fn start_steward_at(
+    dir: &Path,
+    data: &Path,
+    port: u16,
+    extra_env: &[(&str, &str)],
+) -> (Proc, Option<String>) {
     std::fs::create_dir_all(dir).unwrap();
     let fresh = !data.exists();
     let mut cmd = Command::new(BIN);
@@ -293,7 +368,13 @@ pub fn start_steward_at(dir: &Path, data: &Path, port: u16, extra_env: &[(&str, 
         .current_dir(dir)
         .env("RUST_LOG", "debug")
         .stdout(Stdio::piped())
-        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("steward-{port}.log"))).unwrap());
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(format!("steward-{port}.log")))
+                .unwrap(),
+        );
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
@@ -312,10 +393,23 @@ pub fn start_steward_at(dir: &Path, data: &Path, port: u16, extra_env: &[(&str, 
 
 /// Creates an identity with an API key and exchanges it for an access token.
 pub fn new_agent(port: u16, admin: &str, name: &str) -> (String, String, String) {
-    let identity = json(port, admin, &["identity", "create", name, "--owner", "alice"]);
+    let identity = json(
+        port,
+        admin,
+        &["identity", "create", name, "--owner", "alice"],
+    );
     let id = identity["id"].as_str().unwrap().to_owned();
-    let key = ok(port, admin, &["identity", "key-create", &id], None).trim().to_owned();
-    let agent = ok(port, admin, &["token", "get", "--client-id", name], Some(&key)).trim().to_owned();
+    let key = ok(port, admin, &["identity", "key-create", &id], None)
+        .trim()
+        .to_owned();
+    let agent = ok(
+        port,
+        admin,
+        &["token", "get", "--client-id", name],
+        Some(&key),
+    )
+    .trim()
+    .to_owned();
     (id, key, agent)
 }
 
@@ -324,7 +418,9 @@ pub fn new_agent(port: u16, admin: &str, name: &str) -> (String, String, String)
 pub fn raw_exchange(port: u16, request: &[u8], wait: Duration) -> (String, bool) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let _ = stream.write_all(request);
     let start = Instant::now();
     let mut out = Vec::new();
@@ -337,7 +433,11 @@ pub fn raw_exchange(port: u16, request: &[u8], wait: Duration) -> (String, bool)
                 break;
             }
             Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => {
                 closed = true;
                 break;
@@ -373,7 +473,11 @@ impl CountingUpstream {
                 std::thread::spawn(move || serve_counting(stream, &r));
             }
         });
-        Self { port, connections, requests }
+        Self {
+            port,
+            connections,
+            requests,
+        }
     }
 
     pub fn connections(&self) -> usize {
@@ -382,7 +486,11 @@ impl CountingUpstream {
 
     /// Whether any received request (head or kept body) contains `needle`.
     pub fn saw(&self, needle: &str) -> bool {
-        self.requests.lock().unwrap().iter().any(|r| r.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.windows(needle.len()).any(|w| w == needle.as_bytes()))
     }
 }
 
@@ -408,7 +516,9 @@ fn serve_counting(mut stream: std::net::TcpStream, seen: &std::sync::Mutex<Vec<V
             .lines()
             .find_map(|l| l.strip_prefix("content-length:"))
             .and_then(|v| v.trim().parse::<u64>().ok());
-        let chunked = lower.lines().any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked"));
+        let chunked = lower
+            .lines()
+            .any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked"));
         // Keep up to 4 MiB of each request for inspection; count the rest.
         let mut kept = head.clone();
         let mut body_bytes: u64 = 0;
@@ -451,7 +561,10 @@ fn serve_counting(mut stream: std::net::TcpStream, seen: &std::sync::Mutex<Vec<V
             }
         }
         seen.lock().unwrap().push(kept);
-        let result = if let Some(n) = path.strip_prefix("/big/").and_then(|n| n.parse::<u64>().ok()) {
+        let result = if let Some(n) = path
+            .strip_prefix("/big/")
+            .and_then(|n| n.parse::<u64>().ok())
+        {
             let mut r = stream.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
             let chunk = vec![b'x'; 64 * 1024];
             let mut left = n;
@@ -462,7 +575,10 @@ fn serve_counting(mut stream: std::net::TcpStream, seen: &std::sync::Mutex<Vec<V
             }
             r
         } else if let Some(to) = path.strip_prefix("/redirect?to=").map(str::to_owned) {
-            stream.write_all(format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n").as_bytes())
+            stream.write_all(
+                format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n")
+                    .as_bytes(),
+            )
         } else {
             let body = format!("{text}body-bytes: {body_bytes}\n");
             stream.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n{body}", body.len()).as_bytes())
@@ -484,12 +600,19 @@ pub fn vm_rss_kib(pid: u32) -> u64 {
 }
 
 /// Like [`http`], but a connection failure is `None` instead of a panic.
-pub fn try_http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> Option<(u16, String)> {
+pub fn try_http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://")?;
     let (host, path) = rest.split_at(rest.find('/')?);
     let mut stream = std::net::TcpStream::connect(host).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -500,6 +623,9 @@ pub fn try_http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<
     let mut resp = Vec::new();
     stream.read_to_end(&mut resp).ok()?;
     let text = String::from_utf8_lossy(&resp).into_owned();
-    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok())?;
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())?;
     Some((status, text))
 }

@@ -451,7 +451,10 @@ fn breaker_suspends_a_probing_identity_survives_restart_and_a_human_reinstates()
     quiet();
     for i in 0..40 {
         let status = env.call(&watched_token, "DELETE", &format!("/anything/again{i}"));
-        assert_eq!(status, 403, "observe-only was lost across the restart (call {i})");
+        assert_eq!(
+            status, 403,
+            "observe-only was lost across the restart (call {i})"
+        );
     }
     wait_for("a second would-suspend alert after the restart", || {
         env.json(&["alerts", "list", "--identity", &watched])["items"]

@@ -11,10 +11,24 @@ fn bad_input_fails_clearly_without_panicking() {
     // Invalid config file.
     let cfg = dir.path().join("bad.toml");
     std::fs::write(&cfg, "version = 1\n[server]\nlisten = 12\n").unwrap();
-    let out = Command::new(BIN).args(["config", "check"]).arg(&cfg).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["config", "check"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml:3:"), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = Command::new(BIN).args(["serve", "--config"]).arg(&cfg).arg("--data-dir").arg(dir.path().join("d0")).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bad.toml:3:"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(dir.path().join("d0"))
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 
@@ -22,7 +36,12 @@ fn bad_input_fails_clearly_without_panicking() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let out = Command::new(BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
         .arg(dir.path().join("d1"))
         .output()
         .unwrap();
@@ -30,7 +49,11 @@ fn bad_input_fails_clearly_without_panicking() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("already in use"));
 
     // Non-loopback without TLS is refused.
-    let out = Command::new(BIN).args(["serve", "--listen", "0.0.0.0:0", "--data-dir"]).arg(dir.path().join("d2")).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path().join("d2"))
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("without TLS"));
 
@@ -41,31 +64,64 @@ fn bad_input_fails_clearly_without_panicking() {
     assert!(token.is_some());
     drop(p);
     let keys = data.join("data").join("keys");
-    let key_files: Vec<_> = std::fs::read_dir(&keys).unwrap().flatten().map(|e| e.path()).collect();
+    let key_files: Vec<_> = std::fs::read_dir(&keys)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     assert!(!key_files.is_empty());
     let backup = dir.path().join("keys-backup");
     std::fs::rename(&keys, &backup).unwrap();
     let out = Command::new(BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port()), "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--data-dir",
+        ])
         .arg(data.join("data"))
         .output()
         .unwrap();
     assert!(!out.status.success(), "started without its master key");
-    assert!(!keys.exists() || std::fs::read_dir(&keys).unwrap().next().is_none(), "a new key was generated over existing data");
+    assert!(
+        !keys.exists() || std::fs::read_dir(&keys).unwrap().next().is_none(),
+        "a new key was generated over existing data"
+    );
     // A wrong key is refused too.
     let out = Command::new(BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port()), "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--data-dir",
+        ])
         .arg(data.join("data"))
-        .env("STEWARD_MASTER_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+        .env(
+            "STEWARD_MASTER_KEY",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        )
         .output()
         .unwrap();
     assert!(!out.status.success(), "started with a wrong master key");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("does not match"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not match"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Unreadable data directory (a file where the directory should be).
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, "x").unwrap();
-    let out = Command::new(BIN).args(["serve", "--listen", &format!("127.0.0.1:{}", free_port()), "--data-dir"]).arg(&file).output().unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--data-dir",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("data directory"));
 }
