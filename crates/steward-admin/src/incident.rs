@@ -14,7 +14,7 @@ use steward_gateway::problem::Problem;
 use steward_gateway::runtime::{Runtime, RuntimeError};
 use steward_store::models::{AuditQuery, Identity};
 
-use crate::auth::{AdminPrincipal, Role};
+use crate::auth::AdminPrincipal;
 
 type R = Result<Json<Value>, Problem>;
 
@@ -26,29 +26,6 @@ fn p(e: impl Into<RuntimeError>) -> Problem {
 pub const DISCOVERED_KIND: &str = "discovered";
 /// Most timeline records returned by one quarantine.
 const TIMELINE_LIMIT: i64 = 50_000;
-
-async fn find_identity(
-    rt: &Runtime,
-    who: &AdminPrincipal,
-    id_or_name: &str,
-) -> Result<Identity, Problem> {
-    let found = match rt.store.identity_get(id_or_name).await.map_err(p)? {
-        Some(i) => Some(i),
-        None => rt
-            .store
-            .identity_by_name(&steward_core::name::normalize(id_or_name))
-            .await
-            .map_err(p)?,
-    };
-    let identity = found
-        .ok_or_else(|| Problem::not_found(format!("identity `{id_or_name}` does not exist")))?;
-    if who.role == Role::Owner && identity.owner != who.principal {
-        return Err(Problem::not_found(format!(
-            "identity `{id_or_name}` does not exist"
-        )));
-    }
-    Ok(identity)
-}
 
 /// Query of `GET /admin/v1/alerts`.
 #[derive(Deserialize, Default)]
@@ -65,7 +42,7 @@ pub async fn alert_list(
     Query(q): Query<AlertParams>,
 ) -> R {
     let identity = match &q.identity {
-        Some(i) => Some(find_identity(&rt, &who, i).await?.id),
+        Some(i) => Some(crate::handlers::load_identity(&rt, &who, i).await?.id),
         None => None,
     };
     if let Some(s) = &q.status
@@ -314,7 +291,7 @@ pub async fn quarantine(
     Extension(who): Extension<AdminPrincipal>,
     Json(input): Json<QuarantineInput>,
 ) -> R {
-    let mut identity = find_identity(&rt, &who, &input.identity).await?;
+    let mut identity = crate::handlers::load_identity(&rt, &who, &input.identity).await?;
     if identity.status == "revoked" {
         return Err(Problem::conflict(format!(
             "identity `{}` is revoked; nothing to quarantine",
