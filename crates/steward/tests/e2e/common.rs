@@ -250,6 +250,17 @@ pub fn start_httpbin(dir: &Path) -> (Proc, u16, PathBuf) {
 
 /// Request lines httpbin logged so far.
 pub fn httpbin_requests(log: &Path) -> Vec<String> {
+    // gunicorn writes the access line after it has sent the response: wait until the log
+    // has stopped growing (at most 3 s) so both "it arrived" and "nothing arrived" hold.
+    let size = || std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let (mut last, mut stable) = (size(), 0);
+    while stable < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = size();
+        stable = if now == last { stable + 1 } else { 0 };
+        last = now;
+    }
     std::fs::read_to_string(log)
         .unwrap_or_default()
         .lines()
