@@ -92,14 +92,8 @@ pub async fn create_or_coalesce(
     }
     let existing = rt
         .store
-        .approval_list(Some("pending"), 1000)
-        .await?
-        .into_iter()
-        .find(|a| {
-            a.identity_id == candidate.identity_id
-                && a.digest == candidate.digest
-                && a.expires_at > now
-        });
+        .approval_pending_for(&candidate.identity_id, &candidate.digest, now)
+        .await?;
     match existing {
         Some(existing) => Ok((existing, false)),
         None => {

@@ -72,10 +72,26 @@ impl Counter {
     }
 }
 
-/// Counters keyed by identity and operation, and by identity and service.
+/// One identity's counters for one service: the service as a whole and each operation.
+#[derive(Debug, Default)]
+struct ServiceCounters {
+    total: Counter,
+    operations: HashMap<String, Counter>,
+}
+
+/// Counters keyed by identity, then service, then operation. Lookups borrow the caller's
+/// strings, so the request path allocates only the first time a key is seen.
 #[derive(Debug, Default)]
 pub struct RateCounters {
-    counters: Mutex<HashMap<(String, String), Counter>>,
+    counters: Mutex<HashMap<String, HashMap<String, ServiceCounters>>>,
+}
+
+/// The entry for `key`, inserting a default one (and allocating the key) only if missing.
+fn slot<'a, V: Default>(map: &'a mut HashMap<String, V>, key: &str) -> Option<&'a mut V> {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key)
 }
 
 impl RateCounters {
@@ -85,12 +101,13 @@ impl RateCounters {
             .counters
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (op_m, op_h, op_d) = map
-            .get_mut(&(identity.to_owned(), format!("{service}:{operation}")))
-            .map(|c| c.read(now))
-            .unwrap_or_default();
-        let (s_m, s_h, s_d) = map
-            .get_mut(&(identity.to_owned(), service.to_owned()))
+        let Some(svc) = map.get_mut(identity).and_then(|s| s.get_mut(service)) else {
+            return RateCounts::default();
+        };
+        let (s_m, s_h, s_d) = svc.total.read(now);
+        let (op_m, op_h, op_d) = svc
+            .operations
+            .get_mut(operation)
             .map(|c| c.read(now))
             .unwrap_or_default();
         RateCounts {
@@ -109,12 +126,13 @@ impl RateCounters {
             .counters
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.entry((identity.to_owned(), format!("{service}:{operation}")))
-            .or_default()
-            .add(now);
-        map.entry((identity.to_owned(), service.to_owned()))
-            .or_default()
-            .add(now);
+        let Some(svc) = slot(&mut map, identity).and_then(|s| slot(s, service)) else {
+            return;
+        };
+        svc.total.add(now);
+        if let Some(op) = slot(&mut svc.operations, operation) {
+            op.add(now);
+        }
     }
 
     /// Drops counters idle for more than two days.
@@ -123,7 +141,13 @@ impl RateCounters {
             .counters
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.retain(|_, c| now - c.last_ms < 2 * DAY);
+        for services in map.values_mut() {
+            for svc in services.values_mut() {
+                svc.operations.retain(|_, c| now - c.last_ms < 2 * DAY);
+            }
+            services.retain(|_, svc| now - svc.total.last_ms < 2 * DAY);
+        }
+        map.retain(|_, services| !services.is_empty());
     }
 }
 

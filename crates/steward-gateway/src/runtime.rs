@@ -4,7 +4,6 @@
 //! Hot-swappable parts (policy set, services, keys) sit behind `RwLock<Arc<_>>`, so a
 //! request clones one `Arc` and then runs without holding a lock.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -143,7 +142,7 @@ pub struct Runtime {
     /// Approval notifications to deliver.
     pub notifier: Option<tokio::sync::mpsc::Sender<serde_json::Value>>,
     /// Secret metadata by name, cached as briefly as the values.
-    pub secret_meta: RwLock<std::collections::HashMap<String, (SecretRecord, i64)>>,
+    pub secret_meta: RwLock<std::collections::HashMap<String, (Arc<SecretRecord>, i64)>>,
     /// Failed `/oauth/token` attempts per client.
     pub oauth_failures: crate::oauth::FailureLimiter,
     /// Cached upstream OAuth2 tokens.
@@ -555,7 +554,7 @@ impl Runtime {
     pub async fn secret_value(
         &self,
         name: &str,
-    ) -> Result<(SecretRecord, CachedSecret), RuntimeError> {
+    ) -> Result<(Arc<SecretRecord>, CachedSecret), RuntimeError> {
         let now = self.now_ms();
         // The name -> current version lookup is cached as briefly as the value, so the hot
         // path does no database read; a rotation here invalidates it at once, one made by
@@ -563,16 +562,16 @@ impl Runtime {
         let hit = self.secret_meta.read().ok().and_then(|m| {
             m.get(name)
                 .filter(|(_, at)| now.saturating_sub(*at) < self.settings.secret_cache_ttl_ms)
-                .map(|(r, _)| r.clone())
+                .map(|(r, _)| Arc::clone(r))
         });
         let record = match hit {
             Some(record) => record,
             None => {
-                let record = self.store.secret_by_name(name).await?.ok_or_else(|| {
+                let record = Arc::new(self.store.secret_by_name(name).await?.ok_or_else(|| {
                     RuntimeError::NotFound(format!("secret `{name}` does not exist"))
-                })?;
+                })?);
                 if let Ok(mut m) = self.secret_meta.write() {
-                    m.insert(name.to_owned(), (record.clone(), now));
+                    m.insert(name.to_owned(), (Arc::clone(&record), now));
                 }
                 record
             }
@@ -661,12 +660,6 @@ impl Runtime {
         Ok(())
     }
 
-    /// Seals an internal key (token signing, audit keys) for storage.
-    pub fn seal_internal(&self, id: &str, value: &[u8]) -> Result<Vec<u8>, RuntimeError> {
-        let keyring = self.keyring();
-        Ok(steward_vault::seal(keyring.current(), id, 1, value)?.to_bytes())
-    }
-
     /// Mints an access token for an identity.
     pub fn mint_token(
         &self,
@@ -748,6 +741,3 @@ pub fn open_internal(
     use secrecy::ExposeSecret;
     Ok(Zeroizing::new(value.expose_secret().to_vec()))
 }
-
-/// Labels as a sorted map (helper for callers building policy attributes).
-pub type Labels = BTreeMap<String, String>;

@@ -1224,8 +1224,27 @@ impl Store {
     }
 }
 
+const PENDING_FOR_DIGEST: &str = "SELECT * FROM approvals WHERE identity_id = $1 AND digest = $2 \
+     AND status = 'pending' AND expires_at > $3 LIMIT 1";
+
 /// Approvals and grants.
 impl Store {
+    /// The pending, unexpired approval for this identity and request digest, if any.
+    pub async fn approval_pending_for(
+        &self,
+        identity_id: &str,
+        digest: &str,
+        now: i64,
+    ) -> Result<Option<ApprovalRecord>, StoreError> {
+        let row = sqlx::query(PENDING_FOR_DIGEST)
+            .bind(identity_id)
+            .bind(digest)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(approval).transpose()
+    }
+
     /// Creates a pending approval unless one is already pending for the same identity and
     /// digest; returns the pending one and whether it was newly created.
     pub async fn approval_create_or_coalesce(
@@ -1233,14 +1252,12 @@ impl Store {
         a: &ApprovalRecord,
     ) -> Result<(ApprovalRecord, bool), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let existing = sqlx::query(
-            "SELECT * FROM approvals WHERE identity_id = $1 AND digest = $2 AND status = 'pending' AND expires_at > $3 LIMIT 1",
-        )
-        .bind(&a.identity_id)
-        .bind(&a.digest)
-        .bind(a.requested_at)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let existing = sqlx::query(PENDING_FOR_DIGEST)
+            .bind(&a.identity_id)
+            .bind(&a.digest)
+            .bind(a.requested_at)
+            .fetch_optional(&mut *tx)
+            .await?;
         if let Some(row) = existing {
             return Ok((approval(&row)?, false));
         }

@@ -595,27 +595,34 @@ fn load_policy_dir(
     Ok((catalog, sources))
 }
 
-/// The data directory and database of `steward vault`, resolved like `serve` does.
-fn vault_target(args: &VaultArgs) -> Result<crate::vault_cmd::VaultTarget> {
-    let config_path = args.config.clone().or_else(|| {
+/// `steward.toml` from `--config`, else `./steward.toml` if it exists, else defaults.
+fn load_raw_config(config: Option<&PathBuf>) -> Result<config::RawConfig> {
+    let path = config.cloned().or_else(|| {
         let default = PathBuf::from("steward.toml");
         default.exists().then_some(default)
     });
-    let raw = match &config_path {
-        Some(path) => config::load(path).map_err(|e| anyhow!("{e}"))?,
-        None => config::RawConfig {
+    match &path {
+        Some(path) => config::load(path).map_err(|e| anyhow!("{e}")),
+        None => Ok(config::RawConfig {
             version: config::CONFIG_VERSION,
             ..Default::default()
-        },
-    };
-    let data_dir = args
-        .data_dir
-        .clone()
+        }),
+    }
+}
+
+/// The data directory and database URL: flag or environment, then the file, then defaults
+/// (`./steward-data` holding `steward.db`).
+fn storage_location(
+    data_dir: Option<&PathBuf>,
+    database: Option<&String>,
+    raw: &config::RawConfig,
+) -> Result<(PathBuf, String)> {
+    let data_dir = data_dir
+        .cloned()
         .or(raw.server.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from("steward-data"));
-    let database = args
-        .database
-        .clone()
+    let database = database
+        .cloned()
         .or(raw.server.database.clone())
         .unwrap_or_else(|| {
             format!(
@@ -624,26 +631,21 @@ fn vault_target(args: &VaultArgs) -> Result<crate::vault_cmd::VaultTarget> {
             )
         });
     steward_store::Backend::from_url(&database).map_err(|e| anyhow!("{e}"))?;
+    Ok((data_dir, database))
+}
+
+/// The data directory and database of `steward vault`, resolved like `serve` does.
+fn vault_target(args: &VaultArgs) -> Result<crate::vault_cmd::VaultTarget> {
+    let raw = load_raw_config(args.config.as_ref())?;
+    let (data_dir, database) =
+        storage_location(args.data_dir.as_ref(), args.database.as_ref(), &raw)?;
     Ok(crate::vault_cmd::VaultTarget { data_dir, database })
 }
 
 fn serve_options(args: &ServeArgs) -> Result<crate::serve::ServeOptions> {
-    let config_path = args.config.clone().or_else(|| {
-        let default = PathBuf::from("steward.toml");
-        default.exists().then_some(default)
-    });
-    let raw = match &config_path {
-        Some(path) => config::load(path).map_err(|e| anyhow!("{e}"))?,
-        None => config::RawConfig {
-            version: config::CONFIG_VERSION,
-            ..Default::default()
-        },
-    };
-    let data_dir = args
-        .data_dir
-        .clone()
-        .or(raw.server.data_dir.clone())
-        .unwrap_or_else(|| PathBuf::from("steward-data"));
+    let raw = load_raw_config(args.config.as_ref())?;
+    let (data_dir, database) =
+        storage_location(args.data_dir.as_ref(), args.database.as_ref(), &raw)?;
     let listen_text = args
         .listen
         .clone()
@@ -652,17 +654,6 @@ fn serve_options(args: &ServeArgs) -> Result<crate::serve::ServeOptions> {
     let listen: SocketAddr = listen_text
         .parse()
         .map_err(|_| anyhow!("invalid listen address `{listen_text}`; expected IP:PORT"))?;
-    let database = args
-        .database
-        .clone()
-        .or(raw.server.database.clone())
-        .unwrap_or_else(|| {
-            format!(
-                "sqlite://{}?mode=rwc",
-                data_dir.join("steward.db").display()
-            )
-        });
-    steward_store::Backend::from_url(&database).map_err(|e| anyhow!("{e}"))?;
     let tls = match (
         args.tls_cert.clone(),
         args.tls_key.clone(),
