@@ -122,6 +122,7 @@ pub fn router(rt: Arc<Runtime>) -> Router {
             "/admin/v1/discovered-credentials",
             get(incident::discovered_list).post(incident::discovered_report),
         )
+        .layer(middleware::from_fn_with_state(Arc::clone(&rt), settle_audit))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&rt),
             auth::require_role,
@@ -135,6 +136,29 @@ pub fn router(rt: Arc<Runtime>) -> Router {
         .route("/readyz", get(readyz))
         .layer(middleware::map_response(rejection::as_problem))
         .with_state(rt)
+}
+
+/// Before a route that reads the audit log back (search, export, proofs, verification,
+/// incident timelines), waits until every record durable now is indexed, so a caller sees
+/// its own calls' records. Fails closed with 503 when the index cannot catch up.
+async fn settle_audit(
+    axum::extract::State(rt): axum::extract::State<Arc<Runtime>>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let path = request.uri().path();
+    let reads_audit = path.starts_with("/admin/v1/audit")
+        || path.starts_with("/admin/v1/alerts")
+        || path.starts_with("/admin/v1/incidents");
+    if reads_audit && let Err(e) = rt.audit.settled().await {
+        use axum::response::IntoResponse;
+        return steward_gateway::problem::Problem::unavailable(
+            steward_core::ErrorCode::AUDIT_UNAVAILABLE,
+            format!("the audit log is not readable yet: {e}"),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// Creates the first admin token of a deployment; the caller prints it once.

@@ -36,6 +36,7 @@ pub use checkpoint::{Checkpoint, CheckpointPolicy, CheckpointSigner, parse_publi
 pub use error::{AuditError, StoreError};
 pub use event::{
     Actor, ActorKind, AuditEvent, AuditRecord, Decision, EventKind, GENESIS_HASH, Hash, Outcome,
+    canonical_event_bytes, hash_with_event_bytes,
 };
 pub use merkle::MerkleFrontier;
 pub use ocsf::to_ocsf;

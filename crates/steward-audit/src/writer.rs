@@ -105,6 +105,13 @@ pub trait AuditStore: Send + Sync {
     /// The current durable head. Stores may persist the frontier with each batch, or
     /// rebuild it with [`StoreHead::from_records`].
     fn head(&self) -> BoxFuture<'_, Result<StoreHead, StoreError>>;
+
+    /// Returns once every record durable at the time of the call is visible to the
+    /// store's readers (search, proofs, verification). Stores that index records after
+    /// making them durable wait for their index here; the default has nothing to wait for.
+    fn settle(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Writer tuning.
@@ -172,11 +179,21 @@ struct AppendRequest {
 
 /// Handle to the writer task. Cloning shares the task; it stops when every handle is
 /// dropped, after writing what was queued.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AuditWriter {
     sender: mpsc::Sender<AppendRequest>,
     head: watch::Receiver<WriterHead>,
     instance_id: Arc<str>,
+    store: Arc<dyn AuditStore>,
+}
+
+impl std::fmt::Debug for AuditWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditWriter")
+            .field("instance_id", &self.instance_id)
+            .field("head", &*self.head.borrow())
+            .finish_non_exhaustive()
+    }
 }
 
 impl AuditWriter {
@@ -189,12 +206,20 @@ impl AuditWriter {
         let (head_tx, head_rx) = watch::channel(WriterHead::of(&state));
         let (sender, receiver) = mpsc::channel(config.queue_capacity.max(1));
         let instance_id: Arc<str> = Arc::from(config.instance_id.as_str());
-        tokio::spawn(run(store, receiver, config, state, head_tx));
+        tokio::spawn(run(Arc::clone(&store), receiver, config, state, head_tx));
         Ok(Self {
             sender,
             head: head_rx,
             instance_id,
+            store,
         })
+    }
+
+    /// Returns once every record durable now is visible to the store's readers; call it
+    /// before reading the log back (search, proofs, verification). See
+    /// [`AuditStore::settle`].
+    pub async fn settled(&self) -> Result<(), AuditError> {
+        Ok(self.store.settle().await?)
     }
 
     /// Appends `event` at `now_ms`; returns once the record is durable. On a store error

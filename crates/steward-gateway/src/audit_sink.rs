@@ -32,6 +32,16 @@ impl SqlAuditStore {
             instance_id: instance_id.into(),
         }
     }
+
+    /// The chain this store writes.
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    /// The underlying database.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
 }
 
 fn kind_name(r: &AuditRecord) -> Result<String, serde_json::Error> {
@@ -49,7 +59,7 @@ pub fn to_row(instance_id: &str, r: &AuditRecord) -> Result<AuditRow, serde_json
 
 /// Converts a record to its row form with the event JSON already serialized (the
 /// canonical event bytes the writer hashed).
-fn to_row_with_event(
+pub(crate) fn to_row_with_event(
     instance_id: &str,
     r: &AuditRecord,
     event: String,

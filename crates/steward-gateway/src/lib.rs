@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod approvals;
+pub mod audit_journal;
 pub mod audit_sink;
 pub mod elevation;
 pub mod grants;

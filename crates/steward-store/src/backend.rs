@@ -101,6 +101,27 @@ impl Store {
         Ok(Self { pool, backend })
     }
 
+    /// Starts a transaction that will write. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes later fails
+    /// with `SQLITE_BUSY`, without waiting, whenever another connection (the audit indexer,
+    /// say) committed in between; an immediate one waits its turn under `busy_timeout`.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
+    /// The statement [`Store::begin_write`] starts a transaction with.
+    pub(crate) fn begin_write_sql(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        }
+    }
+
     /// Which backend this store runs on.
     pub fn backend(&self) -> Backend {
         self.backend

@@ -541,7 +541,7 @@ impl Store {
         secret: &SecretRecord,
         first: &SecretVersion,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO secrets (id, name, current_version, fingerprint, rotation, created_at, rotated_at, expires_at, \
              next_rotation_at, last_rotation_error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -574,7 +574,7 @@ impl Store {
         version: &SecretVersion,
         retire_prev_at: Option<i64>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         insert_version(&mut tx, version).await?;
         sqlx::query("UPDATE secret_versions SET retire_at = $1 WHERE secret_id = $2 AND version < $3 AND retire_at IS NULL")
             .bind(retire_prev_at.unwrap_or(version.created_at))
@@ -719,7 +719,7 @@ impl Store {
         items: &[(SecretRecord, SecretVersion)],
     ) -> Result<(), StoreError> {
         const ROWS_PER_STATEMENT: usize = 200;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for chunk in items.chunks(ROWS_PER_STATEMENT) {
             let sql = multi_row_insert(
                 "INSERT INTO secrets (id, name, current_version, fingerprint, rotation, created_at, rotated_at, expires_at, \
@@ -777,7 +777,7 @@ impl Store {
         &self,
         items: &[(String, i64, i64, i64, Vec<u8>)],
     ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut replaced = 0u64;
         for (secret_id, version, old_key_version, new_key_version, sealed) in items {
             let done = sqlx::query(
@@ -991,7 +991,9 @@ impl Store {
         // here, or discarded if that fails too, and never returned to the pool mid-
         // transaction: otherwise every later write waits on the lock and fails.
         let mut conn = self.pool.acquire().await?;
-        sqlx::query("BEGIN").execute(&mut *conn).await?;
+        sqlx::query(self.begin_write_sql())
+            .execute(&mut *conn)
+            .await?;
         let result: Result<(), sqlx::Error> = async {
             for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
                 // INVARIANT: the generated text holds only column names and `$n` placeholders.
@@ -1191,7 +1193,7 @@ impl Store {
         anchor_key: &str,
         anchor: &str,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO meta (key, value) VALUES ($1, $2) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -1251,7 +1253,7 @@ impl Store {
         &self,
         a: &ApprovalRecord,
     ) -> Result<(ApprovalRecord, bool), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let existing = sqlx::query(PENDING_FOR_DIGEST)
             .bind(&a.identity_id)
             .bind(&a.digest)

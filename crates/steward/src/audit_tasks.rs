@@ -77,6 +77,12 @@ async fn checkpoint_task(
         if !options.policy.is_due(last, head.tree_size, now) {
             continue;
         }
+        // A stored checkpoint only ever covers records readers can already see: proofs and
+        // verification read the indexed log, which may lag the durable head briefly.
+        if let Err(e) = rt.audit.settled().await {
+            tracing::warn!(error = %e, "audit index behind; checkpoint postponed");
+            continue;
+        }
         let checkpoint = signer.sign_head(&head, now, &rt.instance_id);
         match store_checkpoint(&rt, &checkpoint, options.checkpoint_file.as_ref()).await {
             Ok(()) => {

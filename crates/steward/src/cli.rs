@@ -343,6 +343,13 @@ struct ServiceArgs {
     /// OpenAPI file to import.
     #[arg(long)]
     openapi: Option<PathBuf>,
+    /// PEM file of CA certificates to verify the upstream with, instead of the system roots.
+    #[arg(long)]
+    ca_bundle: Option<PathBuf>,
+    /// Vault secret holding a PEM client certificate chain and its private key, presented
+    /// to the upstream (mutual TLS).
+    #[arg(long)]
+    client_cert_secret: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -726,6 +733,7 @@ fn serve_options(args: &ServeArgs) -> Result<crate::serve::ServeOptions> {
         instance_id: raw.server.instance_id.clone(),
         settings,
         audit_batch_window: Duration::from_millis(raw.audit.batch_window_ms.unwrap_or(0)),
+        audit_journal: raw.audit.journal,
         audit: crate::audit_tasks::AuditOptions {
             policy: steward_audit::CheckpointPolicy {
                 every_records: raw.audit.checkpoint_every_records.unwrap_or(1000).max(1),
@@ -1309,6 +1317,11 @@ fn service_body(args: &ServiceArgs) -> Result<Value> {
         .as_ref()
         .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading `{}`", p.display())))
         .transpose()?;
+    let ca_bundle = args
+        .ca_bundle
+        .as_ref()
+        .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading `{}`", p.display())))
+        .transpose()?;
     Ok(json!({
         "name": args.name,
         "kind": "http",
@@ -1318,6 +1331,8 @@ fn service_body(args: &ServiceArgs) -> Result<Value> {
         "allow_private": args.allow_private,
         "allow_unmatched": args.allow_unmatched,
         "openapi": openapi,
+        "ca_bundle": ca_bundle,
+        "client_cert_secret": args.client_cert_secret,
     }))
 }
 

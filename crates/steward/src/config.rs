@@ -134,6 +134,11 @@ pub struct RawAudit {
     /// Extra milliseconds the group-commit writer waits to grow a batch (0, the default:
     /// appends that queue while a commit is in flight already share the next one).
     pub batch_window_ms: Option<u64>,
+    /// Make records durable in an append-only journal file in the data directory (one
+    /// `fdatasync` per batch) and index them into the database in the background. Default:
+    /// on for SQLite; off for PostgreSQL, where each instance commits to the shared
+    /// database directly so that no record depends on one instance's local disk.
+    pub journal: Option<bool>,
     /// Sign a checkpoint after this many new records (1000), or after
     /// `checkpoint_every_secs`, whichever comes first.
     pub checkpoint_every_records: Option<u64>,

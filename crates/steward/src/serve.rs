@@ -40,6 +40,8 @@ pub struct ServeOptions {
     pub settings: Settings,
     /// Audit batch window.
     pub audit_batch_window: Duration,
+    /// Audit journal in front of the database (`None`: on for SQLite only).
+    pub audit_journal: Option<bool>,
     /// Checkpoints, witness, streaming sink.
     pub audit: crate::audit_tasks::AuditOptions,
     /// Behavioural monitoring thresholds.
@@ -253,7 +255,23 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         .await?;
     let (signer, verifying) =
         signing_keys(&store, &keyring, now, opts.settings.token_max_ttl_ms).await?;
-    let audit_store = Arc::new(SqlAuditStore::new(store.clone(), instance_id.clone()));
+    let sql_audit = SqlAuditStore::new(store.clone(), instance_id.clone());
+    let journal = opts
+        .audit_journal
+        .unwrap_or(store.backend() == steward_store::Backend::Sqlite);
+    let audit_store: Arc<dyn steward_audit::AuditStore> = if journal {
+        Arc::new(
+            steward_gateway::audit_journal::JournaledAuditStore::open(
+                sql_audit,
+                &opts.data_dir.join("audit.journal"),
+                steward_gateway::audit_journal::JournalConfig::default(),
+            )
+            .await
+            .map_err(|e| anyhow!("{e}"))?,
+        )
+    } else {
+        Arc::new(sql_audit)
+    };
     let audit = steward_audit::AuditWriter::start(
         audit_store,
         steward_audit::WriterConfig {

@@ -1,0 +1,603 @@
+//! The audit journal: an append-only file that makes audit records durable with one
+//! `fdatasync` per group-commit batch, in front of the SQL store that indexes them for
+//! search, proofs and verification.
+//!
+//! # Why
+//!
+//! Every governed call waits for two durable records (the decision before the upstream is
+//! contacted, the outcome before the response is released). Committing each batch as a
+//! SQLite transaction put the whole row insertion (binding, B-tree and index updates, WAL
+//! bookkeeping) on that critical path, behind one connection. Appending a batch's frames
+//! to a file and syncing it costs a single write and an `fdatasync`; the rows are inserted
+//! into SQL afterwards, by an indexer task, in large transactions.
+//!
+//! # Guarantees
+//!
+//! - `append_batch` returns `Ok` only once the batch's frames are on disk (`fdatasync`):
+//!   a crash after that loses nothing, because startup replays the journal's frames that
+//!   the SQL store does not hold yet before anything else runs.
+//! - On a write or sync error the file is cut back to its last durable length and the
+//!   batch fails (the caller fails closed); appends resume by themselves once the disk
+//!   can write again.
+//! - A torn tail (a frame cut short by a crash, or whose hash does not recompute) was
+//!   never acknowledged: replay stops there and the file is cut back.
+//! - The indexer may lag the journal by at most `max_lag` records; beyond that appends
+//!   wait for it, and fail after `lag_timeout` (fail closed, never unbounded memory).
+//! - Readers that must see every durable record (admin audit search, proofs,
+//!   verification) call [`AuditStore::settle`] first, which waits until the index has
+//!   caught up with everything durable at the time of the call.
+//! - Once everything in the journal is indexed and the file has grown past
+//!   `rotate_bytes`, it is emptied (SQL committed those rows with `synchronous=FULL`).
+//!
+//! # Frame format
+//!
+//! The file starts with one header line, `steward-audit-journal v1 <instance-id>\n`. Each
+//! frame is `u32 body length (LE)` then the body: `u64 seq | i64 time_ms | prev hash (32)
+//! | hash (32) | canonical event bytes`. The record hash covers seq, time, previous hash
+//! and event bytes, so replay validates every frame by recomputing it.
+
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use steward_audit::{
+    AuditEvent, AuditRecord, AuditStore, BoxFuture, Hash, StoreError as AuditStoreError,
+    StoreHead, hash_with_event_bytes,
+};
+use steward_store::models::AuditRow;
+use tokio::sync::{Notify, watch};
+
+use crate::audit_sink::{SqlAuditStore, to_row_with_event};
+
+const MAGIC: &str = "steward-audit-journal v1";
+/// Fixed part of a frame body: seq, time, previous hash, hash.
+const FIXED: usize = 8 + 8 + 32 + 32;
+/// Largest event a frame may carry (a sanity bound for replay of a damaged file).
+const MAX_EVENT: usize = 16 * 1024 * 1024;
+
+/// Journal tuning.
+#[derive(Debug, Clone)]
+pub struct JournalConfig {
+    /// Records the index may lag behind the journal before appends wait.
+    pub max_lag: u64,
+    /// How long an append waits for a lagging index before it fails.
+    pub lag_timeout: Duration,
+    /// Rows per indexer transaction, at most.
+    pub index_batch: usize,
+    /// The file is emptied once fully indexed and larger than this.
+    pub rotate_bytes: u64,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self {
+            max_lag: 50_000,
+            lag_timeout: Duration::from_secs(10),
+            index_batch: 2048,
+            rotate_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Why the journal could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// File I/O failed.
+    #[error("audit journal {path}: {source}")]
+    Io {
+        /// The journal file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The journal does not continue the stored chain.
+    #[error("audit journal {path}: {detail}")]
+    Corrupt {
+        /// The journal file.
+        path: String,
+        /// What does not fit.
+        detail: String,
+    },
+    /// The SQL store failed.
+    #[error("audit journal replay: {0}")]
+    Store(String),
+}
+
+struct JournalFile {
+    file: File,
+    /// Length of the durable prefix (header and acknowledged frames).
+    len: u64,
+    /// Length of the header line.
+    header_len: u64,
+    /// Sequence number after the last frame in the file.
+    next_seq: u64,
+    /// A failed write may have left bytes past `len`; cut them before the next write.
+    dirty: bool,
+}
+
+struct Shared {
+    path: PathBuf,
+    file: Mutex<JournalFile>,
+    /// Next sequence number durable in the journal.
+    written: AtomicU64,
+    /// Next sequence number committed to the SQL index.
+    indexed: watch::Sender<u64>,
+    /// Rows waiting for the indexer, in sequence order.
+    queue: Mutex<Vec<AuditRow>>,
+    wake: Notify,
+    head: Mutex<StoreHead>,
+    config: JournalConfig,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// An [`AuditStore`] that makes records durable in the journal and indexes them into a
+/// [`SqlAuditStore`] in the background. See the module docs.
+#[derive(Clone)]
+pub struct JournaledAuditStore {
+    sql: SqlAuditStore,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for JournaledAuditStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JournaledAuditStore")
+            .field("path", &self.shared.path)
+            .field("written", &self.shared.written.load(Ordering::Relaxed))
+            .field("indexed", &*self.shared.indexed.borrow())
+            .finish()
+    }
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> JournalError {
+    JournalError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// One decoded frame.
+struct Frame {
+    record_seq: u64,
+    time_ms: i64,
+    prev_hash: Hash,
+    hash: Hash,
+    event: Vec<u8>,
+}
+
+/// Decodes frames from `bytes` (after the header); returns them and the length of the
+/// valid prefix. Decoding stops at the first incomplete or invalid frame.
+fn decode_frames(bytes: &[u8]) -> (Vec<Frame>, usize) {
+    let mut frames = Vec::new();
+    let mut at = 0usize;
+    while let Some(len_bytes) = bytes.get(at..at + 4) {
+        let len = u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]])
+            as usize;
+        if !(FIXED..=FIXED + MAX_EVENT).contains(&len) {
+            break;
+        }
+        let Some(body) = bytes.get(at + 4..at + 4 + len) else {
+            break;
+        };
+        let u64_at = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&body[i..i + 8]);
+            b
+        };
+        let record_seq = u64::from_le_bytes(u64_at(0));
+        let time_ms = i64::from_le_bytes(u64_at(8));
+        let mut prev_hash = [0u8; 32];
+        prev_hash.copy_from_slice(&body[16..48]);
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(&body[48..80]);
+        let event = &body[FIXED..];
+        if hash_with_event_bytes(record_seq, time_ms, &prev_hash, event) != hash {
+            break;
+        }
+        frames.push(Frame {
+            record_seq,
+            time_ms,
+            prev_hash,
+            hash,
+            event: event.to_vec(),
+        });
+        at += 4 + len;
+    }
+    (frames, at)
+}
+
+fn encode_frame(out: &mut Vec<u8>, record: &AuditRecord, event: &[u8]) {
+    let len = u32::try_from(FIXED + event.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&record.seq.to_le_bytes());
+    out.extend_from_slice(&record.time_ms.to_le_bytes());
+    out.extend_from_slice(&record.prev_hash);
+    out.extend_from_slice(&record.hash);
+    out.extend_from_slice(event);
+}
+
+impl JournaledAuditStore {
+    /// Opens (or creates) the journal at `path`, replays into `sql` the frames it holds
+    /// that `sql` does not, and starts the indexer on the current tokio runtime.
+    ///
+    /// Refuses a journal whose frames do not continue the stored chain (another
+    /// instance's journal, or a damaged one): starting anyway would fork the log.
+    pub async fn open(
+        sql: SqlAuditStore,
+        path: &Path,
+        config: JournalConfig,
+    ) -> Result<Self, JournalError> {
+        let mut head = sql
+            .head()
+            .await
+            .map_err(|e| JournalError::Store(e.to_string()))?;
+        let header = format!("{MAGIC} {}\n", sql.instance_id());
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| io_err(path, e))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(|e| io_err(path, e))?;
+
+        let mut replay = Vec::new();
+        if !bytes.is_empty() {
+            let Some(newline) = bytes.iter().position(|b| *b == b'\n') else {
+                return Err(corrupt(path, "the header line is missing"));
+            };
+            let found = String::from_utf8_lossy(&bytes[..=newline]);
+            if found != header {
+                let (frames, _) = decode_frames(&bytes[newline + 1..]);
+                if frames.iter().any(|f| f.record_seq >= head.tree_size()) {
+                    return Err(corrupt(
+                        path,
+                        &format!(
+                            "it belongs to `{}`, not to this instance, and holds records the \
+                             database does not; start with that instance id or move the file away",
+                            found.trim_end()
+                        ),
+                    ));
+                }
+            } else {
+                let (frames, _) = decode_frames(&bytes[newline + 1..]);
+                for frame in frames {
+                    if frame.record_seq < head.tree_size() {
+                        continue;
+                    }
+                    if frame.record_seq != head.tree_size() || frame.prev_hash != head.chain_head
+                    {
+                        return Err(corrupt(
+                            path,
+                            &format!(
+                                "record {} does not continue the stored chain (which ends at {})",
+                                frame.record_seq,
+                                head.tree_size()
+                            ),
+                        ));
+                    }
+                    head.frontier.append(&frame.hash);
+                    head.chain_head = frame.hash;
+                    replay.push(frame);
+                }
+            }
+        }
+        if !replay.is_empty() {
+            let mut rows = Vec::with_capacity(replay.len());
+            for frame in replay {
+                rows.push(frame_row(sql.instance_id(), frame).map_err(|e| corrupt(path, &e))?);
+            }
+            for chunk in rows.chunks(config.index_batch.max(1)) {
+                sql.store()
+                    .audit_append(chunk)
+                    .await
+                    .map_err(|e| JournalError::Store(e.to_string()))?;
+            }
+            tracing::warn!(
+                records = rows.len(),
+                "replayed audit records from the journal into the database"
+            );
+        }
+        // Everything is in the database now: start an empty journal.
+        file.set_len(0).map_err(|e| io_err(path, e))?;
+        file.write_all_at(header.as_bytes(), 0)
+            .map_err(|e| io_err(path, e))?;
+        file.sync_all().map_err(|e| io_err(path, e))?;
+        let len = header.len() as u64;
+        let next = head.tree_size();
+        let shared = Arc::new(Shared {
+            path: path.to_path_buf(),
+            file: Mutex::new(JournalFile {
+                file,
+                len,
+                header_len: len,
+                next_seq: next,
+                dirty: false,
+            }),
+            written: AtomicU64::new(next),
+            indexed: watch::channel(next).0,
+            queue: Mutex::new(Vec::new()),
+            wake: Notify::new(),
+            head: Mutex::new(head),
+            config,
+        });
+        let store = Self { sql, shared };
+        tokio::spawn(index_loop(store.sql.clone(), Arc::clone(&store.shared)));
+        Ok(store)
+    }
+
+    /// Sequence numbers durable in the journal and committed to the index.
+    pub fn progress(&self) -> (u64, u64) {
+        (
+            self.shared.written.load(Ordering::Acquire),
+            *self.shared.indexed.borrow(),
+        )
+    }
+
+    async fn wait_indexed(&self, target: u64) -> Result<(), AuditStoreError> {
+        let mut rx = self.shared.indexed.subscribe();
+        let wait = rx.wait_for(|indexed| *indexed >= target);
+        match tokio::time::timeout(self.shared.config.lag_timeout, wait).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(AuditStoreError::new("audit indexer stopped")),
+            Err(_) => Err(AuditStoreError::new(format!(
+                "the audit index is behind the journal (indexed {}, waiting for {target})",
+                *self.shared.indexed.borrow()
+            ))),
+        }
+    }
+}
+
+fn corrupt(path: &Path, detail: &str) -> JournalError {
+    JournalError::Corrupt {
+        path: path.display().to_string(),
+        detail: detail.to_owned(),
+    }
+}
+
+fn frame_row(instance_id: &str, frame: Frame) -> Result<AuditRow, String> {
+    let event: AuditEvent = serde_json::from_slice(&frame.event)
+        .map_err(|e| format!("record {}: {e}", frame.record_seq))?;
+    let text = String::from_utf8(frame.event)
+        .map_err(|_| format!("record {} is not UTF-8", frame.record_seq))?;
+    let record = AuditRecord {
+        seq: frame.record_seq,
+        time_ms: frame.time_ms,
+        prev_hash: frame.prev_hash,
+        hash: frame.hash,
+        event,
+    };
+    to_row_with_event(instance_id, &record, text).map_err(|e| e.to_string())
+}
+
+/// Appends `buf` at the durable end and syncs; on failure cuts the file back.
+fn write_durable(journal: &mut JournalFile, buf: &[u8]) -> std::io::Result<()> {
+    if journal.dirty {
+        journal.file.set_len(journal.len)?;
+        journal.file.sync_data()?;
+        journal.dirty = false;
+    }
+    let result = journal
+        .file
+        .write_all_at(buf, journal.len)
+        .and_then(|()| journal.file.sync_data());
+    if let Err(e) = result {
+        journal.dirty = true;
+        if journal.file.set_len(journal.len).is_ok() {
+            journal.dirty = false;
+        }
+        return Err(e);
+    }
+    journal.len += buf.len() as u64;
+    Ok(())
+}
+
+impl AuditStore for JournaledAuditStore {
+    fn append_batch<'a>(
+        &'a self,
+        records: &'a [AuditRecord],
+    ) -> BoxFuture<'a, Result<(), AuditStoreError>> {
+        Box::pin(async move {
+            let encoded = records
+                .iter()
+                .map(|r| {
+                    steward_audit::canonical_event_bytes(&r.event)
+                        .map_err(|e| AuditStoreError::new(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            self.append_batch_encoded(records, &encoded).await
+        })
+    }
+
+    fn append_batch_encoded<'a>(
+        &'a self,
+        records: &'a [AuditRecord],
+        event_bytes: &'a [Vec<u8>],
+    ) -> BoxFuture<'a, Result<(), AuditStoreError>> {
+        Box::pin(async move {
+            let (Some(first), Some(last)) = (records.first(), records.last()) else {
+                return Ok(());
+            };
+            if event_bytes.len() != records.len() {
+                return Err(AuditStoreError::new("event bytes do not match the batch"));
+            }
+            // Backpressure: the index may not fall further behind than `max_lag`.
+            let lag_floor = first.seq.saturating_sub(self.shared.config.max_lag);
+            if *self.shared.indexed.borrow() < lag_floor {
+                self.wait_indexed(lag_floor).await?;
+            }
+            let mut buf = Vec::with_capacity(event_bytes.iter().map(|e| e.len() + 84).sum());
+            let mut rows = Vec::with_capacity(records.len());
+            for (record, event) in records.iter().zip(event_bytes) {
+                encode_frame(&mut buf, record, event);
+                let text = String::from_utf8(event.clone())
+                    .map_err(|_| AuditStoreError::new("event bytes are not UTF-8"))?;
+                rows.push(
+                    to_row_with_event(self.sql.instance_id(), record, text)
+                        .map_err(|e| AuditStoreError::new(e.to_string()))?,
+                );
+            }
+            let shared = Arc::clone(&self.shared);
+            let next = last.seq + 1;
+            let expected = first.seq;
+            tokio::task::spawn_blocking(move || {
+                let mut journal = lock(&shared.file);
+                if journal.next_seq != expected {
+                    return Err(AuditStoreError::new(format!(
+                        "batch starts at {expected}, the journal continues at {}",
+                        journal.next_seq
+                    )));
+                }
+                write_durable(&mut journal, &buf).map_err(|e| {
+                    AuditStoreError::new(format!("audit journal {}: {e}", shared.path.display()))
+                })?;
+                journal.next_seq = next;
+                Ok(())
+            })
+            .await
+            .map_err(|e| AuditStoreError::new(format!("audit journal task: {e}")))??;
+
+            {
+                let mut head = lock(&self.shared.head);
+                for record in records {
+                    head.frontier.append(&record.hash);
+                    head.chain_head = record.hash;
+                }
+            }
+            lock(&self.shared.queue).extend(rows);
+            self.shared.written.store(next, Ordering::Release);
+            self.shared.wake.notify_one();
+            Ok(())
+        })
+    }
+
+    fn head(&self) -> BoxFuture<'_, Result<StoreHead, AuditStoreError>> {
+        Box::pin(async move { Ok(lock(&self.shared.head).clone()) })
+    }
+
+    fn settle(&self) -> BoxFuture<'_, Result<(), AuditStoreError>> {
+        Box::pin(async move {
+            let target = self.shared.written.load(Ordering::Acquire);
+            if *self.shared.indexed.borrow() >= target {
+                return Ok(());
+            }
+            self.wait_indexed(target).await
+        })
+    }
+}
+
+/// Moves queued rows into SQL in large transactions, retrying with backoff while the
+/// database cannot write, and empties the journal once it is fully indexed and large.
+async fn index_loop(sql: SqlAuditStore, shared: Arc<Shared>) {
+    let mut backoff = Duration::from_millis(50);
+    let mut pending: Vec<AuditRow> = Vec::new();
+    loop {
+        if pending.is_empty() {
+            let notified = shared.wake.notified();
+            {
+                let mut queue = lock(&shared.queue);
+                let take = queue.len().min(shared.config.index_batch.max(1));
+                pending.extend(queue.drain(..take));
+            }
+            if pending.is_empty() {
+                // Stop once every writer handle is gone and nothing is left.
+                if Arc::strong_count(&shared) == 1 {
+                    return;
+                }
+                tokio::select! {
+                    () = notified => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                continue;
+            }
+        }
+        match sql.store().audit_append(&pending).await {
+            Ok(()) => {
+                backoff = Duration::from_millis(50);
+                let next = pending
+                    .last()
+                    .map(|r| u64::try_from(r.seq).unwrap_or(0) + 1)
+                    .unwrap_or(0);
+                pending.clear();
+                shared.indexed.send_replace(next);
+                maybe_rotate(&shared, next);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, rows = pending.len(), "audit index write failed; retrying");
+                metrics::counter!("steward_audit_index_failures_total").increment(1);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+fn maybe_rotate(shared: &Shared, indexed: u64) {
+    let mut journal = lock(&shared.file);
+    if journal.next_seq != indexed || journal.len < shared.config.rotate_bytes {
+        return;
+    }
+    let header_len = journal.header_len;
+    let result = journal
+        .file
+        .set_len(header_len)
+        .and_then(|()| journal.file.sync_data());
+    match result {
+        Ok(()) => journal.len = header_len,
+        Err(e) => {
+            journal.dirty = true;
+            tracing::warn!(error = %e, "could not empty the audit journal");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_a_torn_tail_is_cut() {
+        let prev = [7u8; 32];
+        let event_value = steward_audit::AuditEvent::new(
+            steward_audit::EventKind::Decision,
+            steward_audit::Actor::new(steward_audit::ActorKind::Identity, "idn_1"),
+        );
+        let event = steward_audit::canonical_event_bytes(&event_value).unwrap();
+        let hash = hash_with_event_bytes(3, 99, &prev, &event);
+        let record = AuditRecord {
+            seq: 3,
+            time_ms: 99,
+            prev_hash: prev,
+            hash,
+            event: event_value,
+        };
+        let mut buf = Vec::new();
+        encode_frame(&mut buf, &record, &event);
+        let whole = buf.len();
+        encode_frame(&mut buf, &record, &event);
+        let (frames, valid) = decode_frames(&buf);
+        assert_eq!(frames.len(), 2);
+        assert_eq!(valid, buf.len());
+        assert_eq!(frames[0].record_seq, 3);
+        assert_eq!(frames[0].event, event);
+
+        // Cut inside the second frame: only the first is valid.
+        let (frames, valid) = decode_frames(&buf[..whole + 10]);
+        assert_eq!((frames.len(), valid), (1, whole));
+        // A flipped byte in the event breaks the hash: the frame is not replayed.
+        let mut bad = buf.clone();
+        bad[whole + 4 + FIXED] ^= 1;
+        let (frames, valid) = decode_frames(&bad);
+        assert_eq!((frames.len(), valid), (1, whole));
+        // A nonsense length stops decoding instead of allocating.
+        let (frames, valid) = decode_frames(&[0xff, 0xff, 0xff, 0x7f, 0, 0]);
+        assert_eq!((frames.len(), valid), (0, 0));
+    }
+}

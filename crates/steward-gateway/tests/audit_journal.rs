@@ -1,0 +1,162 @@
+//! The audit journal against a real SQLite store: durable appends become searchable rows,
+//! a crash's unindexed frames are replayed at the next open, a torn tail is cut, and a
+//! journal that does not continue the stored chain is refused.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use steward_audit::{
+    Actor, ActorKind, AuditEvent, AuditStore, AuditWriter, Decision, EventKind, WriterConfig,
+};
+use steward_gateway::audit_journal::{JournalConfig, JournalError, JournaledAuditStore};
+use steward_gateway::audit_sink::{SqlAuditStore, verify_chain};
+use steward_store::Store;
+
+fn event(n: u64) -> AuditEvent {
+    let mut event = AuditEvent::new(
+        EventKind::Decision,
+        Actor::new(ActorKind::Identity, format!("idn_{n}")),
+    );
+    event.request_id = Some(format!("req_{n}"));
+    event.operation = Some("github:issues.create".to_owned());
+    event.decision = Some(Decision::Allow);
+    event
+}
+
+async fn store(dir: &std::path::Path) -> Store {
+    Store::open(&format!("sqlite://{}?mode=rwc", dir.join("db.sqlite").display()))
+        .await
+        .unwrap()
+}
+
+async fn writer(store: &Store, journal: &std::path::Path, instance: &str) -> AuditWriter {
+    let sql = SqlAuditStore::new(store.clone(), instance);
+    let journaled = JournaledAuditStore::open(sql, journal, JournalConfig::default())
+        .await
+        .unwrap();
+    let dyn_store: Arc<dyn AuditStore> = Arc::new(journaled);
+    AuditWriter::start(
+        dyn_store,
+        WriterConfig {
+            instance_id: instance.to_owned(),
+            ..WriterConfig::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+async fn rows(store: &Store, instance: &str) -> Vec<i64> {
+    store
+        .audit_range(instance, 0, 100_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settled_appends_are_indexed_and_the_chain_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = store(dir.path()).await;
+    let journal = dir.path().join("audit.journal");
+    let writer = writer(&db, &journal, "gw-1").await;
+    let tasks: Vec<_> = (0..200u64)
+        .map(|n| {
+            let writer = writer.clone();
+            tokio::spawn(async move { writer.append(event(n), n as i64).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    writer.settled().await.unwrap();
+    assert_eq!(rows(&db, "gw-1").await, (0..200).collect::<Vec<_>>());
+    let report = verify_chain(&db, "gw-1", &[]).await.unwrap();
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(writer.head().tree_size, 200);
+}
+
+/// Writes a journal the way a process that crashed before indexing would have left it:
+/// the frames of records `0..count` (from a scratch writer) but no rows in `target`.
+async fn crashed_journal(dir: &std::path::Path, count: u64) -> Vec<u8> {
+    let scratch_dir = dir.join("scratch");
+    std::fs::create_dir_all(&scratch_dir).unwrap();
+    let scratch = store(&scratch_dir).await;
+    let path = scratch_dir.join("audit.journal");
+    // Large rotation threshold: the scratch journal keeps every frame.
+    let writer = writer(&scratch, &path, "gw-1").await;
+    for n in 0..count {
+        writer.append(event(n), n as i64).await.unwrap();
+    }
+    std::fs::read(&path).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unindexed_frames_are_replayed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = crashed_journal(dir.path(), 25).await;
+    let db = store(dir.path()).await;
+    let journal = dir.path().join("audit.journal");
+    std::fs::write(&journal, &bytes).unwrap();
+
+    let writer = writer(&db, &journal, "gw-1").await;
+    // The replay happened before `open` returned: no settle needed.
+    assert_eq!(rows(&db, "gw-1").await, (0..25).collect::<Vec<_>>());
+    assert_eq!(writer.head().tree_size, 25);
+    // The chain continues where the journal ended.
+    assert_eq!(writer.append(event(99), 99).await.unwrap().seq, 25);
+    writer.settled().await.unwrap();
+    let report = verify_chain(&db, "gw-1", &[]).await.unwrap();
+    assert!(report.is_ok(), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_tail_is_cut_and_the_intact_frames_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = crashed_journal(dir.path(), 10).await;
+    // A crash in the middle of the last write: drop the last 7 bytes, then add garbage.
+    bytes.truncate(bytes.len() - 7);
+    let db = store(dir.path()).await;
+    let journal = dir.path().join("audit.journal");
+    let mut file = std::fs::File::create(&journal).unwrap();
+    file.write_all(&bytes).unwrap();
+    file.write_all(&[0x55; 3]).unwrap();
+    drop(file);
+
+    let writer = writer(&db, &journal, "gw-1").await;
+    assert_eq!(rows(&db, "gw-1").await, (0..9).collect::<Vec<_>>());
+    assert_eq!(writer.append(event(9), 9).await.unwrap().seq, 9);
+    writer.settled().await.unwrap();
+    let report = verify_chain(&db, "gw-1", &[]).await.unwrap();
+    assert!(report.is_ok(), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_that_does_not_continue_the_chain_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = crashed_journal(dir.path(), 5).await;
+    let db = store(dir.path()).await;
+    let journal = dir.path().join("audit.journal");
+    std::fs::write(&journal, &bytes).unwrap();
+
+    // Another instance's journal with records the database lacks: refused, not replayed.
+    let sql = SqlAuditStore::new(db.clone(), "gw-2");
+    let err = JournaledAuditStore::open(sql, &journal, JournalConfig::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, JournalError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("gw-1"), "{err}");
+    assert!(rows(&db, "gw-2").await.is_empty());
+
+    // The right instance, but the database already holds a different record 0: refused.
+    let other = writer(&db, &dir.path().join("other.journal"), "gw-1").await;
+    other.append(event(1000), 1).await.unwrap();
+    other.settled().await.unwrap();
+    let sql = SqlAuditStore::new(db.clone(), "gw-1");
+    let err = JournaledAuditStore::open(sql, &journal, JournalConfig::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("does not continue"), "{err}");
+}
