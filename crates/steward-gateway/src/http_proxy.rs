@@ -412,14 +412,44 @@ async fn proxy(
     )
     .await
     .map_err(|e| pipeline::credential_problem(&e, rid))?;
-    let client = service_client(rt, &service).map_err(|e| {
-        tracing::error!(error = %e, "upstream client");
-        Problem::new(
-            StatusCode::BAD_GATEWAY,
-            "upstream_error",
-            "Upstream unavailable",
-        )
-    })?;
+    let (client, client_cert) = match service_client(rt, &service).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::error!(error = %e, "upstream client");
+            // Fail closed, with the reason recorded: the intent is already durable.
+            let outcome = Outcome {
+                status: None,
+                bytes_in: 0,
+                bytes_out: 0,
+                latency_ms: 0,
+                outcome_unknown: false,
+            };
+            pipeline::audit_outcome(
+                rt,
+                &caller,
+                &call,
+                &meta,
+                &admitted,
+                outcome,
+                json!({"error": "upstream_client", "why": e.to_string()}),
+            )
+            .await
+            .map_err(|e| outcome_problem(&e))?;
+            return Err(match e {
+                RuntimeError::Invalid(_) => Problem::new(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_error",
+                    "Upstream unavailable",
+                )
+                .detail("the upstream client could not be set up; see the server log"),
+                other => pipeline::credential_problem(&other, rid),
+            });
+        }
+    };
+    let secret_used = match client_cert {
+        Some(cert) => json!({"credential": secret_used, "client_cert": cert}),
+        None => secret_used,
+    };
     let timeout = Duration::from_millis(rt.settings.request_timeout_ms);
     let result = tokio::time::timeout(timeout, client.request(upstream_req)).await;
     let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -510,7 +540,43 @@ fn memchr_find(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-fn service_client(
+/// The service's pooled client. With a client certificate, the client is built for the
+/// certificate secret's current version (read through the vault cache) and rebuilt after a
+/// rotation; returns which secret version it presents, for the outcome record.
+async fn service_client(
+    rt: &Runtime,
+    service: &ServiceRuntime,
+) -> Result<(crate::upstream::UpstreamClient, Option<Value>), RuntimeError> {
+    let Some(secret) = &service.spec.client_cert_secret else {
+        return plain_client(rt, service)
+            .map(|c| (c, None))
+            .map_err(RuntimeError::Invalid);
+    };
+    let (_, value) = rt.secret_value(secret).await?;
+    let used = json!({"name": secret, "version": value.version()});
+    let cached = service
+        .mtls_client
+        .lock()
+        .ok()
+        .and_then(|slot| slot.as_ref().filter(|(v, _)| *v == value.version()).map(|(_, c)| c.clone()));
+    if let Some(client) = cached {
+        return Ok((client, Some(used)));
+    }
+    let client = rt
+        .upstream
+        .client_with_identity(
+            service.spec.egress(),
+            service.spec.ca_bundle.as_deref(),
+            Some(value.expose_secret()),
+        )
+        .map_err(|e| RuntimeError::Invalid(format!("secret `{secret}`: {e}")))?;
+    if let Ok(mut slot) = service.mtls_client.lock() {
+        *slot = Some((value.version(), client.clone()));
+    }
+    Ok((client, Some(used)))
+}
+
+fn plain_client(
     rt: &Runtime,
     service: &ServiceRuntime,
 ) -> Result<crate::upstream::UpstreamClient, String> {

@@ -101,6 +101,10 @@ pub struct ServiceSpec {
     /// PEM CA bundle to verify the upstream with, instead of the system roots.
     #[serde(default)]
     pub ca_bundle: Option<String>,
+    /// Vault secret holding a PEM client certificate chain followed by its private key,
+    /// presented to the upstream for mutual TLS (HTTP services over `https`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_secret: Option<String>,
     /// The OpenAPI document the operations came from (JSON or YAML text).
     #[serde(default)]
     pub openapi: Option<String>,
@@ -243,6 +247,11 @@ impl ServiceSpec {
                 "a `postgres` section needs kind `postgres`".into(),
             ));
         }
+        if self.kind != "http" && self.client_cert_secret.is_some() {
+            return Err(RuntimeError::Invalid(
+                "`client_cert_secret` is supported for services of kind `http`".into(),
+            ));
+        }
         if self.kind != "http" && self.kind != "mcp" && self.kind != "postgres" {
             return Err(RuntimeError::Invalid(format!(
                 "service kind `{}` is not `http`, `mcp` or `postgres`",
@@ -255,6 +264,12 @@ impl ServiceSpec {
             })?;
             let url = url::Url::parse(base)
                 .map_err(|e| RuntimeError::Invalid(format!("base_url `{base}`: {e}")))?;
+            if self.client_cert_secret.is_some() && url.scheme() != "https" {
+                return Err(RuntimeError::Invalid(format!(
+                    "service `{}`: a client certificate needs an https base_url",
+                    self.name
+                )));
+            }
             match url.scheme() {
                 "https" => {}
                 "http" if self.allow_http => {}
@@ -391,6 +406,9 @@ pub struct ServiceRuntime {
     pub base: url::Url,
     /// The pooled upstream client, built on first use.
     pub client: std::sync::OnceLock<crate::upstream::UpstreamClient>,
+    /// With a client certificate: the client built for the certificate secret's current
+    /// version (rebuilt when the secret rotates).
+    pub mtls_client: std::sync::Mutex<Option<(u32, crate::upstream::UpstreamClient)>>,
 }
 
 /// All services by name.
@@ -446,6 +464,7 @@ impl ServiceTable {
             catalog,
             base,
             client: std::sync::OnceLock::new(),
+            mtls_client: std::sync::Mutex::new(None),
         })
     }
 

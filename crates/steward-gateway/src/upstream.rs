@@ -58,6 +58,18 @@ impl Upstream {
         egress: EgressPolicy,
         ca_bundle: Option<&str>,
     ) -> Result<UpstreamClient, String> {
+        self.client_with_identity(egress, ca_bundle, None)
+    }
+
+    /// Like [`Upstream::client`], presenting `identity` to the upstream for mutual TLS:
+    /// PEM text with the certificate chain (leaf first) and the private key. Errors name
+    /// what is wrong with it, never its content.
+    pub fn client_with_identity(
+        &self,
+        egress: EgressPolicy,
+        ca_bundle: Option<&str>,
+        identity: Option<&[u8]>,
+    ) -> Result<UpstreamClient, String> {
         let roots = match ca_bundle {
             None => Arc::clone(&self.roots),
             Some(pem) => {
@@ -72,11 +84,19 @@ impl Upstream {
             }
         };
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_root_certificates(roots);
+        let mut tls = match identity {
+            None => builder.with_no_client_auth(),
+            Some(pem) => {
+                let (chain, key) = client_identity(pem)?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| format!("client certificate: {e}"))?
+            }
+        };
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         let connector = PinnedConnector {
             egress,
@@ -88,6 +108,30 @@ impl Upstream {
             .pool_max_idle_per_host(64)
             .build(connector))
     }
+}
+
+/// Parses a client identity: every `CERTIFICATE` block (leaf first) and the one private
+/// key (PKCS#8, PKCS#1 or SEC1).
+fn client_identity(
+    pem: &[u8],
+) -> Result<
+    (
+        Vec<rustls::pki_types::CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ),
+    String,
+> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| "client certificate: malformed PEM certificate".to_owned())?;
+    if chain.is_empty() {
+        return Err("client certificate: the secret holds no CERTIFICATE block".into());
+    }
+    let key = PrivateKeyDer::from_pem_slice(pem)
+        .map_err(|_| "client certificate: the secret holds no readable private key".to_owned())?;
+    Ok((chain, key))
 }
 
 /// Connects only to addresses the egress policy allows.

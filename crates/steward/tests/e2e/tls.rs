@@ -233,3 +233,170 @@ fn tls_and_mutual_tls_on_the_listener() {
     assert!(ok, "server TLS without client auth: {body}");
     drop(server);
 }
+
+/// A second client certificate from the same CA, for the rotation step.
+fn make_client_cert(dir: &Path, name: &str, cn: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={cn}"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "2",
+            "-extfile",
+            "client.ext",
+        ],
+    );
+}
+
+/// An HTTPS upstream (Python's ssl module) that requires a client certificate from the
+/// test CA and answers with the certificate's CN and the Authorization it received.
+const MTLS_UPSTREAM: &str = r#"
+import http.server, json, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        cert = self.connection.getpeercert() or {}
+        cn = [v for rdn in cert.get("subject", ()) for (k, v) in rdn if k == "commonName"]
+        body = json.dumps({"cn": cn[0] if cn else None,
+                           "authorization": self.headers.get("Authorization")}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain("server.pem", "server.key")
+ctx.load_verify_locations("ca.pem")
+ctx.verify_mode = ssl.CERT_REQUIRED
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
+"#;
+
+#[test]
+fn upstream_mutual_tls_presents_the_vault_client_certificate() {
+    if Command::new("openssl").arg("version").output().is_err() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but openssl is missing"
+        );
+        return;
+    }
+    let pki = tempfile::tempdir().unwrap();
+    make_pki(pki.path());
+    make_client_cert(pki.path(), "client2", "agent-host-rotated");
+    std::fs::write(pki.path().join("upstream.py"), MTLS_UPSTREAM).unwrap();
+    let up_port = free_port();
+    let _upstream = Proc(
+        Command::new("python3")
+            .current_dir(pki.path())
+            .args(["upstream.py", &up_port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 runs"),
+    );
+    wait_port(up_port);
+
+    let d = Deployment::start(None, None);
+    let read = |name: &str| std::fs::read_to_string(pki.path().join(name)).unwrap();
+    let identity = format!("{}{}", read("client.pem"), read("client.key"));
+    d.ok(&["secret", "set", "upstream-mtls"], Some(&identity));
+    d.ok(&["secret", "set", "upstream-token"], Some("mtls-upstream-bearer"));
+    let spec = pki.path().join("whoami.yaml");
+    std::fs::write(
+        &spec,
+        "openapi: 3.0.3\ninfo: {title: whoami, version: '1'}\npaths:\n  /whoami:\n    get: {operationId: whoami.get}\n",
+    )
+    .unwrap();
+    let base = format!("https://127.0.0.1:{up_port}");
+    let ca = pki.path().join("ca.pem");
+    let common = [
+        "--base-url",
+        base.as_str(),
+        "--allow-private",
+        "--ca-bundle",
+        ca.to_str().unwrap(),
+        "--openapi",
+        spec.to_str().unwrap(),
+        "--auth",
+        "bearer",
+        "--secret",
+        "upstream-token",
+    ];
+    let mut with_cert = vec!["service", "add", "mtls"];
+    with_cert.extend_from_slice(&common);
+    with_cert.extend_from_slice(&["--client-cert-secret", "upstream-mtls"]);
+    d.ok(&with_cert, None);
+    let mut without = vec!["service", "add", "nocert"];
+    without.extend_from_slice(&common);
+    d.ok(&without, None);
+    d.policy("permit(principal, action, resource);");
+    let bearer = format!("Bearer {}", d.agent);
+    let auth = [("Authorization", bearer.as_str())];
+
+    // The upstream refuses a handshake without a client certificate: no call goes through.
+    let (status, text) = http("GET", &format!("{}/whoami", d.base("nocert")), &auth, None);
+    assert_eq!(status, 502, "{text}");
+
+    // With the certificate from the vault: the upstream sees it, and the bearer credential.
+    let (status, text) = http("GET", &format!("{}/whoami", d.base("mtls")), &auth, None);
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains(r#""cn": "agent-host""#), "{text}");
+    assert!(text.contains("Bearer mtls-upstream-bearer"), "{text}");
+
+    // A rotated certificate is presented on the next call, without a restart.
+    let rotated = format!("{}{}", read("client2.pem"), read("client2.key"));
+    d.ok(&["secret", "set", "upstream-mtls"], Some(&rotated));
+    let (status, text) = http("GET", &format!("{}/whoami", d.base("mtls")), &auth, None);
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains(r#""cn": "agent-host-rotated""#), "{text}");
+
+    // The outcome records name the certificate secret's version; the key never appears.
+    let records = json(
+        d.port,
+        &d.admin,
+        &["audit", "search", "--operation", "mtls:whoami.get"],
+    )
+    .to_string();
+    assert!(records.contains("client_cert"), "{records}");
+    let key_body: String = read("client.key")
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    assert!(!records.contains(&key_body[..32]), "private key leaked into audit");
+
+    // A secret that is not a certificate fails closed (no call), with a clear log, not a crash.
+    d.ok(&["secret", "set", "upstream-mtls"], Some("not a pem"));
+    let (status, text) = http("GET", &format!("{}/whoami", d.base("mtls")), &auth, None);
+    assert_eq!(status, 502, "{text}");
+    assert!(!text.contains("not a pem"), "{text}");
+}
