@@ -100,6 +100,8 @@ run() { # name url [header]
   if [ "$1" = steward ] && [ -n "${STEWARD_BENCH_PERF:-}" ]; then
     perf record -F 999 -g -p "$STEWARD_PID" -o "$STEWARD_BENCH_PERF" -- sleep "$DURATION" >/dev/null 2>&1 &
   fi
+  local cpu0=0
+  [ "$1" = steward ] && cpu0=$(awk '{print $14+$15}' "/proc/$STEWARD_PID/stat")
   if [ -n "${3:-}" ]; then
     out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -H "$3" "$2")
   else
@@ -111,6 +113,14 @@ run() { # name url [header]
   p99=$(to_ms "$(echo "$out" | awk '$1=="99%" {print $2}')")
   errs=$(echo "$out" | awk '/Non-2xx/ {print $4}')
   echo "$1 $rps $p50 $p99 ${errs:-0}" >> "$WORK/results"
+  if [ "$1" = steward ]; then
+    # Steward's own CPU (user + system) per request during the run.
+    local cpu1 ticks
+    cpu1=$(awk '{print $14+$15}' "/proc/$STEWARD_PID/stat")
+    ticks=$(getconf CLK_TCK)
+    awk -v d="$((cpu1 - cpu0))" -v t="$ticks" -v r="$rps" -v s="$DURATION" \
+      'BEGIN { printf "%.1f\n", d / t / (r * s) * 1e6 }' >> "$WORK/cpu"
+  fi
 }
 
 : > "$WORK/results"
@@ -121,7 +131,7 @@ for r in $(seq 1 "$ROUNDS"); do
   run steward "http://127.0.0.1:$GW/gw/bench/item.json" "Authorization: Bearer $TOKEN"
 done
 
-python3 - "$WORK/results" "$DURATION" "$CONNS" "$ROUNDS" <<'PY'
+python3 - "$WORK/results" "$DURATION" "$CONNS" "$ROUNDS" "$WORK/cpu" <<'PY'
 import statistics, sys, datetime, os, platform
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 dur, conns, rounds = sys.argv[2], sys.argv[3], sys.argv[4]
@@ -146,6 +156,9 @@ lines = [
     f"- c/b requests/s: **{c[0]/b[0]:.2f}** (target ≥ 0.8); c/a: {c[0]/a[0]:.2f}",
     f"- p99: Steward {c[2]:.2f} ms vs nginx {b[2]:.2f} ms (target: ≤ nginx + 2 ms → {'met' if c[2] <= b[2] + 2 else 'missed'})",
 ]
+cpu = [float(l) for l in open(sys.argv[5]) if l.strip()] if os.path.exists(sys.argv[5]) else []
+if cpu:
+    lines.append(f"- Steward's own CPU per request (user + system, from /proc): median {statistics.median(cpu):.0f} µs")
 print("\n".join(lines))
 os.makedirs("bench/results", exist_ok=True)
 open("bench/results/http.md", "w").write("\n".join(lines) + "\n")

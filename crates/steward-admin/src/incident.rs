@@ -229,6 +229,8 @@ async fn timeline(
     since: i64,
     until: i64,
 ) -> Result<Vec<Value>, RuntimeError> {
+    // Include the records this request itself just wrote (the suspension, the revocations).
+    rt.audit.settled().await.map_err(RuntimeError::Audit)?;
     let query = |actor: Option<String>| AuditQuery {
         instance_id: None,
         actor_id: actor,

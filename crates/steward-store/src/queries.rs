@@ -997,7 +997,10 @@ impl Store {
         let result: Result<(), sqlx::Error> = async {
             for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
                 // INVARIANT: the generated text holds only column names and `$n` placeholders.
-                let sql = sqlx::AssertSqlSafe(audit_insert_sql(chunk.len()));
+                let sql = sqlx::AssertSqlSafe(audit_insert_sql_cached(
+                    chunk.len(),
+                    self.backend == crate::Backend::Sqlite,
+                ));
                 let mut query = sqlx::query(sql);
                 for r in chunk {
                     query = query
@@ -1479,10 +1482,27 @@ impl Store {
 }
 
 /// Rows per multi-row audit `INSERT` (11 parameters each, well under every backend's limit).
-pub const AUDIT_ROWS_PER_INSERT: usize = 16;
+pub const AUDIT_ROWS_PER_INSERT: usize = 64;
 
 /// `INSERT INTO audit_log (..) VALUES ($1, .., $11), ($12, ..), ..` for `rows` rows.
-fn audit_insert_sql(rows: usize) -> String {
+/// [`audit_insert_sql`], built once for full chunks (the common case under load).
+///
+/// On SQLite the placeholders are anonymous `?`: for every numbered one (`$n`) the driver
+/// asks SQLite for the parameter's name, a linear scan of all names, which made binding a
+/// multi-row insert quadratic in its parameter count.
+fn audit_insert_sql_cached(rows: usize, anonymous: bool) -> std::sync::Arc<str> {
+    static FULL: [std::sync::OnceLock<std::sync::Arc<str>>; 2] =
+        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+    if rows == AUDIT_ROWS_PER_INSERT {
+        std::sync::Arc::clone(
+            FULL[usize::from(anonymous)].get_or_init(|| audit_insert_sql(rows, anonymous).into()),
+        )
+    } else {
+        audit_insert_sql(rows, anonymous).into()
+    }
+}
+
+fn audit_insert_sql(rows: usize, anonymous: bool) -> String {
     const COLUMNS: usize = 11;
     let mut sql = String::from(
         "INSERT INTO audit_log (instance_id, seq, time_ms, prev_hash, hash, kind, actor_id, operation, decision, request_id, event) VALUES ",
@@ -1496,8 +1516,12 @@ fn audit_insert_sql(rows: usize) -> String {
             if column > 0 {
                 sql.push_str(", ");
             }
-            sql.push('$');
-            sql.push_str(&(row * COLUMNS + column + 1).to_string());
+            if anonymous {
+                sql.push('?');
+            } else {
+                sql.push('$');
+                sql.push_str(&(row * COLUMNS + column + 1).to_string());
+            }
         }
         sql.push(')');
     }
