@@ -249,7 +249,9 @@ fn main() {
                 for k in 0..3 {
                     let which = (k + round) % 3;
                     out[which] = match which {
-                        0 => steward_round(dir.path(), Path::Journal, round, concurrency, secs).await,
+                        0 => {
+                            steward_round(dir.path(), Path::Journal, round, concurrency, secs).await
+                        }
                         1 => steward_round(dir.path(), Path::Sql, round, concurrency, secs).await,
                         _ => raw_round(dir.path(), round, concurrency, secs).await,
                     };

@@ -122,7 +122,10 @@ pub fn router(rt: Arc<Runtime>) -> Router {
             "/admin/v1/discovered-credentials",
             get(incident::discovered_list).post(incident::discovered_report),
         )
-        .layer(middleware::from_fn_with_state(Arc::clone(&rt), settle_audit))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&rt),
+            settle_audit,
+        ))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&rt),
             auth::require_role,

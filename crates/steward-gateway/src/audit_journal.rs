@@ -45,8 +45,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use steward_audit::{
-    AuditEvent, AuditRecord, AuditStore, BoxFuture, Hash, StoreError as AuditStoreError,
-    StoreHead, hash_with_event_bytes,
+    AuditEvent, AuditRecord, AuditStore, BoxFuture, Hash, StoreError as AuditStoreError, StoreHead,
+    hash_with_event_bytes,
 };
 use steward_store::models::AuditRow;
 use tokio::sync::{Notify, watch};
@@ -185,8 +185,8 @@ fn decode_frames(bytes: &[u8]) -> (Vec<Frame>, usize) {
     let mut frames = Vec::new();
     let mut at = 0usize;
     while let Some(len_bytes) = bytes.get(at..at + 4) {
-        let len = u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]])
-            as usize;
+        let len =
+            u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
         if !(FIXED..=FIXED + MAX_EVENT).contains(&len) {
             break;
         }
@@ -246,6 +246,7 @@ impl JournaledAuditStore {
             .await
             .map_err(|e| JournalError::Store(e.to_string()))?;
         let header = format!("{MAGIC} {}\n", sql.instance_id());
+        let existed = path.exists();
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -280,8 +281,7 @@ impl JournaledAuditStore {
                     if frame.record_seq < head.tree_size() {
                         continue;
                     }
-                    if frame.record_seq != head.tree_size() || frame.prev_hash != head.chain_head
-                    {
+                    if frame.record_seq != head.tree_size() || frame.prev_hash != head.chain_head {
                         return Err(corrupt(
                             path,
                             &format!(
@@ -318,6 +318,14 @@ impl JournaledAuditStore {
         file.write_all_at(header.as_bytes(), 0)
             .map_err(|e| io_err(path, e))?;
         file.sync_all().map_err(|e| io_err(path, e))?;
+        if !existed {
+            // A new file's directory entry is only durable once the directory is synced.
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| io_err(dir, e))?;
+            }
+        }
         let len = header.len() as u64;
         let next = head.tree_size();
         let shared = Arc::new(Shared {

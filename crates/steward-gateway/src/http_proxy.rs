@@ -204,10 +204,7 @@ pub async fn handle(
         .extensions()
         .get::<pipeline::RequestId>()
         .map_or_else(pipeline::request_id, |r| r.0.clone());
-    let span = tracing::info_span!("gateway", request.id = %rid, identity.id = tracing::field::Empty, operation.name = tracing::field::Empty);
-    let _enter = span.enter();
-    drop(_enter);
-    let resp = match proxy(&rt, peer, req, &rid, &span).await {
+    let resp = match proxy(&rt, peer, req, &rid).await {
         Ok(resp) => resp,
         Err(problem) => close_after_client_error(problem)
             .request_id(&rid)
@@ -221,8 +218,10 @@ async fn proxy(
     peer: SocketAddr,
     req: Request<Body>,
     rid: &str,
-    span: &tracing::Span,
 ) -> Result<Response, Problem> {
+    // The request span (opened by the listener) declares these fields; every later log
+    // line of this request carries them.
+    let span = tracing::Span::current();
     let started = Instant::now();
     let (mut parts, body) = req.into_parts();
     check_framing(&parts.headers)?;
@@ -554,11 +553,11 @@ async fn service_client(
     };
     let (_, value) = rt.secret_value(secret).await?;
     let used = json!({"name": secret, "version": value.version()});
-    let cached = service
-        .mtls_client
-        .lock()
-        .ok()
-        .and_then(|slot| slot.as_ref().filter(|(v, _)| *v == value.version()).map(|(_, c)| c.clone()));
+    let cached = service.mtls_client.lock().ok().and_then(|slot| {
+        slot.as_ref()
+            .filter(|(v, _)| *v == value.version())
+            .map(|(_, c)| c.clone())
+    });
     if let Some(client) = cached {
         return Ok((client, Some(used)));
     }

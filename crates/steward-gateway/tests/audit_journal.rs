@@ -24,9 +24,12 @@ fn event(n: u64) -> AuditEvent {
 }
 
 async fn store(dir: &std::path::Path) -> Store {
-    Store::open(&format!("sqlite://{}?mode=rwc", dir.join("db.sqlite").display()))
-        .await
-        .unwrap()
+    Store::open(&format!(
+        "sqlite://{}?mode=rwc",
+        dir.join("db.sqlite").display()
+    ))
+    .await
+    .unwrap()
 }
 
 async fn writer(store: &Store, journal: &std::path::Path, instance: &str) -> AuditWriter {

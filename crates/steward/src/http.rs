@@ -80,7 +80,12 @@ async fn request_log(
     let rid = steward_gateway::pipeline::request_id();
     req.extensions_mut()
         .insert(steward_gateway::pipeline::RequestId(rid.clone()));
-    let span = tracing::info_span!("request", request.id = %rid);
+    let span = tracing::info_span!(
+        "request",
+        request.id = %rid,
+        identity.id = tracing::field::Empty,
+        operation.name = tracing::field::Empty
+    );
     let mut resp = next.run(req).instrument(span.clone()).await;
     if !resp.headers().contains_key("steward-request-id") {
         if let Ok(v) = axum::http::HeaderValue::from_str(&rid) {

@@ -9,6 +9,8 @@ pub fn init(json: bool, level: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_span_events(FmtSpan::NONE)
+        // Colour only for a terminal: escape codes in a log file or collector are noise.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     // Request ids travel as span fields, so every line inside a request carries one.
     if json {

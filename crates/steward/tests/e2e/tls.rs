@@ -330,7 +330,10 @@ fn upstream_mutual_tls_presents_the_vault_client_certificate() {
     let read = |name: &str| std::fs::read_to_string(pki.path().join(name)).unwrap();
     let identity = format!("{}{}", read("client.pem"), read("client.key"));
     d.ok(&["secret", "set", "upstream-mtls"], Some(&identity));
-    d.ok(&["secret", "set", "upstream-token"], Some("mtls-upstream-bearer"));
+    d.ok(
+        &["secret", "set", "upstream-token"],
+        Some("mtls-upstream-bearer"),
+    );
     let spec = pki.path().join("whoami.yaml");
     std::fs::write(
         &spec,
@@ -392,7 +395,10 @@ fn upstream_mutual_tls_presents_the_vault_client_certificate() {
         .lines()
         .filter(|l| !l.starts_with("-----"))
         .collect();
-    assert!(!records.contains(&key_body[..32]), "private key leaked into audit");
+    assert!(
+        !records.contains(&key_body[..32]),
+        "private key leaked into audit"
+    );
 
     // A secret that is not a certificate fails closed (no call), with a clear log, not a crash.
     d.ok(&["secret", "set", "upstream-mtls"], Some("not a pem"));
