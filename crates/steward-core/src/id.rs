@@ -21,27 +21,24 @@ pub fn base62_encode(bytes: &[u8]) -> String {
         }
         digits.push(BASE62.get(rem as usize).copied().unwrap_or(b'0'));
     }
-    for _ in bytes.iter().take_while(|&&b| b == 0) {
-        digits.push(b'0');
-    }
+    let zeros = bytes.iter().take_while(|&&b| b == 0).count();
+    digits.extend(std::iter::repeat_n(b'0', zeros));
     digits.reverse();
     String::from_utf8(digits).unwrap_or_default()
 }
 
 fn base62_u128(bytes: [u8; 16]) -> String {
     let mut num = u128::from_be_bytes(bytes);
-    let mut digits = [0u8; 40];
-    let mut at = digits.len();
+    let mut digits: Vec<u8> = Vec::with_capacity(24);
     while num != 0 {
-        at -= 1;
-        digits[at] = BASE62[(num % 62) as usize];
+        let digit = usize::try_from(num % 62).unwrap_or(0);
+        digits.push(BASE62.get(digit).copied().unwrap_or(b'0'));
         num /= 62;
     }
-    for _ in bytes.iter().take_while(|&&b| b == 0) {
-        at -= 1;
-        digits[at] = b'0';
-    }
-    String::from_utf8_lossy(&digits[at..]).into_owned()
+    let zeros = bytes.iter().take_while(|&&b| b == 0).count();
+    digits.extend(std::iter::repeat_n(b'0', zeros));
+    digits.reverse();
+    String::from_utf8(digits).unwrap_or_default()
 }
 
 /// Builds a time-ordered id (as ULIDs are): the top 48 bits of a 128-bit number are the
@@ -110,9 +107,8 @@ mod tests {
                 }
                 digits.push(BASE62[rem as usize]);
             }
-            for _ in bytes.iter().take_while(|&&b| b == 0) {
-                digits.push(b'0');
-            }
+            let zeros = bytes.iter().take_while(|&&b| b == 0).count();
+            digits.extend(std::iter::repeat_n(b'0', zeros));
             digits.reverse();
             String::from_utf8(digits).unwrap()
         }

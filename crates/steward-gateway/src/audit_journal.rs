@@ -179,43 +179,41 @@ struct Frame {
     event: Vec<u8>,
 }
 
+/// Decodes one frame at the start of `bytes`; `None` if it is incomplete or invalid.
+fn decode_frame(bytes: &[u8]) -> Option<(Frame, usize)> {
+    let (len_bytes, rest) = bytes.split_first_chunk::<4>()?;
+    let len = usize::try_from(u32::from_le_bytes(*len_bytes)).ok()?;
+    if !(FIXED..=FIXED + MAX_EVENT).contains(&len) {
+        return None;
+    }
+    let body = rest.get(..len)?;
+    let (seq, body) = body.split_first_chunk::<8>()?;
+    let (time, body) = body.split_first_chunk::<8>()?;
+    let (prev_hash, body) = body.split_first_chunk::<32>()?;
+    let (hash, event) = body.split_first_chunk::<32>()?;
+    let record_seq = u64::from_le_bytes(*seq);
+    let time_ms = i64::from_le_bytes(*time);
+    if hash_with_event_bytes(record_seq, time_ms, prev_hash, event) != *hash {
+        return None;
+    }
+    let frame = Frame {
+        record_seq,
+        time_ms,
+        prev_hash: *prev_hash,
+        hash: *hash,
+        event: event.to_vec(),
+    };
+    Some((frame, 4 + len))
+}
+
 /// Decodes frames from `bytes` (after the header); returns them and the length of the
 /// valid prefix. Decoding stops at the first incomplete or invalid frame.
 fn decode_frames(bytes: &[u8]) -> (Vec<Frame>, usize) {
     let mut frames = Vec::new();
     let mut at = 0usize;
-    while let Some(len_bytes) = bytes.get(at..at + 4) {
-        let len =
-            u32::from_le_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
-        if !(FIXED..=FIXED + MAX_EVENT).contains(&len) {
-            break;
-        }
-        let Some(body) = bytes.get(at + 4..at + 4 + len) else {
-            break;
-        };
-        let u64_at = |i: usize| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&body[i..i + 8]);
-            b
-        };
-        let record_seq = u64::from_le_bytes(u64_at(0));
-        let time_ms = i64::from_le_bytes(u64_at(8));
-        let mut prev_hash = [0u8; 32];
-        prev_hash.copy_from_slice(&body[16..48]);
-        let mut hash = [0u8; 32];
-        hash.copy_from_slice(&body[48..80]);
-        let event = &body[FIXED..];
-        if hash_with_event_bytes(record_seq, time_ms, &prev_hash, event) != hash {
-            break;
-        }
-        frames.push(Frame {
-            record_seq,
-            time_ms,
-            prev_hash,
-            hash,
-            event: event.to_vec(),
-        });
-        at += 4 + len;
+    while let Some((frame, used)) = bytes.get(at..).and_then(decode_frame) {
+        frames.push(frame);
+        at += used;
     }
     (frames, at)
 }
@@ -259,12 +257,16 @@ impl JournaledAuditStore {
 
         let mut replay = Vec::new();
         if !bytes.is_empty() {
-            let Some(newline) = bytes.iter().position(|b| *b == b'\n') else {
+            let Some((found, frames_bytes)) = bytes
+                .iter()
+                .position(|b| *b == b'\n')
+                .and_then(|newline| bytes.split_at_checked(newline + 1))
+            else {
                 return Err(corrupt(path, "the header line is missing"));
             };
-            let found = String::from_utf8_lossy(&bytes[..=newline]);
+            let found = String::from_utf8_lossy(found);
             if found != header {
-                let (frames, _) = decode_frames(&bytes[newline + 1..]);
+                let (frames, _) = decode_frames(frames_bytes);
                 if frames.iter().any(|f| f.record_seq >= head.tree_size()) {
                     return Err(corrupt(
                         path,
@@ -276,7 +278,7 @@ impl JournaledAuditStore {
                     ));
                 }
             } else {
-                let (frames, _) = decode_frames(&bytes[newline + 1..]);
+                let (frames, _) = decode_frames(frames_bytes);
                 for frame in frames {
                     if frame.record_seq < head.tree_size() {
                         continue;

@@ -2,6 +2,14 @@
 //! a crash's unindexed frames are replayed at the next open, a torn tail is cut, and a
 //! journal that does not continue the stored chain is refused.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::io::Write;
 use std::sync::Arc;
 

@@ -1491,12 +1491,11 @@ pub const AUDIT_ROWS_PER_INSERT: usize = 64;
 /// asks SQLite for the parameter's name, a linear scan of all names, which made binding a
 /// multi-row insert quadratic in its parameter count.
 fn audit_insert_sql_cached(rows: usize, anonymous: bool) -> std::sync::Arc<str> {
-    static FULL: [std::sync::OnceLock<std::sync::Arc<str>>; 2] =
-        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+    static NUMBERED: std::sync::OnceLock<std::sync::Arc<str>> = std::sync::OnceLock::new();
+    static ANONYMOUS: std::sync::OnceLock<std::sync::Arc<str>> = std::sync::OnceLock::new();
     if rows == AUDIT_ROWS_PER_INSERT {
-        std::sync::Arc::clone(
-            FULL[usize::from(anonymous)].get_or_init(|| audit_insert_sql(rows, anonymous).into()),
-        )
+        let cell = if anonymous { &ANONYMOUS } else { &NUMBERED };
+        std::sync::Arc::clone(cell.get_or_init(|| audit_insert_sql(rows, anonymous).into()))
     } else {
         audit_insert_sql(rows, anonymous).into()
     }
