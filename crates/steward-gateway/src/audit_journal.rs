@@ -218,6 +218,13 @@ fn decode_frames(bytes: &[u8]) -> (Vec<Frame>, usize) {
     (frames, at)
 }
 
+/// What replay would take from a journal body (the bytes after the header line): the
+/// number of valid frames and the length of the valid prefix. Public for the fuzz target.
+pub fn scan_frames(bytes: &[u8]) -> (usize, usize) {
+    let (frames, valid) = decode_frames(bytes);
+    (frames.len(), valid)
+}
+
 fn encode_frame(out: &mut Vec<u8>, record: &AuditRecord, event: &[u8]) {
     let len = u32::try_from(FIXED + event.len()).unwrap_or(u32::MAX);
     out.extend_from_slice(&len.to_le_bytes());
@@ -631,5 +638,54 @@ mod tests {
         // A nonsense length stops decoding instead of allocating.
         let (frames, valid) = decode_frames(&[0xff, 0xff, 0xff, 0x7f, 0, 0]);
         assert_eq!((frames.len(), valid), (0, 0));
+    }
+
+    /// Damaged journals (every single-byte change and every cut of a valid two-frame
+    /// body, plus pseudo-random bytes) never panic, and the valid prefix never grows past
+    /// the input or past the intact frames.
+    #[test]
+    fn damaged_bytes_never_panic_or_overreach() {
+        let event = br#"{"kind":"decision"}"#.to_vec();
+        let mut buf = Vec::new();
+        let mut prev = [0u8; 32];
+        for seq in 0..2u64 {
+            let hash = hash_with_event_bytes(seq, 5, &prev, &event);
+            let record = AuditRecord {
+                seq,
+                time_ms: 5,
+                prev_hash: prev,
+                hash,
+                event: steward_audit::AuditEvent::new(
+                    steward_audit::EventKind::Decision,
+                    steward_audit::Actor::new(steward_audit::ActorKind::Identity, "i"),
+                ),
+            };
+            encode_frame(&mut buf, &record, &event);
+            prev = hash;
+        }
+        assert_eq!(scan_frames(&buf), (2, buf.len()));
+        for cut in 0..buf.len() {
+            let (frames, valid) = scan_frames(&buf[..cut]);
+            assert!(valid <= cut && frames < 2, "cut {cut}");
+        }
+        for at in 0..buf.len() {
+            let mut damaged = buf.clone();
+            damaged[at] ^= 0x41;
+            let (frames, valid) = scan_frames(&damaged);
+            assert!(frames < 2 && valid < buf.len(), "flip at {at}");
+        }
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..2000usize {
+            let bytes: Vec<u8> = (0..len % 300)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state.to_le_bytes()[0]
+                })
+                .collect();
+            let (_, valid) = scan_frames(&bytes);
+            assert!(valid <= bytes.len());
+        }
     }
 }
