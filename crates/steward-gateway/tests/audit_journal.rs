@@ -171,3 +171,88 @@ async fn a_journal_that_does_not_continue_the_chain_is_refused() {
         .unwrap_err();
     assert!(err.to_string().contains("does not continue"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_index_fails_appends_closed_once_lag_is_exhausted_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = store(dir.path()).await;
+    let sql = SqlAuditStore::new(db.clone(), "gw-1");
+    let config = JournalConfig {
+        max_lag: 8,
+        lag_timeout: std::time::Duration::from_millis(300),
+        index_delay: std::time::Duration::from_millis(5),
+        ..JournalConfig::default()
+    };
+    let journaled = JournaledAuditStore::open(sql, &dir.path().join("audit.journal"), config)
+        .await
+        .unwrap();
+    let dyn_store: Arc<dyn AuditStore> = Arc::new(journaled.clone());
+    let writer = AuditWriter::start(
+        dyn_store,
+        WriterConfig {
+            instance_id: "gw-1".to_owned(),
+            ..WriterConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    writer.append(event(0), 0).await.unwrap();
+    writer.settled().await.unwrap();
+
+    // The index cannot write: records stay durable in the journal up to the lag bound...
+    db.raw_execute("ALTER TABLE audit_log RENAME TO audit_log_away")
+        .await
+        .unwrap();
+    let mut accepted = 0u64;
+    let mut refused = false;
+    for n in 1..40u64 {
+        match writer.append(event(n), n as i64).await {
+            Ok(receipt) => {
+                assert_eq!(receipt.seq, n, "no gaps while accepting");
+                accepted += 1;
+            }
+            Err(e) => {
+                assert_eq!(e.code(), steward_core::ErrorCode::AUDIT_UNAVAILABLE, "{e}");
+                refused = true;
+                break;
+            }
+        }
+    }
+    // ...and then appends fail closed instead of growing without bound.
+    assert!(refused, "appends kept succeeding with a dead index");
+    assert!(
+        accepted <= 9,
+        "accepted {accepted} records beyond the lag bound"
+    );
+    assert!(
+        writer.settled().await.is_err(),
+        "readers are told the log is not readable"
+    );
+
+    // The index can write again: it catches up, appends resume, nothing was lost.
+    db.raw_execute("ALTER TABLE audit_log_away RENAME TO audit_log")
+        .await
+        .unwrap();
+    // The indexer retries with backoff: appends are refused until it has caught up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let next = loop {
+        match writer.append(event(100), 100).await {
+            Ok(receipt) => break receipt,
+            Err(e) if std::time::Instant::now() < deadline => {
+                assert_eq!(e.code(), steward_core::ErrorCode::AUDIT_UNAVAILABLE, "{e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("appends did not resume: {e}"),
+        }
+    };
+    assert_eq!(next.seq, 1 + accepted, "the refused append left no gap");
+    writer.settled().await.unwrap();
+    assert_eq!(
+        rows(&db, "gw-1").await,
+        (0..=i64::try_from(next.seq).unwrap()).collect::<Vec<_>>()
+    );
+    let report = verify_chain(&db, "gw-1", &[]).await.unwrap();
+    assert!(report.is_ok(), "{report}");
+    let (written, indexed) = journaled.progress();
+    assert_eq!(written, indexed);
+}
