@@ -7,7 +7,8 @@
 #   (c) through Steward's /mcp with full governance: bearer token verification, session
 #       check, tool pinning, Cedar policy, credential injection from the vault, durable
 #       audit of decision and outcome, forwarding to the same responder;
-#   (d) as (c), with the audit group-commit window at 0 instead of the default 1 ms;
+#   (d) as (c), with the audit journal off (`[audit] journal = false`: every group commit
+#       is a SQLite transaction, the path PostgreSQL deployments take), to show the journal;
 # then a phase breakdown of (c): `ping`, a denied call, the allowed call.
 # The client is wrk with bench/mcp/call.lua, which counts every response that is not the
 # tool's own result as bad. Writes bench/results/mcp.md.
@@ -74,10 +75,9 @@ http {
 NGINX
 nginx -c "$WORK/nginx.conf" -p "$WORK"
 
-# Two Steward instances with the same setup: the default configuration, and one with the
-# audit group-commit window at 0 (`[audit] batch_window_ms = 0`), to show what the window
-# costs a lone caller.
-printf 'version = 1\n\n[audit]\nbatch_window_ms = 0\n' > "$WORK/window0.toml"
+# Two Steward instances with the same setup: the default configuration (audit journal), and
+# one with `[audit] journal = false`, where each group commit is a SQLite transaction.
+printf 'version = 1\n\n[audit]\njournal = false\n' > "$WORK/sql-audit.toml"
 STEWARD_PIDS=()
 setup_steward() { # name port [config]: starts, bootstraps and configures one instance
   local name="$1" port="$2" dir="$WORK/$1"
@@ -116,7 +116,7 @@ YAML
   "$BIN" policy set "$dir/pol" >/dev/null
 }
 GW0=$(free_port)
-setup_steward steward0 "$GW0" "$WORK/window0.toml"
+setup_steward steward0 "$GW0" "$WORK/sql-audit.toml"
 setup_steward steward "$GW"
 agent_token() { STEWARD_SERVER="http://127.0.0.1:$1" "$BIN" token get --client-id bench-agent --key-file "$WORK/$2/key"; }
 
@@ -136,7 +136,7 @@ probe() { # url [headers...]: one call must return the tool's own result
     || { echo "probe failed: $url" >&2; exit 1; }
   case "$body" in *'"text":"bench-ok"'*) ;; *) echo "probe got a wrong answer from $url: $body" >&2; exit 1 ;; esac
 }
-mint() { # -> TOKEN, SID (default instance), TOKEN0, SID0 (window 0)
+mint() { # -> TOKEN, SID (default instance), TOKEN0, SID0 (journal off)
   TOKEN="$(agent_token "$GW" steward)"; SID="$(session "$TOKEN" "$GW")"
   TOKEN0="$(agent_token "$GW0" steward0)"; SID0="$(session "$TOKEN0" "$GW0")"
   [ -n "$SID" ] && [ -n "$SID0" ] || { echo "no MCP session from Steward" >&2; exit 1; }
@@ -213,7 +213,7 @@ lines = [
     "|---|---:|---:|---:|---:|---:|",
 ]
 labels = {"direct": "(a) direct to the responder", "nginx": "(b) nginx proxy_pass + Authorization", "steward": "(c) Steward /mcp, full governance",
-          "steward0": "(d) = (c) with `[audit] batch_window_ms = 0`"}
+          "steward0": "(d) = (c) with `[audit] journal = false`"}
 for c in (1, 32):
     for n in ("direct", "nginx", "steward", "steward0"):
         v = med.get((n, c))
@@ -230,7 +230,7 @@ for c in (1, 32):
     )
     if ("steward0", c) in med:
         z = med[("steward0", c)]
-        lines.append(f"  - with the audit window at 0: Steward/direct **{z[0]/a[0]:.3f}**, p50 {z[1]:.2f} ms, p99 {z[2]:.2f} ms")
+        lines.append(f"  - with the journal off (each commit a SQLite transaction): Steward/direct **{z[0]/a[0]:.3f}**, p50 {z[1]:.2f} ms, p99 {z[2]:.2f} ms")
 lines += ["", "Phase breakdown (Steward only; one extra round): each row adds work to the one above.", "",
           "| request | concurrency | requests/s | p50 ms | p99 ms | bad |", "|---|---:|---:|---:|---:|---:|"]
 phase = {"steward-ping": "`ping`: HTTP, bearer token, session check", "steward-denied": "`tools/call` denied: + tool lookup, Cedar, 1 durable audit record",
