@@ -416,13 +416,7 @@ async fn proxy(
         Err(e) => {
             tracing::error!(error = %e, "upstream client");
             // Fail closed, with the reason recorded: the intent is already durable.
-            let outcome = Outcome {
-                status: None,
-                bytes_in: 0,
-                bytes_out: 0,
-                latency_ms: 0,
-                outcome_unknown: false,
-            };
+            let outcome = no_response(0, false);
             pipeline::audit_outcome(
                 rt,
                 &caller,
@@ -456,13 +450,7 @@ async fn proxy(
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => {
             let blocked = format!("{e:?}").contains("PermissionDenied");
-            let outcome = Outcome {
-                status: None,
-                bytes_in: 0,
-                bytes_out: 0,
-                latency_ms,
-                outcome_unknown: false,
-            };
+            let outcome = no_response(latency_ms, false);
             pipeline::audit_outcome(rt, &caller, &call, &meta, &admitted, outcome, with_secret(json!({"error": if blocked { "egress_blocked" } else { "upstream_unreachable" }}), &secret_used))
                 .await
                 .map_err(|e| outcome_problem(&e))?;
@@ -482,13 +470,8 @@ async fn proxy(
             ));
         }
         Err(_) => {
-            let outcome = Outcome {
-                status: None,
-                bytes_in: 0,
-                bytes_out: 0,
-                latency_ms,
-                outcome_unknown: true,
-            };
+            // Timed out: the upstream may or may not have acted.
+            let outcome = no_response(latency_ms, true);
             pipeline::audit_outcome(
                 rt,
                 &caller,
@@ -518,6 +501,18 @@ async fn proxy(
         &secret_used,
     )
     .await
+}
+
+/// The outcome of a call that got no upstream response; `unknown` when the upstream may
+/// have acted anyway (a timeout).
+fn no_response(latency_ms: u64, unknown: bool) -> Outcome {
+    Outcome {
+        status: None,
+        bytes_in: 0,
+        bytes_out: 0,
+        latency_ms,
+        outcome_unknown: unknown,
+    }
 }
 
 /// The problem for a failed outcome record. The upstream has already been called, so the

@@ -47,81 +47,9 @@ fn make_pki(dir: &Path) {
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
     )
     .unwrap();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-        ],
-    );
+    issue_cert(dir, "server", "127.0.0.1", "server.ext");
     std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "client.key",
-            "-out",
-            "client.csr",
-            "-subj",
-            "/CN=agent-host",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "client.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "client.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "client.ext",
-        ],
-    );
+    issue_cert(dir, "client", "agent-host", "client.ext");
 }
 
 fn curl(dir: &Path, url: &str, client_cert: bool) -> (bool, String) {
@@ -234,8 +162,9 @@ fn tls_and_mutual_tls_on_the_listener() {
     drop(server);
 }
 
-/// A second client certificate from the same CA, for the rotation step.
-fn make_client_cert(dir: &Path, name: &str, cn: &str) {
+/// A certificate `NAME.pem` / `NAME.key` for `CN=cn` from the test CA, with the
+/// extensions in `ext`.
+fn issue_cert(dir: &Path, name: &str, cn: &str, ext: &str) {
     openssl(
         dir,
         &[
@@ -270,7 +199,7 @@ fn make_client_cert(dir: &Path, name: &str, cn: &str) {
             "-days",
             "2",
             "-extfile",
-            "client.ext",
+            ext,
         ],
     );
 }
@@ -312,7 +241,7 @@ fn upstream_mutual_tls_presents_the_vault_client_certificate() {
     }
     let pki = tempfile::tempdir().unwrap();
     make_pki(pki.path());
-    make_client_cert(pki.path(), "client2", "agent-host-rotated");
+    issue_cert(pki.path(), "client2", "agent-host-rotated", "client.ext");
     std::fs::write(pki.path().join("upstream.py"), MTLS_UPSTREAM).unwrap();
     let up_port = free_port();
     let _upstream = Proc(
