@@ -6,9 +6,13 @@ pub const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkl
 /// Encodes bytes as base62 (big-endian, no padding, leading zero bytes kept as `0`).
 pub fn base62_encode(bytes: &[u8]) -> String {
     // Ids are 16 random bytes: one u128 division per digit instead of a byte-wise bignum.
-    if let Ok(array) = <[u8; 16]>::try_from(bytes) {
-        return base62_u128(array);
+    match <[u8; 16]>::try_from(bytes) {
+        Ok(array) => base62_u128(array),
+        Err(_) => base62_bignum(bytes),
     }
+}
+
+fn base62_bignum(bytes: &[u8]) -> String {
     let mut digits: Vec<u8> = Vec::with_capacity(bytes.len() * 2);
     // Repeated division of a big-endian number by 62.
     let mut num: Vec<u8> = bytes.to_vec();
@@ -21,10 +25,7 @@ pub fn base62_encode(bytes: &[u8]) -> String {
         }
         digits.push(BASE62.get(rem as usize).copied().unwrap_or(b'0'));
     }
-    let zeros = bytes.iter().take_while(|&&b| b == 0).count();
-    digits.extend(std::iter::repeat_n(b'0', zeros));
-    digits.reverse();
-    String::from_utf8(digits).unwrap_or_default()
+    finish_base62(digits, bytes)
 }
 
 fn base62_u128(bytes: [u8; 16]) -> String {
@@ -35,6 +36,12 @@ fn base62_u128(bytes: [u8; 16]) -> String {
         digits.push(BASE62.get(digit).copied().unwrap_or(b'0'));
         num /= 62;
     }
+    finish_base62(digits, &bytes)
+}
+
+/// Least-significant-first `digits` of `bytes` to text: one `0` per leading zero byte,
+/// most significant digit first.
+fn finish_base62(mut digits: Vec<u8>, bytes: &[u8]) -> String {
     let zeros = bytes.iter().take_while(|&&b| b == 0).count();
     digits.extend(std::iter::repeat_n(b'0', zeros));
     digits.reverse();
@@ -95,23 +102,6 @@ mod tests {
     /// The 16-byte fast path agrees with the general bignum encoding.
     #[test]
     fn u128_path_matches_the_general_one() {
-        fn general(bytes: &[u8]) -> String {
-            let mut digits = Vec::new();
-            let mut num = bytes.to_vec();
-            while num.iter().any(|&b| b != 0) {
-                let mut rem: u32 = 0;
-                for byte in num.iter_mut() {
-                    let acc = (rem << 8) | u32::from(*byte);
-                    *byte = (acc / 62) as u8;
-                    rem = acc % 62;
-                }
-                digits.push(BASE62[rem as usize]);
-            }
-            let zeros = bytes.iter().take_while(|&&b| b == 0).count();
-            digits.extend(std::iter::repeat_n(b'0', zeros));
-            digits.reverse();
-            String::from_utf8(digits).unwrap()
-        }
         let samples: [[u8; 16]; 5] = [
             [0; 16],
             [255; 16],
@@ -123,7 +113,7 @@ mod tests {
             ],
         ];
         for bytes in samples {
-            assert_eq!(base62_encode(&bytes), general(&bytes), "{bytes:?}");
+            assert_eq!(base62_encode(&bytes), base62_bignum(&bytes), "{bytes:?}");
         }
     }
 }

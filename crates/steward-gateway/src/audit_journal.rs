@@ -40,7 +40,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -127,8 +127,6 @@ struct JournalFile {
 struct Shared {
     path: PathBuf,
     file: Mutex<JournalFile>,
-    /// Next sequence number durable in the journal.
-    written: AtomicU64,
     /// Next sequence number committed to the SQL index.
     indexed: watch::Sender<u64>,
     /// Rows waiting for the indexer, in sequence order.
@@ -157,7 +155,7 @@ impl std::fmt::Debug for JournaledAuditStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JournaledAuditStore")
             .field("path", &self.shared.path)
-            .field("written", &self.shared.written.load(Ordering::Relaxed))
+            .field("written", &lock(&self.shared.head).tree_size())
             .field("indexed", &*self.shared.indexed.borrow())
             .finish()
     }
@@ -346,7 +344,6 @@ impl JournaledAuditStore {
                 next_seq: next,
                 dirty: false,
             }),
-            written: AtomicU64::new(next),
             indexed: watch::channel(next).0,
             queue: Mutex::new(Vec::new()),
             wake: Notify::new(),
@@ -362,10 +359,12 @@ impl JournaledAuditStore {
 
     /// Sequence numbers durable in the journal and committed to the index.
     pub fn progress(&self) -> (u64, u64) {
-        (
-            self.shared.written.load(Ordering::Acquire),
-            *self.shared.indexed.borrow(),
-        )
+        (self.written(), *self.shared.indexed.borrow())
+    }
+
+    /// Next sequence number durable in the journal.
+    fn written(&self) -> u64 {
+        lock(&self.shared.head).tree_size()
     }
 
     async fn wait_indexed(&self, target: u64) -> Result<(), AuditStoreError> {
@@ -491,15 +490,10 @@ impl AuditStore for JournaledAuditStore {
             .await
             .map_err(|e| AuditStoreError::new(format!("audit journal task: {e}")))??;
 
-            {
-                let mut head = lock(&self.shared.head);
-                for record in records {
-                    head.frontier.append(&record.hash);
-                    head.chain_head = record.hash;
-                }
-            }
+            // Queued before the head moves, so everything `settle` sees in the head is
+            // already on its way to the index.
             lock(&self.shared.queue).extend(rows);
-            self.shared.written.store(next, Ordering::Release);
+            lock(&self.shared.head).push(records);
             self.shared.wake.notify_one();
             Ok(())
         })
@@ -511,7 +505,7 @@ impl AuditStore for JournaledAuditStore {
 
     fn settle(&self) -> BoxFuture<'_, Result<(), AuditStoreError>> {
         Box::pin(async move {
-            let target = self.shared.written.load(Ordering::Acquire);
+            let target = self.written();
             if *self.shared.indexed.borrow() >= target {
                 return Ok(());
             }

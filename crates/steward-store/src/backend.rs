@@ -125,6 +125,12 @@ impl Store {
         }
     }
 
+    /// Whether generated multi-row statements use anonymous `?` placeholders (SQLite)
+    /// instead of numbered ones (see `multi_row_insert`).
+    pub(crate) fn anonymous_placeholders(&self) -> bool {
+        self.backend == Backend::Sqlite
+    }
+
     /// Which backend this store runs on.
     pub fn backend(&self) -> Backend {
         self.backend

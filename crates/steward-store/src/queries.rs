@@ -726,6 +726,7 @@ impl Store {
                  next_rotation_at, last_rotation_error) VALUES ",
                 10,
                 chunk.len(),
+                self.anonymous_placeholders(),
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (secret, _) in chunk {
@@ -753,6 +754,7 @@ impl Store {
                 "INSERT INTO secret_versions (secret_id, version, key_version, sealed, created_at, retire_at) VALUES ",
                 6,
                 chunk.len(),
+                self.anonymous_placeholders(),
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (_, v) in chunk {
@@ -844,8 +846,12 @@ impl Store {
     }
 }
 
-/// `prefix` followed by `rows` groups of `columns` numbered placeholders: `($1, $2), ($3, $4)`.
-fn multi_row_insert(prefix: &str, columns: usize, rows: usize) -> String {
+/// `prefix` followed by `rows` groups of `columns` placeholders: `($1, $2), ($3, $4)`.
+///
+/// With `anonymous` (SQLite) the placeholders are `?`: for every numbered one (`$n`) the
+/// driver asks SQLite for the parameter's name, a linear scan of all names, which makes
+/// binding a multi-row insert quadratic in its parameter count.
+fn multi_row_insert(prefix: &str, columns: usize, rows: usize, anonymous: bool) -> String {
     let mut sql = String::with_capacity(prefix.len() + rows * columns * 5);
     sql.push_str(prefix);
     for row in 0..rows {
@@ -854,8 +860,12 @@ fn multi_row_insert(prefix: &str, columns: usize, rows: usize) -> String {
             if col > 0 {
                 sql.push_str(", ");
             }
-            sql.push('$');
-            sql.push_str(&(row * columns + col + 1).to_string());
+            if anonymous {
+                sql.push('?');
+            } else {
+                sql.push('$');
+                sql.push_str(&(row * columns + col + 1).to_string());
+            }
         }
         sql.push(')');
     }
@@ -996,10 +1006,10 @@ impl Store {
             .await?;
         let result: Result<(), sqlx::Error> = async {
             for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
-                // INVARIANT: the generated text holds only column names and `$n` placeholders.
-                let sql = sqlx::AssertSqlSafe(audit_insert_sql_cached(
+                // INVARIANT: the generated text holds only column names and placeholders.
+                let sql = sqlx::AssertSqlSafe(audit_insert_sql(
                     chunk.len(),
-                    self.backend == crate::Backend::Sqlite,
+                    self.anonymous_placeholders(),
                 ));
                 let mut query = sqlx::query(sql);
                 for r in chunk {
@@ -1484,45 +1494,17 @@ impl Store {
 /// Rows per multi-row audit `INSERT` (11 parameters each, well under every backend's limit).
 pub const AUDIT_ROWS_PER_INSERT: usize = 64;
 
-/// `INSERT INTO audit_log (..) VALUES ($1, .., $11), ($12, ..), ..` for `rows` rows.
-/// [`audit_insert_sql`], built once for full chunks (the common case under load).
-///
-/// On SQLite the placeholders are anonymous `?`: for every numbered one (`$n`) the driver
-/// asks SQLite for the parameter's name, a linear scan of all names, which made binding a
-/// multi-row insert quadratic in its parameter count.
-fn audit_insert_sql_cached(rows: usize, anonymous: bool) -> std::sync::Arc<str> {
+/// `INSERT INTO audit_log (..) VALUES (..), (..), ..` for `rows` rows; the text for full
+/// chunks (the common case under load) is built once.
+fn audit_insert_sql(rows: usize, anonymous: bool) -> std::sync::Arc<str> {
+    const PREFIX: &str = "INSERT INTO audit_log (instance_id, seq, time_ms, prev_hash, hash, kind, actor_id, operation, decision, request_id, event) VALUES ";
     static NUMBERED: std::sync::OnceLock<std::sync::Arc<str>> = std::sync::OnceLock::new();
     static ANONYMOUS: std::sync::OnceLock<std::sync::Arc<str>> = std::sync::OnceLock::new();
+    let build = || multi_row_insert(PREFIX, 11, rows, anonymous).into();
     if rows == AUDIT_ROWS_PER_INSERT {
         let cell = if anonymous { &ANONYMOUS } else { &NUMBERED };
-        std::sync::Arc::clone(cell.get_or_init(|| audit_insert_sql(rows, anonymous).into()))
+        std::sync::Arc::clone(cell.get_or_init(build))
     } else {
-        audit_insert_sql(rows, anonymous).into()
+        build()
     }
-}
-
-fn audit_insert_sql(rows: usize, anonymous: bool) -> String {
-    const COLUMNS: usize = 11;
-    let mut sql = String::from(
-        "INSERT INTO audit_log (instance_id, seq, time_ms, prev_hash, hash, kind, actor_id, operation, decision, request_id, event) VALUES ",
-    );
-    for row in 0..rows {
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for column in 0..COLUMNS {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            if anonymous {
-                sql.push('?');
-            } else {
-                sql.push('$');
-                sql.push_str(&(row * COLUMNS + column + 1).to_string());
-            }
-        }
-        sql.push(')');
-    }
-    sql
 }
