@@ -111,34 +111,7 @@ impl Env {
         )
         .trim()
         .to_owned();
-        ok(
-            port,
-            &admin,
-            &["secret", "set", "httpbin-token"],
-            Some(CANARY),
-        );
-        let spec =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/services/httpbin.yaml");
-        ok(
-            port,
-            &admin,
-            &[
-                "service",
-                "add",
-                "httpbin",
-                "--base-url",
-                &format!("http://127.0.0.1:{up_port}"),
-                "--auth",
-                "bearer",
-                "--secret",
-                "httpbin-token",
-                "--allow-http",
-                "--allow-private",
-                "--openapi",
-                spec.to_str().unwrap(),
-            ],
-            None,
-        );
+        add_httpbin_service(port, &admin, up_port);
         let env = Self {
             port,
             admin,

@@ -640,3 +640,36 @@ pub fn try_http(
         .and_then(|s| s.parse().ok())?;
     Some((status, text))
 }
+
+/// Stores the upstream credential `httpbin-token` (the canary) and adds the example
+/// `httpbin` service (`examples/services/httpbin.yaml`) in front of the httpbin on
+/// `up_port`, injecting that credential as a bearer token.
+pub fn add_httpbin_service(port: u16, admin: &str, up_port: u16) {
+    ok(
+        port,
+        admin,
+        &["secret", "set", "httpbin-token"],
+        Some(CANARY),
+    );
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/services/httpbin.yaml");
+    ok(
+        port,
+        admin,
+        &[
+            "service",
+            "add",
+            "httpbin",
+            "--base-url",
+            &format!("http://127.0.0.1:{up_port}"),
+            "--auth",
+            "bearer",
+            "--secret",
+            "httpbin-token",
+            "--allow-http",
+            "--allow-private",
+            "--openapi",
+            spec.to_str().unwrap(),
+        ],
+        None,
+    );
+}

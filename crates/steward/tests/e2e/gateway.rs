@@ -1,6 +1,5 @@
 //! The governed HTTP path against a real httpbin upstream.
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::common::*;
@@ -67,33 +66,7 @@ fn governed_http_call_end_to_end() {
     .to_owned();
     assert!(agent.starts_with("stwt_"));
 
-    ok(
-        port,
-        &admin,
-        &["secret", "set", "httpbin-token"],
-        Some(CANARY),
-    );
-    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/services/httpbin.yaml");
-    ok(
-        port,
-        &admin,
-        &[
-            "service",
-            "add",
-            "httpbin",
-            "--base-url",
-            &format!("http://127.0.0.1:{up_port}"),
-            "--auth",
-            "bearer",
-            "--secret",
-            "httpbin-token",
-            "--allow-http",
-            "--allow-private",
-            "--openapi",
-            spec.to_str().unwrap(),
-        ],
-        None,
-    );
+    add_httpbin_service(port, &admin, up_port);
     let pol = dir.path().join("policies");
     std::fs::create_dir_all(&pol).unwrap();
     std::fs::write(

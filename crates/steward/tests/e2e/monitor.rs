@@ -6,7 +6,6 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -102,34 +101,7 @@ impl Env {
             start_steward(dir.path(), port, &[("STEWARD_NOTIFY_WEBHOOK", &hook)]);
         let admin = token.expect("first start prints a bootstrap token");
         wait_port(up_port);
-        ok(
-            port,
-            &admin,
-            &["secret", "set", "httpbin-token"],
-            Some(CANARY),
-        );
-        let spec =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/services/httpbin.yaml");
-        ok(
-            port,
-            &admin,
-            &[
-                "service",
-                "add",
-                "httpbin",
-                "--base-url",
-                &format!("http://127.0.0.1:{up_port}"),
-                "--auth",
-                "bearer",
-                "--secret",
-                "httpbin-token",
-                "--allow-http",
-                "--allow-private",
-                "--openapi",
-                spec.to_str().unwrap(),
-            ],
-            None,
-        );
+        add_httpbin_service(port, &admin, up_port);
         let pol = dir.path().join("policies");
         std::fs::create_dir_all(&pol).unwrap();
         std::fs::write(pol.join("monitor.cedar"), POLICY).unwrap();
