@@ -248,13 +248,16 @@ fn main() {
                 let mut out = [0.0f64; 3];
                 for k in 0..3 {
                     let which = (k + round) % 3;
-                    out[which] = match which {
+                    let rate = match which {
                         0 => {
                             steward_round(dir.path(), Path::Journal, round, concurrency, secs).await
                         }
                         1 => steward_round(dir.path(), Path::Sql, round, concurrency, secs).await,
                         _ => raw_round(dir.path(), round, concurrency, secs).await,
                     };
+                    if let Some(slot) = out.get_mut(which) {
+                        *slot = rate;
+                    }
                 }
                 out
             });

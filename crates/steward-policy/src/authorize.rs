@@ -20,7 +20,8 @@ use crate::request::{CedarInputs, Request, cedar_inputs};
 /// What the Cedar calls reported.
 #[derive(Default)]
 struct Outcome {
-    matched: BTreeSet<String>,
+    /// Satisfied policies; may repeat until `decide` sorts them.
+    matched: Vec<String>,
     erroring: BTreeSet<String>,
     errors: Vec<String>,
 }
@@ -38,7 +39,11 @@ pub fn authorize_full_scan(compiled: &CompiledPolicies, request: &Request) -> De
 
 fn evaluate(compiled: &CompiledPolicies, request: &Request, full_scan: bool) -> Decision {
     let invalid = |message: String| decide(compiled, request, Outcome::default(), Some(message));
-    let key = request.operation.to_string();
+    let (service, operation) = (&request.operation.service, &request.operation.operation);
+    let mut key = String::with_capacity(service.len() + 1 + operation.len());
+    key.push_str(service);
+    key.push(':');
+    key.push_str(operation);
     let Some(entry) = compiled.operations.get(&key) else {
         return invalid(format!("unknown operation `{key}`"));
     };
@@ -82,9 +87,8 @@ fn evaluate(compiled: &CompiledPolicies, request: &Request, full_scan: bool) -> 
 }
 
 fn run(compiled: &CompiledPolicies, inputs: &CedarInputs, set: &PolicySet, outcome: &mut Outcome) {
-    let response = compiled
-        .authorizer
-        .is_authorized(&inputs.request, set, &inputs.entities);
+    let (request, entities) = inputs.api();
+    let response = compiled.authorizer.is_authorized(&request, set, &entities);
     let diagnostics = response.diagnostics();
     outcome
         .matched
@@ -109,15 +113,17 @@ fn decide(
     let mut forbids = Vec::new();
     let mut hard_forbids = Vec::new();
     let mut approvals = Vec::new();
-    for id in &outcome.matched {
+    let mut matched = outcome.matched;
+    matched.sort_unstable();
+    matched.dedup();
+    for id in matched {
         // INVARIANT: every evaluated policy has an entry in `info` (both come from `compile`).
-        let Some(info) = compiled.info.get(id) else {
+        let Some(info) = compiled.info.get(&id) else {
             continue;
         };
         match info.effect {
-            PolicyEffect::Permit => permits.push(id.clone()),
+            PolicyEffect::Permit => permits.push(id),
             PolicyEffect::Forbid => {
-                forbids.push(id.clone());
                 match &info.approval {
                     Some(reason) => approvals.push(ApprovalRequirement {
                         policy_id: id.clone(),
@@ -126,6 +132,7 @@ fn decide(
                     }),
                     None => hard_forbids.push(id.clone()),
                 }
+                forbids.push(id);
             }
         }
     }
@@ -208,5 +215,57 @@ mod tests {
             authorize(&set, &request).deny_reason(),
             Some(DenyReason::EvaluationError)
         );
+    }
+
+    #[test]
+    fn the_principal_cache_sees_every_change_of_the_identity() {
+        let catalog = Catalog::from_yaml(
+            "identity_labels: [env]\nservices: [{name: s, operations: [{name: o, class: read}]}]",
+        )
+        .unwrap();
+        let set = compile(
+            &catalog,
+            &[
+                PolicySource::new(
+                    "p",
+                    r#"permit (principal, action, resource) when { principal.labels.env == "prod" && principal.risk_score < 50 && principal.kind == "agent" };"#,
+                ),
+                PolicySource::new(
+                    "q",
+                    r#"forbid (principal, action, resource) when { principal.hasTag("quarantine") };"#,
+                ),
+            ],
+            1,
+        )
+        .unwrap();
+        let identity = |env: &str, kind: &str, extra: Option<(&str, &str)>| IdentityAttrs {
+            id: "a".into(),
+            kind: kind.into(),
+            owner: "ops".into(),
+            labels: std::iter::once(("env".to_owned(), env.to_owned()))
+                .chain(extra.map(|(k, v)| (k.to_owned(), v.to_owned())))
+                .collect(),
+        };
+        let decide = |identity: IdentityAttrs, risk: i64| {
+            let mut request = Request::new(
+                identity,
+                "s:o".parse().unwrap(),
+                &catalog,
+                "2026-01-01T00:00:00Z".parse().unwrap(),
+            );
+            request.risk_score = risk;
+            authorize(&set, &request).effect()
+        };
+        // Each call reuses the compiled set (and its cache); each change must show.
+        assert_eq!(decide(identity("prod", "agent", None), 10), Effect::Allow);
+        assert_eq!(decide(identity("prod", "agent", None), 10), Effect::Allow);
+        assert_eq!(decide(identity("dev", "agent", None), 10), Effect::Deny);
+        assert_eq!(decide(identity("prod", "agent", None), 60), Effect::Deny);
+        assert_eq!(decide(identity("prod", "bot", None), 10), Effect::Deny);
+        assert_eq!(
+            decide(identity("prod", "agent", Some(("quarantine", "x"))), 10),
+            Effect::Deny
+        );
+        assert_eq!(decide(identity("prod", "agent", None), 10), Effect::Allow);
     }
 }

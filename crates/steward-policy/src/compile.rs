@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use cedar_policy::{
     ActionConstraint, Authorizer, Effect as CedarEffect, Entity, EntityId, EntityTypeName,
@@ -24,8 +25,9 @@ use steward_core::{OperationClass, OperationName};
 
 use crate::catalog::{ArgType, Catalog, OperationDef};
 use crate::error::{PolicyDiagnostic, PolicyError};
-use crate::fast_path::{FastPath, condition_text};
+use crate::fast_path::{FastPath, ParsedConditions, condition_text};
 use crate::needs::Needs;
+use crate::request::PrincipalCache;
 
 /// One named policy text (a file, or a row of the policy store). It may hold several policies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,9 +136,11 @@ pub(crate) struct OperationEntry {
     pub(crate) action: EntityUid,
     pub(crate) resource: EntityUid,
     /// The action, its service group and its class group, with parents set.
-    pub(crate) action_entities: Vec<Entity>,
+    pub(crate) action_entities: Vec<Arc<cedar_policy_core::ast::Entity>>,
     /// Arguments whose validity only Cedar checks (decimal, ipaddr, datetime) are always built.
     pub(crate) args_always_built: bool,
+    /// `def.args` names as Cedar record keys, in the same order.
+    pub(crate) arg_keys: Vec<smol_str::SmolStr>,
     pub(crate) slice: Slice,
 }
 
@@ -154,6 +158,8 @@ pub struct CompiledPolicies {
     pub(crate) original: PolicySet,
     pub(crate) identity_type: EntityTypeName,
     pub(crate) authorizer: Authorizer,
+    /// Principal entities already built for this set, reused while the identity is unchanged.
+    pub(crate) principals: PrincipalCache,
 }
 
 impl CompiledPolicies {
@@ -198,7 +204,7 @@ impl CompiledPolicies {
         let entry = self.operations.get(&request.operation.to_string())?;
         crate::request::cedar_inputs(self, entry, request, Needs::ALL)
             .ok()
-            .map(|i| (i.request, i.entities))
+            .map(|i| i.api())
     }
 
     /// The unsliced Cedar policy set as written, for comparisons and debugging.
@@ -320,14 +326,16 @@ fn build(
         let action = uid(&action_type, &key);
         let service_group = uid(&action_type, &service.name);
         let class_group = uid(&action_type, operation.class.as_str());
-        let action_entities = vec![
+        let action_entities = [
             Entity::new_no_attrs(
                 action.clone(),
                 [service_group.clone(), class_group.clone()].into(),
             ),
             Entity::new_no_attrs(service_group, Default::default()),
             Entity::new_no_attrs(class_group, Default::default()),
-        ];
+        ]
+        .map(|e| Arc::new(e.as_ref().clone()))
+        .into();
         groups
             .entry(service.name.clone())
             .or_default()
@@ -349,6 +357,11 @@ fn build(
                         ArgType::Decimal | ArgType::Ipaddr | ArgType::Datetime
                     )
                 }),
+                arg_keys: operation
+                    .args
+                    .iter()
+                    .map(|a| smol_str::SmolStr::new(&a.name))
+                    .collect(),
                 slice: Slice::default(),
             },
         );
@@ -402,15 +415,21 @@ fn build(
         }
     }
 
+    let mut parsed = ParsedConditions::new();
     for entry in operations.values_mut() {
         merge_small_general_sets(&mut entry.slice).map_err(internal)?;
         let slice = &mut entry.slice;
-        for set in slice
-            .any_identity
-            .iter_mut()
-            .chain(slice.by_identity.values_mut())
-        {
-            set.fast = FastPath::build(set.set.policies(), &conditions);
+        if let Some(set) = slice.any_identity.as_mut() {
+            set.fast = FastPath::build(set.set.policies(), &conditions, None, &mut parsed);
+        }
+        for (id, set) in &mut slice.by_identity {
+            let principal = uid(&identity_type, id);
+            set.fast = FastPath::build(
+                set.set.policies(),
+                &conditions,
+                Some(&principal),
+                &mut parsed,
+            );
         }
     }
 
@@ -423,6 +442,7 @@ fn build(
         original,
         identity_type,
         authorizer: Authorizer::new(),
+        principals: PrincipalCache::default(),
     })
 }
 

@@ -1,12 +1,16 @@
 //! The authorization request and its translation into Cedar's principal, entities and context.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
 
-use cedar_policy::{Context, Entities, Entity, EntityId, EntityUid, RestrictedExpression};
+use cedar_policy_core::ast::{self, EntityUIDEntry, Name, PartialValue, Value};
+use cedar_policy_core::entities::{Entities as CoreEntities, NoEntitiesSchema, TCComputation};
+use cedar_policy_core::extensions::Extensions;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
+use smol_str::SmolStr;
 use steward_core::{OperationClass, OperationName};
 
 use crate::catalog::{ArgDef, ArgType, Catalog};
@@ -132,16 +136,54 @@ pub(crate) fn local_time(now: Timestamp, tz: &TimeZone) -> (i64, i64, i64, Strin
         i64::from(dt.hour()),
         i64::from(dt.minute()),
         i64::from(dt.weekday().to_monday_one_offset()),
-        format!("{:04}-{:02}-{:02}", dt.year(), dt.month(), dt.day()),
+        date_text(dt.year(), dt.month(), dt.day()),
     )
 }
 
-fn long(n: u64) -> RestrictedExpression {
-    RestrictedExpression::new_long(i64::try_from(n).unwrap_or(i64::MAX))
+/// `YYYY-MM-DD`, written without the formatting machinery (this runs on every decision).
+fn date_text(year: i16, month: i8, day: i8) -> String {
+    let (Ok(year), Ok(month), Ok(day)) =
+        (u16::try_from(year), u8::try_from(month), u8::try_from(day))
+    else {
+        return format!("{year:04}-{month:02}-{day:02}");
+    };
+    if year > 9999 {
+        return format!("{year:04}-{month:02}-{day:02}");
+    }
+    let digit = |n: u16| char::from(b'0' + (n % 10) as u8);
+    let mut text = String::with_capacity(10);
+    for n in [year / 1000, year / 100, year / 10, year] {
+        text.push(digit(n));
+    }
+    text.push('-');
+    text.push(digit(u16::from(month) / 10));
+    text.push(digit(u16::from(month)));
+    text.push('-');
+    text.push(digit(u16::from(day) / 10));
+    text.push(digit(u16::from(day)));
+    text
+}
+
+fn long(n: u64) -> Value {
+    Value::from(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// Calls a one-argument Cedar extension constructor (`ip`, `decimal`, `datetime`) on text.
+fn extension(function: &str, text: &str) -> Result<Value, String> {
+    let name: Name = function.parse().map_err(|e| format!("{e}"))?;
+    let value = Extensions::all_available()
+        .func(&name)
+        .map_err(|e| e.to_string())?
+        .call(&[Value::from(text)])
+        .map_err(|e| e.to_string())?;
+    match value {
+        PartialValue::Value(v) => Ok(v),
+        PartialValue::Residual(_) => Err(format!("`{function}(\"{text}\")` did not evaluate")),
+    }
 }
 
 /// Converts one JSON argument to its declared Cedar type.
-fn arg_value(def: &ArgDef, value: &serde_json::Value) -> Result<RestrictedExpression, String> {
+fn arg_value(def: &ArgDef, value: &serde_json::Value) -> Result<Value, String> {
     use serde_json::Value as J;
     let wrong = || {
         format!(
@@ -151,12 +193,11 @@ fn arg_value(def: &ArgDef, value: &serde_json::Value) -> Result<RestrictedExpres
             truncate(value)
         )
     };
+    let checked = |r: Result<Value, String>| r.map_err(|e| format!("{}: {e}", wrong()));
     Ok(match (def.arg_type, value) {
-        (ArgType::String, J::String(s)) => RestrictedExpression::new_string(s.clone()),
-        (ArgType::Long, J::Number(n)) => {
-            RestrictedExpression::new_long(n.as_i64().ok_or_else(wrong)?)
-        }
-        (ArgType::Bool, J::Bool(b)) => RestrictedExpression::new_bool(*b),
+        (ArgType::String, J::String(s)) => Value::from(s.as_str()),
+        (ArgType::Long, J::Number(n)) => Value::from(n.as_i64().ok_or_else(wrong)?),
+        (ArgType::Bool, J::Bool(b)) => Value::from(*b),
         (ArgType::Decimal, J::Number(n)) => {
             let text = n.to_string();
             let text = if text.contains(['.', 'e', 'E']) {
@@ -164,39 +205,38 @@ fn arg_value(def: &ArgDef, value: &serde_json::Value) -> Result<RestrictedExpres
             } else {
                 format!("{text}.0")
             };
-            decimal(&text).ok_or_else(wrong)?
+            checked(decimal(&text).ok_or_else(wrong)?)?
         }
-        (ArgType::Decimal, J::String(s)) => decimal(s).ok_or_else(wrong)?,
-        (ArgType::SetOfString, J::Array(items)) => RestrictedExpression::new_set(
+        (ArgType::Decimal, J::String(s)) => checked(decimal(s).ok_or_else(wrong)?)?,
+        (ArgType::SetOfString, J::Array(items)) => Value::set(
             items
                 .iter()
-                .map(|i| {
-                    i.as_str()
-                        .map(|s| RestrictedExpression::new_string(s.to_owned()))
-                })
+                .map(|i| i.as_str().map(Value::from))
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(wrong)?,
+            None,
         ),
-        (ArgType::SetOfLong, J::Array(items)) => RestrictedExpression::new_set(
+        (ArgType::SetOfLong, J::Array(items)) => Value::set(
             items
                 .iter()
-                .map(|i| i.as_i64().map(RestrictedExpression::new_long))
+                .map(|i| i.as_i64().map(Value::from))
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(wrong)?,
+            None,
         ),
-        (ArgType::Ipaddr, J::String(s)) if s.len() <= 64 => RestrictedExpression::new_ip(s),
-        (ArgType::Datetime, J::String(s)) if s.len() <= 64 => RestrictedExpression::new_datetime(s),
+        (ArgType::Ipaddr, J::String(s)) if s.len() <= 64 => checked(extension("ip", s))?,
+        (ArgType::Datetime, J::String(s)) if s.len() <= 64 => checked(extension("datetime", s))?,
         _ => return Err(wrong()),
     })
 }
 
 /// A Cedar decimal from text, checked for Cedar's syntax (digits, `.`, 1–4 fractional digits).
-fn decimal(text: &str) -> Option<RestrictedExpression> {
+fn decimal(text: &str) -> Option<Result<Value, String>> {
     let unsigned = text.strip_prefix('-').unwrap_or(text);
     let (whole, fraction) = unsigned.split_once('.')?;
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     (digits(whole) && digits(fraction) && fraction.len() <= 4 && whole.len() <= 15)
-        .then(|| RestrictedExpression::new_decimal(text))
+        .then(|| extension("decimal", text))
 }
 
 fn truncate(value: &serde_json::Value) -> String {
@@ -207,16 +247,131 @@ fn truncate(value: &serde_json::Value) -> String {
     }
 }
 
-/// The Cedar inputs for a request on a known operation.
+/// The principal entity: attributes `kind`, `owner`, `risk_score` and `labels` (the catalog's
+/// label keys, missing ones as `""`), and every label as a tag.
+fn principal_entity(
+    compiled: &CompiledPolicies,
+    uid: ast::EntityUID,
+    identity: &IdentityAttrs,
+    risk_score: i64,
+) -> ast::Entity {
+    let labels = compiled.catalog.identity_labels.iter().map(|k| {
+        let v = identity.labels.get(k).map_or("", String::as_str);
+        (SmolStr::new(k), Value::from(v))
+    });
+    let attrs = [
+        ("kind", Value::from(identity.kind.as_str())),
+        ("owner", Value::from(identity.owner.as_str())),
+        ("risk_score", Value::from(risk_score)),
+        ("labels", Value::record(labels, None)),
+    ]
+    .map(|(k, v)| (SmolStr::new_static(k), PartialValue::Value(v)));
+    let tags = identity.labels.iter().map(|(k, v)| {
+        (
+            SmolStr::new(k),
+            PartialValue::Value(Value::from(v.as_str())),
+        )
+    });
+    ast::Entity::new_with_attr_partial_value(uid, attrs, HashSet::new(), HashSet::new(), tags)
+}
+
+/// Most identities a [`PrincipalCache`] holds; past it the cache starts over.
+const PRINCIPAL_CACHE_LIMIT: usize = 4_096;
+
+/// Principal entities built for one compiled set, by identity id. An entry is reused only
+/// while the identity's attributes and risk score are exactly those it was built from, so a
+/// changed label or score is seen on the next call. A new compiled set starts empty.
+#[derive(Debug, Default)]
+pub(crate) struct PrincipalCache {
+    entries: RwLock<HashMap<String, CachedPrincipal>>,
+}
+
+#[derive(Debug)]
+struct CachedPrincipal {
+    identity: IdentityAttrs,
+    risk_score: i64,
+    /// An entity store holding only the principal.
+    entities: Arc<CoreEntities>,
+}
+
+impl PrincipalCache {
+    /// The entity store holding only this principal, from the cache or built now.
+    fn get_or_build(
+        &self,
+        identity: &IdentityAttrs,
+        risk_score: i64,
+        build: impl FnOnce() -> ast::Entity,
+    ) -> Result<Arc<CoreEntities>, String> {
+        // A poisoned lock only costs the cache: the entity is then built every time.
+        if let Ok(entries) = self.entries.read()
+            && let Some(hit) = entries.get(&identity.id)
+            && hit.risk_score == risk_score
+            && hit.identity == *identity
+        {
+            return Ok(Arc::clone(&hit.entities));
+        }
+        let entities = Arc::new(entities_of(vec![Arc::new(build())])?);
+        if let Ok(mut entries) = self.entries.write() {
+            if entries.len() >= PRINCIPAL_CACHE_LIMIT && !entries.contains_key(&identity.id) {
+                entries.clear();
+            }
+            entries.insert(
+                identity.id.clone(),
+                CachedPrincipal {
+                    identity: identity.clone(),
+                    risk_score,
+                    entities: Arc::clone(&entities),
+                },
+            );
+        }
+        Ok(entities)
+    }
+}
+
+/// The Cedar inputs for a request on a known operation, as the engine's own values.
 pub(crate) struct CedarInputs {
-    pub(crate) request: cedar_policy::Request,
-    pub(crate) entities: Entities,
+    pub(crate) request: ast::Request,
+    pub(crate) entities: Arc<CoreEntities>,
+}
+
+impl CedarInputs {
+    /// The same inputs as `cedar-policy` API values, for its `Authorizer`.
+    pub(crate) fn api(&self) -> (cedar_policy::Request, cedar_policy::Entities) {
+        (
+            self.request.clone().into(),
+            CoreEntities::clone(&self.entities).into(),
+        )
+    }
+}
+
+/// An entity store of entities whose ancestors are already complete.
+fn entities_of(entities: Vec<Arc<ast::Entity>>) -> Result<CoreEntities, String> {
+    CoreEntities::new()
+        .add_entities(
+            entities,
+            None::<&NoEntitiesSchema>,
+            TCComputation::AssumeAlreadyComputed,
+            Extensions::all_available(),
+        )
+        .map_err(|e| e.to_string())
+}
+
+/// A record with static keys. Inserted one by one: `Value::record` collects, sorts and
+/// bulk-builds, which costs more for the handful of fields here.
+fn record<const N: usize>(pairs: [(&'static str, Value); N]) -> Value {
+    let mut map = BTreeMap::new();
+    for (k, v) in pairs {
+        map.insert(SmolStr::new_static(k), v);
+    }
+    Value::record_arc(Arc::new(map), None)
 }
 
 /// Builds principal, entities and context; an `Err` explains why the request is malformed.
 ///
 /// Arguments and the time are always checked; parts no policy of the slice reads (`needs`)
-/// are left out of the Cedar inputs.
+/// are left out of the Cedar inputs. Values are built directly as the engine's `Value`s:
+/// going through `RestrictedExpression` would build an expression per literal and then
+/// evaluate it, which cost more than evaluating a small slice.
 pub(crate) fn cedar_inputs(
     compiled: &CompiledPolicies,
     entry: &OperationEntry,
@@ -229,137 +384,111 @@ pub(crate) fn cedar_inputs(
             truncate(&request.args)
         )
     })?;
-    let mut args = Vec::with_capacity(entry.def.args.len());
-    for def in &entry.def.args {
+    let mut args = BTreeMap::new();
+    for (def, key) in entry.def.args.iter().zip(&entry.arg_keys) {
         match args_object.get(&def.name) {
             None | Some(serde_json::Value::Null) if def.optional => {}
             None | Some(serde_json::Value::Null) => {
                 return Err(format!("required argument `{}` is missing", def.name));
             }
-            Some(value) => args.push((def.name.clone(), arg_value(def, value)?)),
+            Some(value) => {
+                args.insert(key.clone(), arg_value(def, value)?);
+            }
         }
     }
     // Checked whether or not `now` is built, so every slice denies the same out-of-range times.
     if !in_cedar_range(request.now) {
         return Err(format!("time `{}` is out of range", request.now));
     }
-    let record = |pairs: Vec<(String, RestrictedExpression)>| {
-        RestrictedExpression::new_record(pairs).map_err(|e| e.to_string())
+    let mut context = BTreeMap::new();
+    let mut put = |key: &'static str, value: Value| {
+        context.insert(SmolStr::new_static(key), value);
     };
-    let mut context = Vec::with_capacity(8);
     if needs.context_attr("args") || entry.args_always_built {
-        context.push(("args".to_owned(), record(args)?));
+        put("args", Value::record_arc(Arc::new(args), None));
     }
     if needs.context_attr("time") {
         let (hour, minute, weekday, date) = local_time(request.now, &request.tz);
-        context.push((
-            "time".to_owned(),
-            record(vec![
-                ("hour".into(), RestrictedExpression::new_long(hour)),
-                ("minute".into(), RestrictedExpression::new_long(minute)),
-                ("weekday".into(), RestrictedExpression::new_long(weekday)),
-                ("date".into(), RestrictedExpression::new_string(date)),
-            ])?,
-        ));
+        put(
+            "time",
+            record([
+                ("hour", Value::from(hour)),
+                ("minute", Value::from(minute)),
+                ("weekday", Value::from(weekday)),
+                ("date", Value::from(date)),
+            ]),
+        );
     }
     if needs.context_attr("now") {
         let now = cedar_datetime(request.now)
             .ok_or_else(|| format!("time `{}` is out of range", request.now))?;
-        context.push(("now".to_owned(), RestrictedExpression::new_datetime(now)));
+        put("now", extension("datetime", &now)?);
     }
     if needs.context_attr("now_ms") {
-        context.push((
-            "now_ms".to_owned(),
-            RestrictedExpression::new_long(request.now.as_millisecond()),
-        ));
+        put("now_ms", Value::from(request.now.as_millisecond()));
     }
     if needs.context_attr("rate") {
         let rate = &request.rate;
-        context.push((
-            "rate".to_owned(),
-            record(vec![
-                ("op_per_minute".into(), long(rate.op_per_minute)),
-                ("op_per_hour".into(), long(rate.op_per_hour)),
-                ("op_per_day".into(), long(rate.op_per_day)),
-                ("service_per_minute".into(), long(rate.service_per_minute)),
-                ("service_per_hour".into(), long(rate.service_per_hour)),
-                ("service_per_day".into(), long(rate.service_per_day)),
-            ])?,
-        ));
+        put(
+            "rate",
+            record([
+                ("op_per_minute", long(rate.op_per_minute)),
+                ("op_per_hour", long(rate.op_per_hour)),
+                ("op_per_day", long(rate.op_per_day)),
+                ("service_per_minute", long(rate.service_per_minute)),
+                ("service_per_hour", long(rate.service_per_hour)),
+                ("service_per_day", long(rate.service_per_day)),
+            ]),
+        );
     }
     if needs.context_attr("risk_score") {
-        context.push((
-            "risk_score".to_owned(),
-            RestrictedExpression::new_long(request.risk_score),
-        ));
+        put("risk_score", Value::from(request.risk_score));
     }
     if needs.context_attr("delegated") {
-        context.push((
-            "delegated".to_owned(),
-            RestrictedExpression::new_bool(request.delegated),
-        ));
+        put("delegated", Value::from(request.delegated));
     }
     if let Some(ip) = request
         .source_ip
         .filter(|_| needs.context_attr("source_ip"))
     {
-        context.push((
-            "source_ip".to_owned(),
-            RestrictedExpression::new_ip(ip.to_string()),
-        ));
+        put("source_ip", extension("ip", &ip.to_string())?);
     }
-    let context = Context::from_pairs(context).map_err(|e| e.to_string())?;
 
     let identity = &request.identity;
-    let principal = EntityUid::from_type_name_and_id(
-        compiled.identity_type.clone(),
-        EntityId::new(&identity.id),
-    );
-    let mut entities = Vec::with_capacity(4);
-    if needs.principal {
-        let labels = compiled.catalog.identity_labels.iter().map(|k| {
-            let v = identity.labels.get(k).cloned().unwrap_or_default();
-            (k.clone(), RestrictedExpression::new_string(v))
-        });
-        let attrs = [
-            (
-                "kind".to_owned(),
-                RestrictedExpression::new_string(identity.kind.clone()),
-            ),
-            (
-                "owner".to_owned(),
-                RestrictedExpression::new_string(identity.owner.clone()),
-            ),
-            (
-                "risk_score".to_owned(),
-                RestrictedExpression::new_long(request.risk_score),
-            ),
-            ("labels".to_owned(), record(labels.collect())?),
-        ];
-        let tags = identity
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), RestrictedExpression::new_string(v.clone())));
-        entities.push(
-            Entity::new_with_tags(principal.clone(), attrs, [], tags).map_err(|e| e.to_string())?,
-        );
-    }
-    if needs.action {
-        entities.extend(entry.action_entities.iter().cloned());
-    }
-    let entities = if entities.is_empty() {
-        Entities::empty()
-    } else {
-        Entities::from_entities(entities, None).map_err(|e| e.to_string())?
-    };
-    let request = cedar_policy::Request::new(
-        principal,
-        entry.action.clone(),
-        entry.resource.clone(),
-        context,
+    let principal = ast::EntityUID::from_components(
+        compiled.identity_type.as_ref().clone(),
+        ast::Eid::new(identity.id.as_str()),
         None,
-    )
-    .map_err(|e| e.to_string())?;
+    );
+    let principal_only = needs
+        .principal
+        .then(|| {
+            compiled
+                .principals
+                .get_or_build(identity, request.risk_score, || {
+                    principal_entity(compiled, principal.clone(), identity, request.risk_score)
+                })
+        })
+        .transpose()?;
+    let entities = match principal_only {
+        Some(entities) if !needs.action => entities,
+        principal_only => {
+            let mut all = Vec::with_capacity(4);
+            if let Some(entities) = principal_only {
+                all.extend(entities.iter().map(|e| Arc::new(e.clone())));
+            }
+            if needs.action {
+                all.extend(entry.action_entities.iter().cloned());
+            }
+            Arc::new(entities_of(all)?)
+        }
+    };
+    let request = ast::Request::new_unchecked(
+        EntityUIDEntry::known(principal, None),
+        EntityUIDEntry::known(entry.action.as_ref().clone(), None),
+        EntityUIDEntry::known(entry.resource.as_ref().clone(), None),
+        Some(ast::Context::Value(Arc::new(context))),
+    );
     Ok(CedarInputs { request, entities })
 }
 
@@ -395,9 +524,16 @@ mod tests {
     }
 
     #[test]
+    fn dates_are_zero_padded() {
+        assert_eq!(date_text(2026, 3, 9), "2026-03-09");
+        assert_eq!(date_text(7, 12, 31), "0007-12-31");
+        assert_eq!(date_text(-1, 12, 31), "-001-12-31");
+    }
+
+    #[test]
     fn decimal_syntax_is_checked() {
-        assert!(decimal("12.5").is_some());
-        assert!(decimal("-0.0001").is_some());
+        assert!(decimal("12.5").unwrap().is_ok());
+        assert!(decimal("-0.0001").unwrap().is_ok());
         assert!(decimal("12").is_none());
         assert!(decimal("1.23456").is_none());
         assert!(decimal("1e5").is_none());
