@@ -237,12 +237,12 @@ async fn set_pending_status(
     status: &str,
 ) -> Result<(), RuntimeError> {
     let grant_id = grant_id_of(approval)?;
-    if let Some(mut grant) = rt.store.grant_get(&grant_id).await? {
-        if grant.status == "pending" {
-            grant.status = status.to_owned();
-            grant.expires_at = rt.now_ms();
-            rt.store.grant_upsert(&grant).await?;
-        }
+    if let Some(mut grant) = rt.store.grant_get(&grant_id).await?
+        && grant.status == "pending"
+    {
+        grant.status = status.to_owned();
+        grant.expires_at = rt.now_ms();
+        rt.store.grant_upsert(&grant).await?;
     }
     Ok(())
 }

@@ -377,10 +377,10 @@ async fn issue(
         "token_type": "Bearer",
         "expires_in": (claims.expires_at_ms - claims.issued_at_ms) / 1000,
     });
-    if let Some(t) = issued_type {
-        if let Some(obj) = body.as_object_mut() {
-            obj.insert("issued_token_type".into(), json!(t));
-        }
+    if let Some(t) = issued_type
+        && let Some(obj) = body.as_object_mut()
+    {
+        obj.insert("issued_token_type".into(), json!(t));
     }
     let mut resp = (StatusCode::OK, axum::Json(body)).into_response();
     resp.headers_mut().insert(

@@ -43,12 +43,11 @@ pub async fn access_token(
         return Err(RuntimeError::Invalid("service does not use oauth2".into()));
     };
     let now = rt.now_ms();
-    if let Ok(map) = rt.upstream_tokens.tokens.lock() {
-        if let Some((token, refresh_at)) = map.get(&service.spec.name) {
-            if *refresh_at > now {
-                return Ok(token.clone());
-            }
-        }
+    if let Ok(map) = rt.upstream_tokens.tokens.lock()
+        && let Some((token, refresh_at)) = map.get(&service.spec.name)
+        && *refresh_at > now
+    {
+        return Ok(token.clone());
     }
     let (_, client_secret) = rt.secret_value(secret).await?;
     let secret_text = Zeroizing::new(

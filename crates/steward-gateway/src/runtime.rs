@@ -576,10 +576,10 @@ impl Runtime {
                 record
             }
         };
-        if let Some(cached) = self.secret_cache.get(&record.id, now) {
-            if i64::from(cached.version()) == record.current_version {
-                return Ok((record, cached));
-            }
+        if let Some(cached) = self.secret_cache.get(&record.id, now)
+            && i64::from(cached.version()) == record.current_version
+        {
+            return Ok((record, cached));
         }
         let ticket = self.secret_cache.ticket();
         let version = self

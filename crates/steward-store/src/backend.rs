@@ -148,29 +148,6 @@ impl Store {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_pick_backends_and_mask_passwords() {
-        assert_eq!(
-            Backend::from_url("sqlite://x.db").ok(),
-            Some(Backend::Sqlite)
-        );
-        assert_eq!(
-            Backend::from_url("postgres://u:p@h/db").ok(),
-            Some(Backend::Postgres)
-        );
-        assert!(Backend::from_url("mysql://x").is_err());
-        assert_eq!(
-            mask_url("postgres://u:secret@h/db"),
-            "postgres://u:***@h/db"
-        );
-        assert_eq!(mask_url("sqlite://a.db"), "sqlite://a.db");
-    }
-}
-
 impl Store {
     /// Runs a statement that takes no parameters (administrative DDL only, never user input).
     pub async fn raw_execute(&self, sql: &str) -> Result<(), StoreError> {
@@ -193,5 +170,28 @@ impl Store {
             return Ok(v);
         }
         Ok(row.try_get::<i64, _>(0)?.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_pick_backends_and_mask_passwords() {
+        assert_eq!(
+            Backend::from_url("sqlite://x.db").ok(),
+            Some(Backend::Sqlite)
+        );
+        assert_eq!(
+            Backend::from_url("postgres://u:p@h/db").ok(),
+            Some(Backend::Postgres)
+        );
+        assert!(Backend::from_url("mysql://x").is_err());
+        assert_eq!(
+            mask_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(mask_url("sqlite://a.db"), "sqlite://a.db");
     }
 }

@@ -310,21 +310,23 @@ pub fn parse(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
         jiff::tz::TimeZone::get(tz)
             .map_err(|_| locate("timezone", format!("unknown time zone `{tz}`")))?;
     }
-    if let Some(format) = &raw.log.format {
-        if format != "text" && format != "json" {
-            return Err(locate(
-                "format",
-                format!("log format `{format}` is neither `text` nor `json`"),
-            ));
-        }
+    if let Some(format) = &raw.log.format
+        && format != "text"
+        && format != "json"
+    {
+        return Err(locate(
+            "format",
+            format!("log format `{format}` is neither `text` nor `json`"),
+        ));
     }
-    if let Some(format) = &raw.approvals.webhook_format {
-        if format != "json" && format != "slack" {
-            return Err(locate(
-                "webhook_format",
-                format!("webhook format `{format}` is neither `json` nor `slack`"),
-            ));
-        }
+    if let Some(format) = &raw.approvals.webhook_format
+        && format != "json"
+        && format != "slack"
+    {
+        return Err(locate(
+            "webhook_format",
+            format!("webhook format `{format}` is neither `json` nor `slack`"),
+        ));
     }
     for (key, value) in [
         ("webhook_url", &raw.approvals.webhook_url),
@@ -350,13 +352,13 @@ pub fn parse(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
     if let Err(message) = raw.monitor.to_monitor_config() {
         return Err(locate("monitor", message));
     }
-    if let (Some(ttl), Some(max)) = (raw.tokens.ttl_secs, raw.tokens.max_ttl_secs) {
-        if ttl > max {
-            return Err(locate(
-                "ttl_secs",
-                format!("ttl_secs {ttl} exceeds max_ttl_secs {max}"),
-            ));
-        }
+    if let (Some(ttl), Some(max)) = (raw.tokens.ttl_secs, raw.tokens.max_ttl_secs)
+        && ttl > max
+    {
+        return Err(locate(
+            "ttl_secs",
+            format!("ttl_secs {ttl} exceeds max_ttl_secs {max}"),
+        ));
     }
     Ok(raw)
 }
@@ -392,10 +394,10 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 fn find_key(text: &str, key: &str) -> (usize, usize) {
     for (i, line) in text.lines().enumerate() {
         let trimmed = line.trim_start();
-        if let Some(rest) = trimmed.strip_prefix(key) {
-            if rest.trim_start().starts_with('=') {
-                return (i + 1, line.len() - trimmed.len() + 1);
-            }
+        if let Some(rest) = trimmed.strip_prefix(key)
+            && rest.trim_start().starts_with('=')
+        {
+            return (i + 1, line.len() - trimmed.len() + 1);
         }
     }
     (1, 1)

@@ -87,10 +87,10 @@ async fn request_log(
         operation.name = tracing::field::Empty
     );
     let mut resp = next.run(req).instrument(span.clone()).await;
-    if !resp.headers().contains_key("steward-request-id") {
-        if let Ok(v) = axum::http::HeaderValue::from_str(&rid) {
-            resp.headers_mut().insert("steward-request-id", v);
-        }
+    if !resp.headers().contains_key("steward-request-id")
+        && let Ok(v) = axum::http::HeaderValue::from_str(&rid)
+    {
+        resp.headers_mut().insert("steward-request-id", v);
     }
     let rid = resp
         .headers()

@@ -440,9 +440,9 @@ th,td{{border:1px solid #ccc;padding:.3rem .5rem;text-align:left;vertical-align:
     }
     h.push_str("</dl>\n<h2>Secrets</h2>\n<table><tr><th>Secret</th><th>Services</th><th>Action</th></tr>\n");
     for s in v["secrets_rotated"].as_array().into_iter().flatten() {
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>rotated by {} (version {})</td></tr>\n",
+            "<tr><td>{}</td><td>{}</td><td>rotated by {} (version {})</td></tr>",
             esc(&text(&s["secret"])),
             esc(&text(&s["services"])),
             esc(&text(&s["provider"])),
@@ -454,9 +454,9 @@ th,td{{border:1px solid #ccc;padding:.3rem .5rem;text-align:left;vertical-align:
         .into_iter()
         .flatten()
     {
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<tr class=\"warn\"><td>{}</td><td>{}</td><td>NEEDS MANUAL ROTATION: {}</td></tr>\n",
+            "<tr class=\"warn\"><td>{}</td><td>{}</td><td>NEEDS MANUAL ROTATION: {}</td></tr>",
             esc(&text(&s["secret"])),
             esc(&text(&s["services"])),
             esc(&text(&s["why"]))
@@ -464,9 +464,9 @@ th,td{{border:1px solid #ccc;padding:.3rem .5rem;text-align:left;vertical-align:
     }
     h.push_str("</table>\n<h2>Alerts</h2>\n<table><tr><th>Time</th><th>Detector</th><th>Severity</th><th>Score</th><th>Summary</th><th>Breaker</th></tr>\n");
     for a in v["alerts"].as_array().into_iter().flatten() {
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&a["at_ms"].as_i64().map(rfc3339).unwrap_or_default()),
             esc(&text(&a["detector"])),
             esc(&text(&a["severity"])),
@@ -488,9 +488,9 @@ th,td{{border:1px solid #ccc;padding:.3rem .5rem;text-align:left;vertical-align:
         } else {
             ""
         };
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<tr{class}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>\n",
+            "<tr{class}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
             esc(&text(&e["time"])),
             esc(&text(&e["kind"])),
             esc(&text(&e["actor"])),

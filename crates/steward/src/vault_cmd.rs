@@ -228,14 +228,13 @@ async fn key_version_usage(store: &Store) -> Result<BTreeMap<u32, u64>> {
         }
     }
     for name in INTERNAL_META_KEYS {
-        if let Some(b64) = store.meta_get(&format!("key.{name}")).await? {
-            if let Some(s) = STANDARD
+        if let Some(b64) = store.meta_get(&format!("key.{name}")).await?
+            && let Some(s) = STANDARD
                 .decode(b64.trim())
                 .ok()
                 .and_then(|b| Sealed::from_bytes(&b).ok())
-            {
-                *usage.entry(s.key_version()).or_default() += 1;
-            }
+        {
+            *usage.entry(s.key_version()).or_default() += 1;
         }
     }
     Ok(usage)

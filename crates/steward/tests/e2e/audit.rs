@@ -29,10 +29,10 @@ fn wait_for_checkpoint(d: &Deployment) -> Value {
     loop {
         let head = audit_records(d);
         let cps = json(d.port, &d.admin, &["audit", "checkpoints"]);
-        if let Some(last) = cps.as_array().and_then(|a| a.last()) {
-            if last["tree_size"].as_u64() == Some(head) {
-                return last.clone();
-            }
+        if let Some(last) = cps.as_array().and_then(|a| a.last())
+            && last["tree_size"].as_u64() == Some(head)
+        {
+            return last.clone();
         }
         assert!(
             start.elapsed() < Duration::from_secs(20),

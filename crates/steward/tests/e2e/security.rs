@@ -1182,7 +1182,7 @@ fn resource_abuse_keeps_memory_bounded_and_others_served() {
     while sent < BIG {
         stream.write_all(&chunk).unwrap();
         sent += chunk.len() as u64;
-        if sent % (16 << 20) == 0 {
+        if sent.is_multiple_of(16 << 20) {
             peak = peak.max(vm_rss_kib(pid));
         }
     }
@@ -1360,11 +1360,10 @@ fn kill_dash_nine_under_load_keeps_the_audit_invariants() {
                     while !stop.load(Ordering::SeqCst) {
                         if let Some((status, text)) =
                             try_http("GET", &url, &[("Authorization", &bearer)], None)
+                            && (200..300).contains(&status)
                         {
-                            if (200..300).contains(&status) {
-                                let rid = request_id_of(&text);
-                                acknowledged.lock().unwrap().push(rid);
-                            }
+                            let rid = request_id_of(&text);
+                            acknowledged.lock().unwrap().push(rid);
                         }
                     }
                 })
@@ -1405,10 +1404,10 @@ fn kill_dash_nine_under_load_keeps_the_audit_invariants() {
         seqs.entry(item["instance_id"].as_str().unwrap().to_owned())
             .or_default()
             .push(item["seq"].as_i64().unwrap());
-        if item["event"]["kind"] == "outcome" {
-            if let Some(rid) = item["event"]["request_id"].as_str() {
-                outcomes.insert(rid.to_owned());
-            }
+        if item["event"]["kind"] == "outcome"
+            && let Some(rid) = item["event"]["request_id"].as_str()
+        {
+            outcomes.insert(rid.to_owned());
         }
     }
     assert!(
