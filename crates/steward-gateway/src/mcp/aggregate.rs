@@ -29,7 +29,7 @@ use crate::service::{ServiceRuntime, ServiceSpec};
 pub const SEPARATOR: &str = "__";
 /// How long a tool listing is reused before the upstream is asked again.
 pub const TOOLS_TTL: Duration = Duration::from_secs(60);
-const MAX_LIST_PAGES: usize = 50;
+pub(super) const MAX_LIST_PAGES: usize = 50;
 
 /// One upstream service's connection and its current, pin-checked tools.
 #[derive(Debug)]
@@ -39,6 +39,8 @@ pub struct ServiceState {
     pub upstream: McpUpstream,
     refresh: tokio::sync::Mutex<()>,
     view: RwLock<Option<Arc<ToolView>>>,
+    /// Resources and templates as last listed, to route `resources/read`.
+    pub(super) resources: RwLock<Option<Arc<super::content::ResourceIndex>>>,
 }
 
 /// Tools of one service as last listed.
@@ -72,6 +74,7 @@ pub fn service_state(
         upstream: McpUpstream::start(rt, &service.spec)?,
         refresh: tokio::sync::Mutex::new(()),
         view: RwLock::new(None),
+        resources: RwLock::new(None),
     });
     if let Some(old) = map.insert(service.spec.name.clone(), Arc::clone(&state)) {
         old.upstream.shutdown();
@@ -79,7 +82,7 @@ pub fn service_state(
     Ok(state)
 }
 
-fn timeout(rt: &Runtime) -> Duration {
+pub(super) fn timeout(rt: &Runtime) -> Duration {
     Duration::from_millis(rt.settings.request_timeout_ms)
 }
 
@@ -153,7 +156,12 @@ pub async fn tools(
         }
     }
     let view = Arc::new(ToolView {
-        usable: observed.usable,
+        // A tool may not take a content operation's name (see `content`).
+        usable: observed
+            .usable
+            .into_iter()
+            .filter(|(name, _)| !super::content::is_reserved(name))
+            .collect(),
         quarantined: observed.quarantined,
         fetched: Instant::now(),
         table: table_marker(rt),
@@ -164,7 +172,7 @@ pub async fn tools(
     Ok(view)
 }
 
-fn mcp_services(rt: &Runtime) -> Vec<Arc<ServiceRuntime>> {
+pub(super) fn mcp_services(rt: &Runtime) -> Vec<Arc<ServiceRuntime>> {
     let table = rt.service_table();
     let mut services: Vec<_> = table
         .iter()
@@ -181,6 +189,18 @@ fn denied_outright(
     caller: &Caller,
     operation: &OperationName,
     class: steward_core::OperationClass,
+) -> bool {
+    denied_outright_with(rt, caller, operation, class, Value::Object(Map::new()))
+}
+
+/// Whether policy denies the operation with these arguments outright: a `forbid` fires or no
+/// `permit` matches (an error or a missing argument is not "outright").
+pub(super) fn denied_outright_with(
+    rt: &Runtime,
+    caller: &Caller,
+    operation: &OperationName,
+    class: steward_core::OperationClass,
+    args: Value,
 ) -> bool {
     if !caller.token.allows(operation) {
         return true;
@@ -200,6 +220,7 @@ fn denied_outright(
         steward_core::time::from_millis(now),
     );
     request.class = class;
+    request.args = args;
     request.tz = rt.settings.timezone.clone();
     request.source_ip = caller.source_ip;
     request.rate = rt

@@ -15,6 +15,7 @@
 //! small JSON-RPC layer over axum and serde_json, with its own limits and fuzz target.
 
 pub mod aggregate;
+pub mod content;
 pub mod jsonrpc;
 pub mod pins;
 pub mod server;

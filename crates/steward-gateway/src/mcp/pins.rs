@@ -309,13 +309,14 @@ pub fn policy_args(tool: &Value) -> Vec<ArgDef> {
     args
 }
 
-/// The policy operations of an MCP service: its approved tools.
+/// The policy operations of an MCP service: its approved tools, then `prompts/get` and
+/// `resources/read` (see `content`).
 pub async fn catalog_operations(
     store: &Store,
     spec: &ServiceSpec,
 ) -> Result<Vec<OperationDef>, RuntimeError> {
     let pins = load(store, Some(&spec.name)).await?;
-    Ok(pins
+    let mut operations: Vec<OperationDef> = pins
         .values()
         .filter_map(|pin| pin.approved.as_ref())
         .map(|v| OperationDef {
@@ -328,8 +329,10 @@ pub async fn catalog_operations(
             class: class_of(&v.definition, &spec.class_overrides),
             args: policy_args(&v.definition),
         })
-        .filter(|op| !op.name.is_empty())
-        .collect())
+        .filter(|op| !op.name.is_empty() && !super::content::is_reserved(&op.name))
+        .collect();
+    operations.extend(super::content::catalog_operations(spec));
+    Ok(operations)
 }
 
 /// Text with invisible and bidirectional-control characters shown as `<U+XXXX>`.

@@ -26,10 +26,10 @@ use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use serde_json::{Map, Value, json};
 
-use super::aggregate;
 use super::jsonrpc::{self, Id, Message, RpcError};
 use super::session::SessionRejection;
 use super::{HANDSHAKE_VERSIONS, MODERN_VERSIONS, McpConfig};
+use super::{aggregate, content};
 use crate::pipeline::{self, Caller};
 use crate::problem::Problem;
 use crate::runtime::Runtime;
@@ -324,7 +324,11 @@ fn cache_hints(result: &mut Value) {
 }
 
 fn capabilities() -> Value {
-    json!({"tools": {"listChanged": false}})
+    json!({
+        "tools": {"listChanged": false},
+        "prompts": {"listChanged": false},
+        "resources": {"subscribe": true, "listChanged": false},
+    })
 }
 
 fn server_info() -> Value {
@@ -471,16 +475,36 @@ async fn post(rt: Arc<Runtime>, peer: SocketAddr, req: Request<Body>) -> Respons
             json_response(StatusCode::OK, &jsonrpc::response(&id, finish(json!({}))))
         }
         "resources/list" | "resources/templates/list" | "prompts/list" => {
-            let key = match method.as_str() {
-                "resources/list" => "resources",
-                "resources/templates/list" => "resourceTemplates",
-                _ => "prompts",
-            };
-            let mut result = json!({ key: [] });
+            let mut result = content::list(&rt, &caller, &method).await;
             if modern {
                 cache_hints(&mut result);
             }
             json_response(StatusCode::OK, &jsonrpc::response(&id, finish(result)))
+        }
+        "prompts/get" | "resources/read" => {
+            let rid = pipeline::request_id();
+            let name = params
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let meta = aggregate::call_meta(
+                &params,
+                &parts.headers,
+                &rid,
+                aggregate::default_wait_secs(&rt, name),
+                rt.settings.max_approval_wait_ms,
+            );
+            let mut resp = match content::get(&rt, &caller, &method, &params, &meta).await {
+                Ok(result) => {
+                    json_response(StatusCode::OK, &jsonrpc::response(&id, finish(result)))
+                }
+                Err(e) => rpc_error(status_for(e.code), Some(&id), e),
+            };
+            if let Ok(v) = HeaderValue::from_str(&rid) {
+                resp.headers_mut()
+                    .insert(crate::http_proxy::REQUEST_ID_HEADER, v);
+            }
+            resp
         }
         other => rpc_error(
             StatusCode::NOT_FOUND,

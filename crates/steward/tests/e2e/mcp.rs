@@ -743,3 +743,232 @@ fn mcp_gateway_governs_real_mcp_peers() {
     let hits = all_files_contain(dir.path(), CANARY);
     assert!(hits.is_empty(), "credential found in {hits:?}");
 }
+
+/// Prompts and resources of real upstreams (server-everything over stdio, and the Python
+/// SDK server without either): listed and fetched through Steward, governed by the
+/// `prompts/get` and `resources/read` operations, and audited.
+#[test]
+fn mcp_gateway_relays_governed_prompts_and_resources() {
+    let Some(python) = peers_available() else {
+        return;
+    };
+    let d = Deployment::start(None, None);
+    let port = d.port;
+    let admin = d.admin.clone();
+    let agent_token = d.agent.clone();
+    let (_other_id, _, other_token) = new_agent(port, &admin, "agent-two");
+    let apply = d.dir.path().join("content-services.yaml");
+    std::fs::write(
+        &apply,
+        format!(
+            r#"version: 1
+services:
+  - name: everything
+    kind: mcp
+    mcp:
+      transport:
+        type: stdio
+        command: node
+        args: ["{everything}", "stdio"]
+  - name: tools2
+    kind: mcp
+    mcp:
+      transport:
+        type: stdio
+        command: {python}
+        args: ["{server}"]
+"#,
+            everything = everything_js().display(),
+            server = here().join("tool_server.py").display(),
+        ),
+    )
+    .unwrap();
+    d.ok(&["apply", "--file", apply.to_str().unwrap()], None);
+    for service in ["everything", "tools2"] {
+        json(port, &admin, &["mcp", "refresh", service]);
+    }
+    // The content operations are policy operations like tools: the first agent may read
+    // prompts and resources except dynamic blobs; the args prompt needs an approval; the
+    // second agent may only call tools.
+    d.policy(&format!(
+        "permit(principal == Identity::\"{me}\", action in [Action::\"everything:prompts/get\", Action::\"everything:resources/read\"], resource);\n\
+         forbid(principal, action == Action::\"everything:resources/read\", resource) when {{ context.args.uri like \"*/dynamic/blob/*\" }};\n\
+         @approval(\"argument prompts are reviewed\")\n\
+         forbid(principal, action == Action::\"everything:prompts/get\", resource) when {{ context.args.name == \"args-prompt\" }};\n",
+        me = d.identity_id
+    ));
+
+    // Listings: namespaced prompts, resources and templates from the upstream that has them.
+    let prompts = agent(&python, port, &agent_token, &["prompts"]);
+    let names: Vec<&str> = prompts["prompts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{prompts}"))
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        names.contains(&"everything__simple-prompt") && names.contains(&"everything__args-prompt"),
+        "{prompts}"
+    );
+    assert!(
+        names.iter().all(|n| n.starts_with("everything__")),
+        "{prompts}"
+    );
+    let resources = agent(&python, port, &agent_token, &["resources"]);
+    let uris: Vec<String> = resources["resources"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{resources}"))
+        .iter()
+        .filter_map(|u| u.as_str().map(str::to_owned))
+        .collect();
+    let document = uris
+        .iter()
+        .find(|u| u.starts_with("demo://resource/static/document/"))
+        .unwrap_or_else(|| panic!("no static document listed: {resources}"))
+        .clone();
+    let templates = agent(&python, port, &agent_token, &["templates"]);
+    assert!(
+        templates["templates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "demo://resource/dynamic/text/{resourceId}"),
+        "{templates}"
+    );
+
+    // Fetching: a prompt, a listed resource and a templated one.
+    let prompt = agent(
+        &python,
+        port,
+        &agent_token,
+        &["prompt", "everything__simple-prompt", "{}"],
+    );
+    assert_eq!(
+        prompt["messages"][0], "This is a simple prompt without arguments.",
+        "{prompt}"
+    );
+    let read = agent(&python, port, &agent_token, &["read", &document]);
+    assert_eq!(read["contents"][0]["uri"], document.as_str(), "{read}");
+    assert!(
+        !read["contents"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty(),
+        "{read}"
+    );
+    let read = agent(
+        &python,
+        port,
+        &agent_token,
+        &["read", "demo://resource/dynamic/text/7"],
+    );
+    assert!(
+        read["contents"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains('7'),
+        "{read}"
+    );
+
+    // Denial by argument: a JSON-RPC error naming the reason, without policy internals.
+    let denied = agent(
+        &python,
+        port,
+        &agent_token,
+        &["read", "demo://resource/dynamic/blob/7"],
+    );
+    assert_eq!(denied["error"]["code"], -32003, "{denied}");
+    assert!(
+        denied["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Denied by Steward"),
+        "{denied}"
+    );
+    assert!(!denied.to_string().contains("forbid"), "{denied}");
+    let unknown = agent(&python, port, &agent_token, &["read", "demo://nowhere/1"]);
+    assert_eq!(unknown["error"]["code"], -32002, "{unknown}");
+
+    // Approval: the error names the approval id; the approved repeat runs.
+    let held = agent(
+        &python,
+        port,
+        &agent_token,
+        &["prompt", "everything__args-prompt", r#"{"city":"Berlin"}"#],
+    );
+    assert_eq!(
+        held["error"]["data"]["steward/status"], "approval_required",
+        "{held}"
+    );
+    let approval = held["error"]["data"]["steward/approval_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        held["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&approval),
+        "{held}"
+    );
+    d.ok(
+        &["approvals", "approve", &approval, "--reason", "checked"],
+        None,
+    );
+    let meta = json!({"steward/approval": approval}).to_string();
+    let approved = agent(
+        &python,
+        port,
+        &agent_token,
+        &[
+            "prompt",
+            "everything__args-prompt",
+            r#"{"city":"Berlin"}"#,
+            &meta,
+        ],
+    );
+    assert_eq!(
+        approved["messages"][0], "What's weather in Berlin?",
+        "{approved}"
+    );
+
+    // Another identity sees no prompts or resources, and cannot fetch them.
+    let none = agent(&python, port, &other_token, &["prompts"]);
+    assert_eq!(none["prompts"], json!([]), "{none}");
+    let none = agent(&python, port, &other_token, &["resources"]);
+    assert_eq!(none["resources"], json!([]), "{none}");
+    let denied = agent(
+        &python,
+        port,
+        &other_token,
+        &["prompt", "everything__simple-prompt", "{}"],
+    );
+    assert_eq!(denied["error"]["code"], -32003, "{denied}");
+
+    // Audited like tool calls: decision and outcome records, and the chain verifies.
+    for operation in ["everything:prompts/get", "everything:resources/read"] {
+        let log = json(
+            port,
+            &admin,
+            &[
+                "audit",
+                "search",
+                "--operation",
+                operation,
+                "--limit",
+                "100",
+            ],
+        );
+        let kinds: Vec<&str> = log["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|i| i["event"]["kind"].as_str())
+            .collect();
+        assert!(
+            kinds.contains(&"decision") && kinds.contains(&"outcome"),
+            "{operation}: {log}"
+        );
+    }
+    assert_eq!(json(port, &admin, &["audit", "verify"])["ok"], true);
+}

@@ -2,7 +2,11 @@
 
 Usage: agent.py URL TOKEN list
        agent.py URL TOKEN call NAME ARGS_JSON [META_JSON]
-Prints one JSON object: the negotiated protocol version and the listing or the call result.
+       agent.py URL TOKEN prompts|resources|templates
+       agent.py URL TOKEN prompt NAME ARGS_JSON [META_JSON]
+       agent.py URL TOKEN read URI
+Prints one JSON object: the negotiated protocol version and the listing or the result; a
+JSON-RPC error answer is printed as `error` (code, message, data).
 """
 
 import json
@@ -12,6 +16,7 @@ import anyio
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 
 async def main() -> None:
@@ -32,7 +37,33 @@ async def main() -> None:
                 out["is_error"] = bool(result.is_error)
                 out["text"] = "".join(getattr(c, "text", "") for c in result.content)
                 out["meta"] = result.meta or {}
+            else:
+                try:
+                    await content(client, action, out)
+                except MCPError as e:
+                    err = e.error
+                    out["error"] = {"code": err.code, "message": err.message, "data": err.data}
             print(json.dumps(out))
+
+
+async def content(client, action: str, out: dict) -> None:
+    if action == "prompts":
+        out["prompts"] = [p.name for p in (await client.list_prompts()).prompts]
+    elif action == "resources":
+        out["resources"] = [r.uri for r in (await client.list_resources()).resources]
+    elif action == "templates":
+        result = await client.list_resource_templates()
+        out["templates"] = [t.uri_template for t in result.resource_templates]
+    elif action == "prompt":
+        meta = json.loads(sys.argv[6]) if len(sys.argv) > 6 else None
+        result = await client.get_prompt(sys.argv[4], json.loads(sys.argv[5]), meta=meta)
+        out["messages"] = [getattr(m.content, "text", "") for m in result.messages]
+    elif action == "read":
+        result = await client.read_resource(sys.argv[4])
+        out["contents"] = [
+            {"uri": str(c.uri), "text": getattr(c, "text", None), "blob": getattr(c, "blob", None)}
+            for c in result.contents
+        ]
 
 
 if __name__ == "__main__":

@@ -1,0 +1,527 @@
+//! Prompts and resources of upstream MCP servers: aggregated listings, and `prompts/get` and
+//! `resources/read` governed like tool calls.
+//!
+//! Every MCP service has two policy operations besides its tools, `<service>:prompts/get`
+//! (argument `name`) and `<service>:resources/read` (argument `uri`), both of class `read`
+//! unless the service's `class_overrides` say otherwise. MCP tool names cannot contain `/`,
+//! so they never collide with a tool (a pinned tool with such a name is not an operation).
+//!
+//! - `prompts/list` shows the prompts the caller is not denied outright (judged with the
+//!   prompt's name as `name`), named `<service>__<prompt>` like tools.
+//! - `resources/list` and `resources/templates/list` show the resources and templates the
+//!   caller is not denied outright (judged with the URI, or the template text, as `uri`).
+//!   URIs are kept as
+//!   the upstream wrote them; a read goes to the first service, in name order, that lists the
+//!   URI or has a template matching it (listings are reused for [`LISTING_TTL`]).
+//! - `prompts/get` and `resources/read` run through the shared phase pipeline: token,
+//!   policy (with approvals), durable decision record, the upstream call, outcome record.
+//!   A denial is a JSON-RPC error naming the reason (prompts and resources have no
+//!   `isError` result); an approval requirement names the approval id.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+use steward_audit::Outcome;
+use steward_core::{OperationClass, OperationName};
+use steward_policy::{ArgDef, ArgType, OperationDef};
+
+use super::aggregate::{self, SEPARATOR, ServiceState};
+use super::jsonrpc::{self, RpcError, canonical};
+use super::upstream::UpstreamError;
+use crate::pipeline::{self, CallMeta, Caller, ResolvedCall};
+use crate::problem::Problem;
+use crate::runtime::{Runtime, sha256_hex};
+use crate::service::{ServiceRuntime, ServiceSpec};
+
+/// The policy operation of `prompts/get` on every MCP service.
+pub const PROMPTS_GET: &str = "prompts/get";
+/// The policy operation of `resources/read` on every MCP service.
+pub const RESOURCES_READ: &str = "resources/read";
+/// How long a service's resource listing is reused to route reads.
+pub const LISTING_TTL: Duration = Duration::from_secs(30);
+/// JSON-RPC error code of a call Steward denied (or holds for approval).
+pub const DENIED: i64 = -32003;
+/// Longest URI accepted for a read.
+const MAX_URI_LEN: usize = 4096;
+/// Work bound of matching one URI against one template.
+const MAX_MATCH_STEPS: usize = 20_000;
+
+/// Resources and templates of one service, as last listed.
+#[derive(Debug)]
+pub struct ResourceIndex {
+    uris: Vec<String>,
+    templates: Vec<String>,
+    fetched: Instant,
+}
+
+/// The content operations every MCP service has besides its tools.
+pub fn catalog_operations(spec: &ServiceSpec) -> Vec<OperationDef> {
+    let class = |name: &str| {
+        spec.class_overrides
+            .get(name)
+            .copied()
+            .unwrap_or(OperationClass::Read)
+    };
+    let arg = |name: &str| ArgDef {
+        name: name.to_owned(),
+        arg_type: ArgType::String,
+        optional: false,
+    };
+    vec![
+        OperationDef {
+            name: PROMPTS_GET.to_owned(),
+            class: class(PROMPTS_GET),
+            args: vec![arg("name")],
+        },
+        OperationDef {
+            name: RESOURCES_READ.to_owned(),
+            class: class(RESOURCES_READ),
+            args: vec![arg("uri")],
+        },
+    ]
+}
+
+/// Whether a tool name is reserved for a content operation.
+pub fn is_reserved(name: &str) -> bool {
+    name == PROMPTS_GET || name == RESOURCES_READ
+}
+
+fn class_of(service: &ServiceRuntime, operation: &str) -> OperationClass {
+    service
+        .spec
+        .class_overrides
+        .get(operation)
+        .copied()
+        .unwrap_or(OperationClass::Read)
+}
+
+/// MCP services whose `operation` the caller's token allows, with their connections.
+fn candidate_services(
+    rt: &Arc<Runtime>,
+    caller: &Caller,
+    operation: &str,
+) -> Vec<(Arc<ServiceRuntime>, Arc<ServiceState>)> {
+    aggregate::mcp_services(rt)
+        .into_iter()
+        .filter(|service| {
+            caller
+                .token
+                .allows(&OperationName::new(service.spec.name.clone(), operation))
+        })
+        .filter_map(|service| match aggregate::service_state(rt, &service) {
+            Ok(state) => Some((service, state)),
+            Err(e) => {
+                tracing::warn!(mcp.service = %service.spec.name, error = %e, "MCP service unavailable; its content is not listed");
+                None
+            }
+        })
+        .collect()
+}
+
+/// Every page of an upstream listing (`key` is the result's array member).
+async fn list_all(
+    rt: &Runtime,
+    state: &ServiceState,
+    method: &str,
+    key: &str,
+) -> Result<Vec<Value>, UpstreamError> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..aggregate::MAX_LIST_PAGES {
+        let params = match &cursor {
+            Some(c) => json!({"cursor": c}),
+            None => json!({}),
+        };
+        let page = state
+            .upstream
+            .request(method, params, aggregate::timeout(rt))
+            .await?;
+        if let Some(list) = page.get(key).and_then(Value::as_array) {
+            items.extend(list.iter().cloned());
+        }
+        cursor = page
+            .get("nextCursor")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    Ok(items)
+}
+
+/// `prompts/list`, `resources/list` or `resources/templates/list`, aggregated.
+pub async fn list(rt: &Arc<Runtime>, caller: &Caller, method: &str) -> Value {
+    let (operation, key) = match method {
+        "prompts/list" => (PROMPTS_GET, "prompts"),
+        "resources/templates/list" => (RESOURCES_READ, "resourceTemplates"),
+        _ => (RESOURCES_READ, "resources"),
+    };
+    let mut out = Vec::new();
+    for (service, state) in candidate_services(rt, caller, operation) {
+        let op = OperationName::new(service.spec.name.clone(), operation);
+        let class = class_of(&service, operation);
+        let items = match list_all(rt, &state, method, key).await {
+            Ok(items) => items,
+            // A server without prompts or resources answers "method not found".
+            Err(UpstreamError::Rpc(e)) if e.code == jsonrpc::METHOD_NOT_FOUND => continue,
+            Err(e) => {
+                tracing::warn!(mcp.service = %service.spec.name, error = %e, "MCP {method} failed");
+                continue;
+            }
+        };
+        for mut item in items {
+            // Listed only if policy would not deny fetching it outright: a prompt by its
+            // name, a resource by its URI, a template by its template text as the URI.
+            let (arg, field) = match key {
+                "prompts" => ("name", "name"),
+                "resourceTemplates" => ("uri", "uriTemplate"),
+                _ => ("uri", "uri"),
+            };
+            let Some(value) = item.get(field).and_then(Value::as_str).map(str::to_owned) else {
+                continue;
+            };
+            if aggregate::denied_outright_with(rt, caller, &op, class, json!({ arg: value })) {
+                continue;
+            }
+            if key == "prompts" {
+                let name = value;
+                if let Some(obj) = item.as_object_mut() {
+                    obj.insert(
+                        "name".into(),
+                        json!(format!("{}{SEPARATOR}{name}", service.spec.name)),
+                    );
+                }
+            }
+            out.push(item);
+        }
+    }
+    json!({ key: out })
+}
+
+/// The service's resource index, listing the upstream again when stale or `refresh`.
+async fn resource_index(
+    rt: &Runtime,
+    state: &ServiceState,
+    refresh: bool,
+) -> Option<Arc<ResourceIndex>> {
+    if !refresh
+        && let Ok(slot) = state.resources.read()
+        && let Some(index) = slot.as_ref()
+        && index.fetched.elapsed() < LISTING_TTL
+    {
+        return Some(Arc::clone(index));
+    }
+    let strings = |items: Vec<Value>, field: &str| -> Vec<String> {
+        items
+            .iter()
+            .filter_map(|i| i.get(field).and_then(Value::as_str).map(str::to_owned))
+            .collect()
+    };
+    let uris = list_all(rt, state, "resources/list", "resources").await;
+    let templates = list_all(rt, state, "resources/templates/list", "resourceTemplates").await;
+    if uris.is_err() && templates.is_err() {
+        return None;
+    }
+    let index = Arc::new(ResourceIndex {
+        uris: strings(uris.unwrap_or_default(), "uri"),
+        templates: strings(templates.unwrap_or_default(), "uriTemplate"),
+        fetched: Instant::now(),
+    });
+    if let Ok(mut slot) = state.resources.write() {
+        *slot = Some(Arc::clone(&index));
+    }
+    Some(index)
+}
+
+impl ResourceIndex {
+    fn serves(&self, uri: &str) -> bool {
+        self.uris.iter().any(|u| u == uri)
+            || self.templates.iter().any(|t| template_matches(t, uri))
+    }
+}
+
+/// Whether `uri` is an expansion of an RFC 6570 URI template. `{var}` matches one or more
+/// characters other than `/`, `?`, `#` and `&`; any other expression (`{+var}`, `{?q}`, …)
+/// matches any run of characters. Bounded work: a pathological pair does not match.
+pub fn template_matches(template: &str, uri: &str) -> bool {
+    #[derive(Debug)]
+    enum Part<'a> {
+        Literal(&'a str),
+        Simple,
+        Any,
+    }
+    let mut parts = Vec::new();
+    let mut rest = template;
+    while !rest.is_empty() {
+        match rest.find('{') {
+            Some(0) => {
+                let Some(end) = rest.find('}') else {
+                    return false;
+                };
+                let expression = rest.get(1..end).unwrap_or_default();
+                parts.push(if expression.starts_with(|c: char| "+#./;?&".contains(c)) {
+                    Part::Any
+                } else {
+                    Part::Simple
+                });
+                rest = rest.get(end + 1..).unwrap_or_default();
+            }
+            Some(i) => {
+                parts.push(Part::Literal(rest.get(..i).unwrap_or_default()));
+                rest = rest.get(i..).unwrap_or_default();
+            }
+            None => {
+                parts.push(Part::Literal(rest));
+                rest = "";
+            }
+        }
+    }
+    fn go(parts: &[Part<'_>], uri: &str, steps: &mut usize) -> bool {
+        *steps += 1;
+        if *steps > MAX_MATCH_STEPS {
+            return false;
+        }
+        let Some((first, tail)) = parts.split_first() else {
+            return uri.is_empty();
+        };
+        match first {
+            Part::Literal(text) => uri
+                .strip_prefix(text)
+                .is_some_and(|rest| go(tail, rest, steps)),
+            Part::Simple | Part::Any => {
+                let simple = matches!(first, Part::Simple);
+                // At least one character: every end position after a character.
+                for i in uri.char_indices().map(|(i, c)| i + c.len_utf8()) {
+                    let taken = uri.get(..i).unwrap_or_default();
+                    if simple && taken.contains(['/', '?', '#', '&']) {
+                        break;
+                    }
+                    if go(tail, uri.get(i..).unwrap_or_default(), steps) {
+                        return true;
+                    }
+                }
+                false
+            }
+        }
+    }
+    go(&parts, uri, &mut 0)
+}
+
+fn problem_to_rpc_error(problem: &Problem, rid: &str) -> RpcError {
+    let detail = problem
+        .detail
+        .clone()
+        .unwrap_or_else(|| problem.title.clone());
+    if problem.status == 503 {
+        // Audit unavailable: nothing was performed and nothing may be.
+        return RpcError::new(jsonrpc::INTERNAL_ERROR, detail)
+            .with_data(json!({"steward/request_id": rid}));
+    }
+    let approval = problem
+        .extra
+        .get("approval_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    if problem.kind.ends_with("/approval_required") {
+        let id = approval.unwrap_or_default();
+        return RpcError::new(
+            DENIED,
+            format!(
+                "Approval required: a human must approve this request before it runs. Approval id: {id}. \
+                 Once approved, repeat it with _meta {{\"steward/approval\": \"{id}\"}}."
+            ),
+        )
+        .with_data(json!({"steward/approval_id": id, "steward/request_id": rid, "steward/status": "approval_required"}));
+    }
+    let mut data = json!({"steward/request_id": rid, "steward/status": "denied"});
+    if let (Some(id), Some(obj)) = (approval, data.as_object_mut()) {
+        obj.insert("steward/approval_id".into(), json!(id));
+    }
+    RpcError::new(DENIED, format!("Denied by Steward: {detail}")).with_data(data)
+}
+
+/// `prompts/get` or `resources/read`: resolve the service, admit (authorize + durable
+/// decision), forward, audit the outcome.
+pub async fn get(
+    rt: &Arc<Runtime>,
+    caller: &Caller,
+    method: &str,
+    params: &Map<String, Value>,
+    meta: &CallMeta,
+) -> Result<Value, RpcError> {
+    let rid = meta.request_id.as_str();
+    let (service, state, operation, upstream_params, args) = if method == PROMPTS_GET {
+        let name = params
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| RpcError::new(jsonrpc::INVALID_PARAMS, "`name` must be a string"))?;
+        let arguments = match params.get("arguments") {
+            None | Some(Value::Null) => Value::Object(Map::new()),
+            Some(Value::Object(m)) => Value::Object(m.clone()),
+            Some(_) => {
+                return Err(RpcError::new(
+                    jsonrpc::INVALID_PARAMS,
+                    "`arguments` must be an object",
+                ));
+            }
+        };
+        let unknown = || {
+            RpcError::new(
+                jsonrpc::INVALID_PARAMS,
+                format!(
+                    "Unknown prompt `{}`: call prompts/list for the prompts available to you.",
+                    name.chars().take(200).collect::<String>()
+                ),
+            )
+        };
+        let (service_name, prompt) = name.split_once(SEPARATOR).ok_or_else(unknown)?;
+        let service = rt
+            .service_table()
+            .get(service_name)
+            .filter(|s| s.spec.kind == "mcp")
+            .ok_or_else(unknown)?;
+        let state = aggregate::service_state(rt, &service).map_err(|e| {
+            tracing::warn!(error = %e, "MCP upstream");
+            RpcError::new(
+                jsonrpc::INTERNAL_ERROR,
+                "the upstream MCP server is unavailable",
+            )
+        })?;
+        (
+            service,
+            state,
+            PROMPTS_GET,
+            json!({"name": prompt, "arguments": arguments}),
+            json!({"name": prompt, "arguments": arguments}),
+        )
+    } else {
+        let uri = params
+            .get("uri")
+            .and_then(Value::as_str)
+            .filter(|u| !u.is_empty() && u.len() <= MAX_URI_LEN)
+            .ok_or_else(|| {
+                RpcError::new(jsonrpc::INVALID_PARAMS, "`uri` must be a non-empty string")
+            })?;
+        let mut found = None;
+        'search: for refresh in [false, true] {
+            for (service, state) in candidate_services(rt, caller, RESOURCES_READ) {
+                if let Some(index) = resource_index(rt, &state, refresh).await
+                    && index.serves(uri)
+                {
+                    found = Some((service, state));
+                    break 'search;
+                }
+            }
+        }
+        // MCP's "resource not found".
+        let (service, state) = found.ok_or_else(|| {
+            RpcError::new(-32002, "Resource not found").with_data(json!({"uri": uri}))
+        })?;
+        (
+            service,
+            state,
+            RESOURCES_READ,
+            json!({"uri": uri}),
+            json!({"uri": uri}),
+        )
+    };
+    let operation = OperationName::new(service.spec.name.clone(), operation);
+    let call = ResolvedCall {
+        digest: sha256_hex(format!("mcp\n{operation}\n{}", canonical(&args)).as_bytes()),
+        class: class_of(&service, &operation.operation),
+        operation,
+        args,
+        sensitive: Vec::new(),
+    };
+    let admitted = pipeline::admit(rt, caller, &call, meta)
+        .await
+        .map_err(|problem| problem_to_rpc_error(&problem, rid))?;
+    let started = Instant::now();
+    let result = state
+        .upstream
+        .request(method, upstream_params, aggregate::timeout(rt))
+        .await;
+    let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let outcome = |status: Option<i64>, bytes_out: u64, outcome_unknown: bool| Outcome {
+        status,
+        bytes_in: 0,
+        bytes_out,
+        latency_ms,
+        outcome_unknown,
+    };
+    let unavailable = || {
+        RpcError::new(
+            jsonrpc::INTERNAL_ERROR,
+            "the upstream MCP server is unavailable; try again later",
+        )
+        .with_data(json!({"steward/request_id": rid}))
+    };
+    let (outcome, detail, reply) = match result {
+        Ok(value) => (
+            outcome(Some(200), value.to_string().len() as u64, false),
+            json!({"mcp": {"method": method}}),
+            Ok(value),
+        ),
+        Err(UpstreamError::Rpc(e)) => (
+            outcome(Some(502), 0, false),
+            json!({"mcp": {"method": method, "rpc_error": e.code}}),
+            Err(e),
+        ),
+        Err(UpstreamError::Timeout) => (
+            outcome(None, 0, true),
+            json!({"error": "timeout"}),
+            Err(unavailable()),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "MCP upstream request failed");
+            let blocked = matches!(e, UpstreamError::EgressBlocked);
+            (
+                outcome(None, 0, false),
+                json!({"error": if blocked { "egress_blocked" } else { "upstream_unreachable" }}),
+                Err(unavailable()),
+            )
+        }
+    };
+    pipeline::audit_outcome(rt, caller, &call, meta, &admitted, outcome, detail)
+        .await
+        .map_err(|e| {
+            RpcError::new(
+                jsonrpc::INTERNAL_ERROR,
+                e.to_problem().detail.unwrap_or_default(),
+            )
+        })?;
+    reply
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_match_their_expansions_only() {
+        let t = "demo://resource/dynamic/text/{resourceId}";
+        assert!(template_matches(t, "demo://resource/dynamic/text/7"));
+        assert!(template_matches(t, "demo://resource/dynamic/text/abc"));
+        assert!(!template_matches(t, "demo://resource/dynamic/text/"));
+        assert!(!template_matches(t, "demo://resource/dynamic/text/7/x"));
+        assert!(!template_matches(t, "demo://resource/dynamic/blob/7"));
+        assert!(template_matches("file:///{+path}", "file:///a/b/c.txt"));
+        assert!(template_matches("x://{a}-{b}", "x://1-2"));
+        assert!(!template_matches("x://{a}-{b}", "x://1"));
+        assert!(template_matches("plain://exact", "plain://exact"));
+        assert!(!template_matches("plain://exact", "plain://exactly"));
+        assert!(!template_matches("broken://{oops", "broken://x"));
+        let many = "{a}".repeat(40);
+        assert!(template_matches(&many, &"x".repeat(200)));
+        // Bounded work on a pathological pair (an exhaustive search would never finish).
+        assert!(!template_matches(&format!("{many}y"), &"x".repeat(200)));
+    }
+
+    #[test]
+    fn reserved_names_are_the_content_operations() {
+        assert!(is_reserved(PROMPTS_GET) && is_reserved(RESOURCES_READ));
+        assert!(!is_reserved("echo"));
+    }
+}
