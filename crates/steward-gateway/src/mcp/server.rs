@@ -494,11 +494,13 @@ async fn post(rt: Arc<Runtime>, peer: SocketAddr, req: Request<Body>) -> Respons
                 aggregate::default_wait_secs(&rt, name),
                 rt.settings.max_approval_wait_ms,
             );
+            // Errors here are answers about the prompt or resource (unknown, denied, held),
+            // sent with 200 like an upstream server's, so clients see the JSON-RPC error.
             let mut resp = match content::get(&rt, &caller, &method, &params, &meta).await {
                 Ok(result) => {
                     json_response(StatusCode::OK, &jsonrpc::response(&id, finish(result)))
                 }
-                Err(e) => rpc_error(status_for(e.code), Some(&id), e),
+                Err(e) => rpc_error(StatusCode::OK, Some(&id), e),
             };
             if let Ok(v) = HeaderValue::from_str(&rid) {
                 resp.headers_mut()
