@@ -10,9 +10,9 @@
 //!   prompt's name as `name`), named `<service>__<prompt>` like tools.
 //! - `resources/list` and `resources/templates/list` show the resources and templates the
 //!   caller is not denied outright (judged with the URI, or the template text, as `uri`).
-//!   URIs are kept as
-//!   the upstream wrote them; a read goes to the first service, in name order, that lists the
-//!   URI or has a template matching it (listings are reused for [`LISTING_TTL`]).
+//!   URIs are kept as the upstream wrote them; a read goes to the first service, in name
+//!   order, that lists the URI or has a template matching it (listings are reused for
+//!   [`LISTING_TTL`]; a URI not found lists again, at most once per `MIN_REFRESH`).
 //! - `prompts/get` and `resources/read` run through the shared phase pipeline: token,
 //!   policy (with approvals), durable decision record, the upstream call, outcome record.
 //!   A denial is a JSON-RPC error naming the reason (prompts and resources have no
@@ -40,6 +40,8 @@ pub const PROMPTS_GET: &str = "prompts/get";
 pub const RESOURCES_READ: &str = "resources/read";
 /// How long a service's resource listing is reused to route reads.
 pub const LISTING_TTL: Duration = Duration::from_secs(30);
+/// A read of a URI missing from the listing lists again, unless the listing is this young.
+const MIN_REFRESH: Duration = Duration::from_secs(5);
 /// JSON-RPC error code of a call Steward denied (or holds for approval).
 pub const DENIED: i64 = -32003;
 /// Longest URI accepted for a read.
@@ -206,10 +208,12 @@ async fn resource_index(
     state: &ServiceState,
     refresh: bool,
 ) -> Option<Arc<ResourceIndex>> {
-    if !refresh
-        && let Ok(slot) = state.resources.read()
+    // A forced refresh still reuses a listing younger than `MIN_REFRESH`, so reads of URIs
+    // no upstream serves cannot make Steward list every upstream on every request.
+    let max_age = if refresh { MIN_REFRESH } else { LISTING_TTL };
+    if let Ok(slot) = state.resources.read()
         && let Some(index) = slot.as_ref()
-        && index.fetched.elapsed() < LISTING_TTL
+        && index.fetched.elapsed() < max_age
     {
         return Some(Arc::clone(index));
     }
