@@ -22,7 +22,7 @@ use super::pins;
 use super::upstream::{McpUpstream, UpstreamError};
 use crate::pipeline::{self, CallMeta, Caller, ResolvedCall};
 use crate::problem::Problem;
-use crate::runtime::{Runtime, sha256_hex};
+use crate::runtime::{Runtime, RuntimeError, sha256_hex};
 use crate::service::{ServiceRuntime, ServiceSpec};
 
 /// Separator between service and tool names.
@@ -281,7 +281,9 @@ pub fn tool_error(text: &str, meta: Value) -> Value {
     result
 }
 
-fn problem_to_tool_error(problem: &Problem, rid: &str) -> Result<Value, RpcError> {
+/// How a call Steward refused is told to the agent: the text and its `steward/*` metadata
+/// (status, request id, approval id). `Err` when nothing may run at all (audit unavailable).
+pub(super) fn refusal(problem: &Problem, rid: &str) -> Result<(String, Value), RpcError> {
     if problem.status == 503 {
         // Audit unavailable: nothing was performed and nothing may be.
         return Err(RpcError::new(
@@ -304,8 +306,8 @@ fn problem_to_tool_error(problem: &Problem, rid: &str) -> Result<Value, RpcError
             "Approval required: a human must approve this call before it runs. Approval id: {id}. {operation} \
              Once approved, repeat the same call with _meta {{\"steward/approval\": \"{id}\"}}."
         );
-        return Ok(tool_error(
-            &text,
+        return Ok((
+            text,
             json!({"steward/approval_id": id, "steward/request_id": rid, "steward/status": "approval_required"}),
         ));
     }
@@ -315,7 +317,6 @@ fn problem_to_tool_error(problem: &Problem, rid: &str) -> Result<Value, RpcError
     if let Some(id) = problem.extra.get("approval_id") {
         meta.insert("steward/approval_id".into(), id.clone());
     }
-    let meta = Value::Object(meta);
     let text = format!(
         "Denied by Steward: {}",
         problem
@@ -323,7 +324,115 @@ fn problem_to_tool_error(problem: &Problem, rid: &str) -> Result<Value, RpcError
             .clone()
             .unwrap_or_else(|| problem.title.clone())
     );
-    Ok(tool_error(&text, meta))
+    Ok((text, Value::Object(meta)))
+}
+
+/// The JSON-RPC error of a call whose audit record could not be written.
+pub(super) fn audit_failed(e: &RuntimeError) -> RpcError {
+    RpcError::new(
+        jsonrpc::INTERNAL_ERROR,
+        e.to_problem().detail.unwrap_or_default(),
+    )
+}
+
+/// `params.name` and `params.arguments` (an object; empty when absent) of a tool call or
+/// prompt request.
+pub(super) fn name_and_arguments(params: &Map<String, Value>) -> Result<(&str, Value), RpcError> {
+    let name = params
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::new(jsonrpc::INVALID_PARAMS, "`name` must be a string"))?;
+    let arguments = match params.get("arguments") {
+        None | Some(Value::Null) => Value::Object(Map::new()),
+        Some(Value::Object(m)) => Value::Object(m.clone()),
+        Some(_) => {
+            return Err(RpcError::new(
+                jsonrpc::INVALID_PARAMS,
+                "`arguments` must be an object",
+            ));
+        }
+    };
+    Ok((name, arguments))
+}
+
+/// An MCP service, its connection and an item's name on that upstream.
+pub(super) type Resolved<'n> = (Arc<ServiceRuntime>, Arc<ServiceState>, &'n str);
+
+/// What a namespaced `<service>__<item>` name points at; `None` when no MCP service has that
+/// name.
+pub(super) fn resolve<'n>(
+    rt: &Arc<Runtime>,
+    name: &'n str,
+) -> Result<Option<Resolved<'n>>, RpcError> {
+    let Some((service_name, item)) = name.split_once(SEPARATOR) else {
+        return Ok(None);
+    };
+    let Some(service) = rt
+        .service_table()
+        .get(service_name)
+        .filter(|s| s.spec.kind == "mcp")
+    else {
+        return Ok(None);
+    };
+    let state = service_state(rt, &service).map_err(|e| {
+        tracing::warn!(error = %e, "MCP upstream");
+        RpcError::new(
+            jsonrpc::INTERNAL_ERROR,
+            "the upstream MCP server is unavailable",
+        )
+    })?;
+    Ok(Some((service, state, item)))
+}
+
+/// Sends an admitted call upstream and makes its outcome record durable; returns the
+/// upstream's answer for the caller to present. `Err` only when the record could not be
+/// written: the agent then gets no answer.
+pub(super) async fn forward(
+    rt: &Runtime,
+    caller: &Caller,
+    call: &ResolvedCall,
+    meta: &CallMeta,
+    admitted: &pipeline::Admitted,
+    (state, method, params): (&ServiceState, &str, Value),
+) -> Result<Result<Value, UpstreamError>, RpcError> {
+    let started = Instant::now();
+    let result = state.upstream.request(method, params, timeout(rt)).await;
+    let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let outcome = |status: Option<i64>, bytes_out: u64, outcome_unknown: bool| Outcome {
+        status,
+        bytes_in: 0,
+        bytes_out,
+        latency_ms,
+        outcome_unknown,
+    };
+    let (outcome, detail) = match &result {
+        Ok(value) => {
+            let is_error = value.get("isError").and_then(Value::as_bool) == Some(true);
+            let status = if is_error { 500 } else { 200 };
+            let bytes = value.to_string().len() as u64;
+            (
+                outcome(Some(status), bytes, false),
+                json!({"mcp": {"is_error": is_error}}),
+            )
+        }
+        Err(UpstreamError::Rpc(e)) => (
+            outcome(Some(502), 0, false),
+            json!({"mcp": {"rpc_error": e.code}}),
+        ),
+        Err(UpstreamError::Timeout) => (outcome(None, 0, true), json!({"error": "timeout"})),
+        Err(e) => {
+            tracing::warn!(error = %e, "MCP upstream call failed");
+            let blocked = matches!(e, UpstreamError::EgressBlocked);
+            (
+                outcome(None, 0, false),
+                json!({"error": if blocked { "egress_blocked" } else { "upstream_unreachable" }}),
+            )
+        }
+    };
+    pipeline::audit_outcome(rt, caller, call, meta, admitted, outcome, detail)
+        .await
+        .map_err(|e| audit_failed(&e))?;
+    Ok(result)
 }
 
 /// Request metadata from a `tools/call`'s `_meta` (falling back to HTTP headers).
@@ -408,37 +517,11 @@ pub async fn call_tool(
             json!({"steward/request_id": rid, "steward/status": "unknown_tool"}),
         )
     };
-    let name = params
-        .get("name")
-        .and_then(Value::as_str)
-        .ok_or_else(|| RpcError::new(jsonrpc::INVALID_PARAMS, "`name` must be a string"))?;
-    let arguments = match params.get("arguments") {
-        None | Some(Value::Null) => Value::Object(Map::new()),
-        Some(Value::Object(m)) => Value::Object(m.clone()),
-        Some(_) => {
-            return Err(RpcError::new(
-                jsonrpc::INVALID_PARAMS,
-                "`arguments` must be an object",
-            ));
-        }
-    };
-    let Some((service_name, tool_name)) = name.split_once(SEPARATOR) else {
+    let (name, arguments) = name_and_arguments(params)?;
+    let Some((service, state, tool_name)) = resolve(rt, name)? else {
         return Ok(unknown(name));
     };
-    let Some(service) = rt
-        .service_table()
-        .get(service_name)
-        .filter(|s| s.spec.kind == "mcp")
-    else {
-        return Ok(unknown(name));
-    };
-    let state = service_state(rt, &service).map_err(|e| {
-        tracing::warn!(error = %e, "MCP upstream");
-        RpcError::new(
-            jsonrpc::INTERNAL_ERROR,
-            "the upstream MCP server is unavailable",
-        )
-    })?;
+    let service_name = service.spec.name.as_str();
     let view = match tools(rt, &state).await {
         Ok(v) => v,
         Err(e) => {
@@ -463,12 +546,7 @@ pub async fn call_tool(
         let mut event = pipeline::decision_event(rt, caller, &call, meta, None);
         event.decision = Some(AuditDecision::Deny);
         event.detail = json!({"reason": "mcp_tool_quarantined"});
-        rt.audit(event).await.map_err(|e| {
-            RpcError::new(
-                jsonrpc::INTERNAL_ERROR,
-                e.to_problem().detail.unwrap_or_default(),
-            )
-        })?;
+        rt.audit(event).await.map_err(|e| audit_failed(&e))?;
         return Ok(tool_error(
             &format!(
                 "Denied by Steward: tool `{name}` is quarantined because its definition changed or it is new; an administrator must review and approve it."
@@ -488,87 +566,29 @@ pub async fn call_tool(
     };
     let admitted = match pipeline::admit(rt, caller, &call, meta).await {
         Ok(a) => a,
-        Err(problem) => return problem_to_tool_error(&problem, rid),
-    };
-    let started = Instant::now();
-    let result = state
-        .upstream
-        .request(
-            "tools/call",
-            json!({"name": tool_name, "arguments": arguments}),
-            timeout(rt),
-        )
-        .await;
-    let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let (outcome, detail, reply) = match result {
-        Ok(value) => {
-            let is_error = value.get("isError").and_then(Value::as_bool) == Some(true);
-            let bytes = value.to_string().len() as u64;
-            (
-                Outcome {
-                    status: Some(if is_error { 500 } else { 200 }),
-                    bytes_in: 0,
-                    bytes_out: bytes,
-                    latency_ms,
-                    outcome_unknown: false,
-                },
-                json!({"mcp": {"is_error": is_error}}),
-                Ok(value),
-            )
+        Err(problem) => {
+            return refusal(&problem, rid).map(|(text, meta)| tool_error(&text, meta));
         }
-        Err(UpstreamError::Rpc(e)) => (
-            Outcome {
-                status: Some(502),
-                bytes_in: 0,
-                bytes_out: 0,
-                latency_ms,
-                outcome_unknown: false,
-            },
-            json!({"mcp": {"rpc_error": e.code}}),
-            Err(e),
-        ),
-        Err(UpstreamError::Timeout) => (
-            Outcome {
-                status: None,
-                bytes_in: 0,
-                bytes_out: 0,
-                latency_ms,
-                outcome_unknown: true,
-            },
-            json!({"error": "timeout"}),
-            Ok(tool_error(
+    };
+    let upstream = (
+        state.as_ref(),
+        "tools/call",
+        json!({"name": tool_name, "arguments": arguments}),
+    );
+    Ok(
+        match forward(rt, caller, &call, meta, &admitted, upstream).await? {
+            Ok(value) => value,
+            Err(UpstreamError::Rpc(e)) => return Err(e),
+            Err(UpstreamError::Timeout) => tool_error(
                 "The upstream tool timed out; whether it ran is unknown.",
                 json!({"steward/request_id": rid}),
-            )),
-        ),
-        Err(e) => {
-            tracing::warn!(error = %e, "MCP upstream call failed");
-            let blocked = matches!(e, UpstreamError::EgressBlocked);
-            (
-                Outcome {
-                    status: None,
-                    bytes_in: 0,
-                    bytes_out: 0,
-                    latency_ms,
-                    outcome_unknown: false,
-                },
-                json!({"error": if blocked { "egress_blocked" } else { "upstream_unreachable" }}),
-                Ok(tool_error(
-                    "The upstream MCP server is unavailable; try again later.",
-                    json!({"steward/request_id": rid}),
-                )),
-            )
-        }
-    };
-    pipeline::audit_outcome(rt, caller, &call, meta, &admitted, outcome, detail)
-        .await
-        .map_err(|e| {
-            RpcError::new(
-                jsonrpc::INTERNAL_ERROR,
-                e.to_problem().detail.unwrap_or_default(),
-            )
-        })?;
-    reply
+            ),
+            Err(_) => tool_error(
+                "The upstream MCP server is unavailable; try again later.",
+                json!({"steward/request_id": rid}),
+            ),
+        },
+    )
 }
 
 /// `resources/subscribe` and `resources/unsubscribe`: relayed, in name order, to the

@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
-use steward_audit::Outcome;
 use steward_core::{OperationClass, OperationName};
 use steward_policy::{ArgDef, ArgType, OperationDef};
 
@@ -30,7 +29,6 @@ use super::aggregate::{self, SEPARATOR, ServiceState};
 use super::jsonrpc::{self, RpcError, canonical};
 use super::upstream::UpstreamError;
 use crate::pipeline::{self, CallMeta, Caller, ResolvedCall};
-use crate::problem::Problem;
 use crate::runtime::{Runtime, sha256_hex};
 use crate::service::{ServiceRuntime, ServiceSpec};
 
@@ -59,12 +57,7 @@ pub struct ResourceIndex {
 
 /// The content operations every MCP service has besides its tools.
 pub fn catalog_operations(spec: &ServiceSpec) -> Vec<OperationDef> {
-    let class = |name: &str| {
-        spec.class_overrides
-            .get(name)
-            .copied()
-            .unwrap_or(OperationClass::Read)
-    };
+    let class = |name: &str| content_class(spec, name);
     let arg = |name: &str| ArgDef {
         name: name.to_owned(),
         arg_type: ArgType::String,
@@ -89,10 +82,9 @@ pub fn is_reserved(name: &str) -> bool {
     name == PROMPTS_GET || name == RESOURCES_READ
 }
 
-fn class_of(service: &ServiceRuntime, operation: &str) -> OperationClass {
-    service
-        .spec
-        .class_overrides
+/// A content operation's class: `read`, unless the service's `class_overrides` say otherwise.
+fn content_class(spec: &ServiceSpec, operation: &str) -> OperationClass {
+    spec.class_overrides
         .get(operation)
         .copied()
         .unwrap_or(OperationClass::Read)
@@ -160,10 +152,17 @@ pub async fn list(rt: &Arc<Runtime>, caller: &Caller, method: &str) -> Value {
         "resources/templates/list" => (RESOURCES_READ, "resourceTemplates"),
         _ => (RESOURCES_READ, "resources"),
     };
+    // Listed only if policy would not deny fetching it outright: a prompt by its name, a
+    // resource by its URI, a template by its template text as the URI.
+    let (arg, field) = match key {
+        "prompts" => ("name", "name"),
+        "resourceTemplates" => ("uri", "uriTemplate"),
+        _ => ("uri", "uri"),
+    };
     let mut out = Vec::new();
     for (service, state) in candidate_services(rt, caller, operation) {
         let op = OperationName::new(service.spec.name.clone(), operation);
-        let class = class_of(&service, operation);
+        let class = content_class(&service.spec, operation);
         let items = match list_all(rt, &state, method, key).await {
             Ok(items) => items,
             // A server without prompts or resources answers "method not found".
@@ -174,13 +173,6 @@ pub async fn list(rt: &Arc<Runtime>, caller: &Caller, method: &str) -> Value {
             }
         };
         for mut item in items {
-            // Listed only if policy would not deny fetching it outright: a prompt by its
-            // name, a resource by its URI, a template by its template text as the URI.
-            let (arg, field) = match key {
-                "prompts" => ("name", "name"),
-                "resourceTemplates" => ("uri", "uriTemplate"),
-                _ => ("uri", "uri"),
-            };
             let Some(value) = item.get(field).and_then(Value::as_str).map(str::to_owned) else {
                 continue;
             };
@@ -313,39 +305,6 @@ pub fn template_matches(template: &str, uri: &str) -> bool {
     go(&parts, uri, &mut 0)
 }
 
-fn problem_to_rpc_error(problem: &Problem, rid: &str) -> RpcError {
-    let detail = problem
-        .detail
-        .clone()
-        .unwrap_or_else(|| problem.title.clone());
-    if problem.status == 503 {
-        // Audit unavailable: nothing was performed and nothing may be.
-        return RpcError::new(jsonrpc::INTERNAL_ERROR, detail)
-            .with_data(json!({"steward/request_id": rid}));
-    }
-    let approval = problem
-        .extra
-        .get("approval_id")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    if problem.kind.ends_with("/approval_required") {
-        let id = approval.unwrap_or_default();
-        return RpcError::new(
-            DENIED,
-            format!(
-                "Approval required: a human must approve this request before it runs. Approval id: {id}. \
-                 Once approved, repeat it with _meta {{\"steward/approval\": \"{id}\"}}."
-            ),
-        )
-        .with_data(json!({"steward/approval_id": id, "steward/request_id": rid, "steward/status": "approval_required"}));
-    }
-    let mut data = json!({"steward/request_id": rid, "steward/status": "denied"});
-    if let (Some(id), Some(obj)) = (approval, data.as_object_mut()) {
-        obj.insert("steward/approval_id".into(), json!(id));
-    }
-    RpcError::new(DENIED, format!("Denied by Steward: {detail}")).with_data(data)
-}
-
 /// `prompts/get` or `resources/read`: resolve the service, admit (authorize + durable
 /// decision), forward, audit the outcome.
 pub async fn get(
@@ -356,48 +315,20 @@ pub async fn get(
     meta: &CallMeta,
 ) -> Result<Value, RpcError> {
     let rid = meta.request_id.as_str();
-    let (service, state, operation, upstream_params, args) = if method == PROMPTS_GET {
-        let name = params
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| RpcError::new(jsonrpc::INVALID_PARAMS, "`name` must be a string"))?;
-        let arguments = match params.get("arguments") {
-            None | Some(Value::Null) => Value::Object(Map::new()),
-            Some(Value::Object(m)) => Value::Object(m.clone()),
-            Some(_) => {
-                return Err(RpcError::new(
-                    jsonrpc::INVALID_PARAMS,
-                    "`arguments` must be an object",
-                ));
-            }
-        };
-        let unknown = || {
-            RpcError::new(
+    let (service, state, args) = if method == PROMPTS_GET {
+        let (name, arguments) = aggregate::name_and_arguments(params)?;
+        let Some((service, state, prompt)) = aggregate::resolve(rt, name)? else {
+            return Err(RpcError::new(
                 jsonrpc::INVALID_PARAMS,
                 format!(
                     "Unknown prompt `{}`: call prompts/list for the prompts available to you.",
                     name.chars().take(200).collect::<String>()
                 ),
-            )
+            ));
         };
-        let (service_name, prompt) = name.split_once(SEPARATOR).ok_or_else(unknown)?;
-        let service = rt
-            .service_table()
-            .get(service_name)
-            .filter(|s| s.spec.kind == "mcp")
-            .ok_or_else(unknown)?;
-        let state = aggregate::service_state(rt, &service).map_err(|e| {
-            tracing::warn!(error = %e, "MCP upstream");
-            RpcError::new(
-                jsonrpc::INTERNAL_ERROR,
-                "the upstream MCP server is unavailable",
-            )
-        })?;
         (
             service,
             state,
-            PROMPTS_GET,
-            json!({"name": prompt, "arguments": arguments}),
             json!({"name": prompt, "arguments": arguments}),
         )
     } else {
@@ -408,95 +339,55 @@ pub async fn get(
             .ok_or_else(|| {
                 RpcError::new(jsonrpc::INVALID_PARAMS, "`uri` must be a non-empty string")
             })?;
-        let mut found = None;
-        'search: for refresh in [false, true] {
-            for (service, state) in candidate_services(rt, caller, RESOURCES_READ) {
-                if let Some(index) = resource_index(rt, &state, refresh).await
-                    && index.serves(uri)
-                {
-                    found = Some((service, state));
-                    break 'search;
-                }
-            }
-        }
-        // MCP's "resource not found".
-        let (service, state) = found.ok_or_else(|| {
+        let (service, state) = route(rt, caller, uri).await.ok_or_else(|| {
+            // MCP's "resource not found".
             RpcError::new(-32002, "Resource not found").with_data(json!({"uri": uri}))
         })?;
-        (
-            service,
-            state,
-            RESOURCES_READ,
-            json!({"uri": uri}),
-            json!({"uri": uri}),
-        )
+        (service, state, json!({"uri": uri}))
     };
-    let operation = OperationName::new(service.spec.name.clone(), operation);
+    let operation = OperationName::new(service.spec.name.clone(), method);
     let call = ResolvedCall {
         digest: sha256_hex(format!("mcp\n{operation}\n{}", canonical(&args)).as_bytes()),
-        class: class_of(&service, &operation.operation),
+        class: content_class(&service.spec, method),
         operation,
         args,
         sensitive: Vec::new(),
     };
     let admitted = pipeline::admit(rt, caller, &call, meta)
         .await
-        .map_err(|problem| problem_to_rpc_error(&problem, rid))?;
-    let started = Instant::now();
-    let result = state
-        .upstream
-        .request(method, upstream_params, aggregate::timeout(rt))
-        .await;
-    let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let outcome = |status: Option<i64>, bytes_out: u64, outcome_unknown: bool| Outcome {
-        status,
-        bytes_in: 0,
-        bytes_out,
-        latency_ms,
-        outcome_unknown,
-    };
-    let unavailable = || {
-        RpcError::new(
+        .map_err(|problem| match aggregate::refusal(&problem, rid) {
+            Ok((text, data)) => RpcError::new(DENIED, text).with_data(data),
+            Err(e) => e,
+        })?;
+    let upstream = (state.as_ref(), method, call.args.clone());
+    match aggregate::forward(rt, caller, &call, meta, &admitted, upstream).await? {
+        Ok(value) => Ok(value),
+        Err(UpstreamError::Rpc(e)) => Err(e),
+        Err(_) => Err(RpcError::new(
             jsonrpc::INTERNAL_ERROR,
             "the upstream MCP server is unavailable; try again later",
         )
-        .with_data(json!({"steward/request_id": rid}))
-    };
-    let (outcome, detail, reply) = match result {
-        Ok(value) => (
-            outcome(Some(200), value.to_string().len() as u64, false),
-            json!({"mcp": {"method": method}}),
-            Ok(value),
-        ),
-        Err(UpstreamError::Rpc(e)) => (
-            outcome(Some(502), 0, false),
-            json!({"mcp": {"method": method, "rpc_error": e.code}}),
-            Err(e),
-        ),
-        Err(UpstreamError::Timeout) => (
-            outcome(None, 0, true),
-            json!({"error": "timeout"}),
-            Err(unavailable()),
-        ),
-        Err(e) => {
-            tracing::warn!(error = %e, "MCP upstream request failed");
-            let blocked = matches!(e, UpstreamError::EgressBlocked);
-            (
-                outcome(None, 0, false),
-                json!({"error": if blocked { "egress_blocked" } else { "upstream_unreachable" }}),
-                Err(unavailable()),
-            )
+        .with_data(json!({"steward/request_id": rid}))),
+    }
+}
+
+/// The first service, in name order, whose resources or templates serve `uri`.
+async fn route(
+    rt: &Arc<Runtime>,
+    caller: &Caller,
+    uri: &str,
+) -> Option<(Arc<ServiceRuntime>, Arc<ServiceState>)> {
+    let candidates = candidate_services(rt, caller, RESOURCES_READ);
+    for refresh in [false, true] {
+        for (service, state) in &candidates {
+            if let Some(index) = resource_index(rt, state, refresh).await
+                && index.serves(uri)
+            {
+                return Some((Arc::clone(service), Arc::clone(state)));
+            }
         }
-    };
-    pipeline::audit_outcome(rt, caller, &call, meta, &admitted, outcome, detail)
-        .await
-        .map_err(|e| {
-            RpcError::new(
-                jsonrpc::INTERNAL_ERROR,
-                e.to_problem().detail.unwrap_or_default(),
-            )
-        })?;
-    reply
+    }
+    None
 }
 
 #[cfg(test)]
