@@ -645,18 +645,7 @@ fn sigterm_drains_an_in_flight_request_and_exits_cleanly() {
     );
     // The drained call was audited to completion.
     let (again, _) = start_steward(dir.path(), port, &[]);
-    let log = json(
-        port,
-        &admin,
-        &[
-            "audit",
-            "search",
-            "--operation",
-            "slow:delay",
-            "--limit",
-            "10",
-        ],
-    );
+    let log = audit_search(port, &admin, "slow:delay", 10);
     assert!(
         log["items"]
             .as_array()

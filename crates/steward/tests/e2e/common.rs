@@ -136,6 +136,22 @@ pub fn ok(port: u16, token: &str, args: &[&str], stdin: Option<&str>) -> String 
     out
 }
 
+/// `steward audit search --operation OPERATION --limit LIMIT`, as JSON.
+pub fn audit_search(port: u16, token: &str, operation: &str, limit: u32) -> serde_json::Value {
+    json(
+        port,
+        token,
+        &[
+            "audit",
+            "search",
+            "--operation",
+            operation,
+            "--limit",
+            &limit.to_string(),
+        ],
+    )
+}
+
 pub fn json(port: u16, token: &str, args: &[&str]) -> serde_json::Value {
     let mut full = vec!["-o", "json"];
     full.extend_from_slice(args);

@@ -285,18 +285,7 @@ fn governed_http_call_end_to_end() {
     // The audit chain verifies and links request, approval and execution.
     let verify = json(port, &admin, &["audit", "verify"]);
     assert_eq!(verify["ok"], true, "{verify}");
-    let log = json(
-        port,
-        &admin,
-        &[
-            "audit",
-            "search",
-            "--operation",
-            "httpbin:refund",
-            "--limit",
-            "100",
-        ],
-    );
+    let log = audit_search(port, &admin, "httpbin:refund", 100);
     let with_approval = log["items"]
         .as_array()
         .unwrap()

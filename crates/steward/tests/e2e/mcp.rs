@@ -173,21 +173,7 @@ services:
         args: ["{server}"]
         env: {{UPSTREAM_API_KEY: tools-api-key}}
         plain_env: {{TOOLS_VARIANT_FILE: "{variant}"}}
-  - name: tools2
-    kind: mcp
-    mcp:
-      transport:
-        type: stdio
-        command: {python}
-        args: ["{server}"]
-  - name: everything
-    kind: mcp
-    mcp:
-      transport:
-        type: stdio
-        command: node
-        args: ["{everything}", "stdio"]
-  - name: everything_http
+{tools2}{everything}  - name: everything_http
     kind: mcp
     allow_http: true
     allow_private: true
@@ -199,20 +185,47 @@ services:
 "#,
         server = server.display(),
         variant = variant.display(),
-        everything = everything_js().display(),
+        tools2 = tool_server_service("tools2", python),
+        everything = everything_service(),
     )
+}
+
+/// An `apply` entry for an MCP server Steward spawns over stdio.
+fn stdio_service(name: &str, command: &str, args: &[String]) -> String {
+    format!(
+        "  - name: {name}\n    kind: mcp\n    mcp:\n      transport:\n        type: stdio\n        command: {command}\n        args: {args:?}\n"
+    )
+}
+
+/// server-everything over stdio, as the service `everything`.
+fn everything_service() -> String {
+    let script = everything_js().display().to_string();
+    stdio_service("everything", "node", &[script, "stdio".into()])
+}
+
+/// The Python SDK tool server (no prompts or resources) as service `name`.
+fn tool_server_service(name: &str, python: &str) -> String {
+    let script = here().join("tool_server.py").display().to_string();
+    stdio_service(name, python, &[script])
+}
+
+/// A deployment for the MCP tests and a second agent's token; `None` (skip) when the peers
+/// are not installed.
+fn mcp_deployment() -> Option<(String, Deployment, String)> {
+    let python = peers_available()?;
+    let d = Deployment::start(None, None);
+    let (_, _, other_token) = new_agent(d.port, &d.admin, "agent-two");
+    Some((python, d, other_token))
 }
 
 #[test]
 fn mcp_gateway_governs_real_mcp_peers() {
-    let Some(python) = peers_available() else {
+    let Some((python, d, other_token)) = mcp_deployment() else {
         return;
     };
-    let d = Deployment::start(None, None);
     let port = d.port;
     let admin = d.admin.clone();
     let agent_token = d.agent.clone();
-    let (_other_id, _, other_token) = new_agent(port, &admin, "agent-two");
 
     // server-everything over Streamable HTTP, forced onto loopback by the preload.
     let http_port = free_port();
@@ -698,34 +711,12 @@ fn mcp_gateway_governs_real_mcp_peers() {
     // Every call is audited, and the chain verifies.
     let verify = json(port, &admin, &["audit", "verify"]);
     assert_eq!(verify["ok"], true, "{verify}");
-    let log = json(
-        port,
-        &admin,
-        &[
-            "audit",
-            "search",
-            "--operation",
-            "tools2:echo",
-            "--limit",
-            "10",
-        ],
-    );
+    let log = audit_search(port, &admin, "tools2:echo", 10);
     assert!(
         !log["items"].as_array().unwrap().is_empty(),
         "tools2:echo not audited: {log}"
     );
-    let log = json(
-        port,
-        &admin,
-        &[
-            "audit",
-            "search",
-            "--operation",
-            "tools:transfer",
-            "--limit",
-            "100",
-        ],
-    );
+    let log = audit_search(port, &admin, "tools:transfer", 100);
     let with_approval = log["items"]
         .as_array()
         .unwrap()
@@ -749,37 +740,19 @@ fn mcp_gateway_governs_real_mcp_peers() {
 /// `prompts/get` and `resources/read` operations, and audited.
 #[test]
 fn mcp_gateway_relays_governed_prompts_and_resources() {
-    let Some(python) = peers_available() else {
+    let Some((python, d, other_token)) = mcp_deployment() else {
         return;
     };
-    let d = Deployment::start(None, None);
     let port = d.port;
     let admin = d.admin.clone();
     let agent_token = d.agent.clone();
-    let (_other_id, _, other_token) = new_agent(port, &admin, "agent-two");
     let apply = d.dir.path().join("content-services.yaml");
     std::fs::write(
         &apply,
         format!(
-            r#"version: 1
-services:
-  - name: everything
-    kind: mcp
-    mcp:
-      transport:
-        type: stdio
-        command: node
-        args: ["{everything}", "stdio"]
-  - name: tools2
-    kind: mcp
-    mcp:
-      transport:
-        type: stdio
-        command: {python}
-        args: ["{server}"]
-"#,
-            everything = everything_js().display(),
-            server = here().join("tool_server.py").display(),
+            "version: 1\nservices:\n{}{}",
+            everything_service(),
+            tool_server_service("tools2", &python)
         ),
     )
     .unwrap();
@@ -947,18 +920,7 @@ services:
 
     // Audited like tool calls: decision and outcome records, and the chain verifies.
     for operation in ["everything:prompts/get", "everything:resources/read"] {
-        let log = json(
-            port,
-            &admin,
-            &[
-                "audit",
-                "search",
-                "--operation",
-                operation,
-                "--limit",
-                "100",
-            ],
-        );
+        let log = audit_search(port, &admin, operation, 100);
         let kinds: Vec<&str> = log["items"]
             .as_array()
             .unwrap()
