@@ -51,7 +51,7 @@ use steward_audit::{
 use steward_store::models::AuditRow;
 use tokio::sync::{Notify, watch};
 
-use crate::audit_sink::{SqlAuditStore, to_row_with_event};
+use crate::audit_sink::{SqlAuditStore, store_err, to_row_with_event};
 
 const MAGIC: &str = "steward-audit-journal v1";
 /// Fixed part of a frame body: seq, time, previous hash, hash.
@@ -433,10 +433,7 @@ impl AuditStore for JournaledAuditStore {
         Box::pin(async move {
             let encoded = records
                 .iter()
-                .map(|r| {
-                    steward_audit::canonical_event_bytes(&r.event)
-                        .map_err(|e| AuditStoreError::new(e.to_string()))
-                })
+                .map(|r| steward_audit::canonical_event_bytes(&r.event).map_err(store_err))
                 .collect::<Result<Vec<_>, _>>()?;
             self.append_batch_encoded(records, &encoded).await
         })
@@ -466,8 +463,7 @@ impl AuditStore for JournaledAuditStore {
                 let text = String::from_utf8(event.clone())
                     .map_err(|_| AuditStoreError::new("event bytes are not UTF-8"))?;
                 rows.push(
-                    to_row_with_event(self.sql.instance_id(), record, text)
-                        .map_err(|e| AuditStoreError::new(e.to_string()))?,
+                    to_row_with_event(self.sql.instance_id(), record, text).map_err(store_err)?,
                 );
             }
             let shared = Arc::clone(&self.shared);

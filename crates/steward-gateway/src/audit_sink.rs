@@ -94,7 +94,8 @@ pub fn from_row(row: &AuditRow) -> Result<AuditRecord, String> {
     })
 }
 
-fn store_err(e: impl std::fmt::Display) -> AuditStoreError {
+/// An audit store error from any displayable one.
+pub(crate) fn store_err(e: impl std::fmt::Display) -> AuditStoreError {
     AuditStoreError::new(e.to_string())
 }
 

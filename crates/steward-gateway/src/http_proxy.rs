@@ -411,19 +411,26 @@ async fn proxy(
     )
     .await
     .map_err(|e| pipeline::credential_problem(&e, rid))?;
+    // The outcome record of a call that got no upstream response; `unknown` when the
+    // upstream may have acted anyway (a timeout).
+    let no_response = |latency_ms: u64, unknown: bool, detail: Value| {
+        let outcome = Outcome {
+            status: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            latency_ms,
+            outcome_unknown: unknown,
+        };
+        pipeline::audit_outcome(rt, &caller, &call, &meta, &admitted, outcome, detail)
+    };
     let (client, client_cert) = match service_client(rt, &service).await {
         Ok(found) => found,
         Err(e) => {
             tracing::error!(error = %e, "upstream client");
             // Fail closed, with the reason recorded: the intent is already durable.
-            let outcome = no_response(0, false);
-            pipeline::audit_outcome(
-                rt,
-                &caller,
-                &call,
-                &meta,
-                &admitted,
-                outcome,
+            no_response(
+                0,
+                false,
                 json!({"error": "upstream_client", "why": e.to_string()}),
             )
             .await
@@ -450,10 +457,18 @@ async fn proxy(
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => {
             let blocked = format!("{e:?}").contains("PermissionDenied");
-            let outcome = no_response(latency_ms, false);
-            pipeline::audit_outcome(rt, &caller, &call, &meta, &admitted, outcome, with_secret(json!({"error": if blocked { "egress_blocked" } else { "upstream_unreachable" }}), &secret_used))
-                .await
-                .map_err(|e| outcome_problem(&e))?;
+            let error = if blocked {
+                "egress_blocked"
+            } else {
+                "upstream_unreachable"
+            };
+            no_response(
+                latency_ms,
+                false,
+                with_secret(json!({ "error": error }), &secret_used),
+            )
+            .await
+            .map_err(|e| outcome_problem(&e))?;
             if blocked {
                 return Err(Problem::new(
                     StatusCode::FORBIDDEN,
@@ -471,14 +486,9 @@ async fn proxy(
         }
         Err(_) => {
             // Timed out: the upstream may or may not have acted.
-            let outcome = no_response(latency_ms, true);
-            pipeline::audit_outcome(
-                rt,
-                &caller,
-                &call,
-                &meta,
-                &admitted,
-                outcome,
+            no_response(
+                latency_ms,
+                true,
                 with_secret(json!({"error": "timeout"}), &secret_used),
             )
             .await
@@ -501,18 +511,6 @@ async fn proxy(
         &secret_used,
     )
     .await
-}
-
-/// The outcome of a call that got no upstream response; `unknown` when the upstream may
-/// have acted anyway (a timeout).
-fn no_response(latency_ms: u64, unknown: bool) -> Outcome {
-    Outcome {
-        status: None,
-        bytes_in: 0,
-        bytes_out: 0,
-        latency_ms,
-        outcome_unknown: unknown,
-    }
 }
 
 /// The problem for a failed outcome record. The upstream has already been called, so the

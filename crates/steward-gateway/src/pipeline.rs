@@ -324,27 +324,14 @@ async fn approval_gate(
         Err(e) => return Err(e.to_problem().request_id(rid)),
     }
     // The approval request is created (or coalesced) first so the decision record can name it.
-    let approval = match crate::approvals::request(rt, caller, call, meta, &decision).await {
-        Ok(approval) => approval,
-        Err(e) => {
-            let mut event = decision_event(rt, caller, call, meta, Some(&decision));
-            event.detail = json!({"approval": "not_requested", "why": e.to_string()});
-            rt.audit(event)
-                .await
-                .map_err(|e| e.to_problem().request_id(rid))?;
-            observe(
-                rt,
-                caller,
-                call,
-                steward_monitor::Outcome::ApprovalRequired,
-                0,
-                rid,
-            );
-            return Err(e.to_problem().request_id(rid));
-        }
-    };
+    let requested = crate::approvals::request(rt, caller, call, meta, &decision).await;
     let mut event = decision_event(rt, caller, call, meta, Some(&decision));
-    event.approval_id = Some(approval.id.clone());
+    match &requested {
+        Ok(approval) => event.approval_id = Some(approval.id.clone()),
+        Err(e) => {
+            event.detail = json!({"approval": "not_requested", "why": e.to_string()});
+        }
+    }
     rt.audit(event)
         .await
         .map_err(|e| e.to_problem().request_id(rid))?;
@@ -356,6 +343,7 @@ async fn approval_gate(
         0,
         rid,
     );
+    let approval = requested.map_err(|e| e.to_problem().request_id(rid))?;
     if let Some(wait) = meta.wait {
         let wait = wait.min(Duration::from_millis(rt.settings.max_approval_wait_ms));
         if let Some(status) = crate::approvals::wait_for_decision(rt, &approval.id, wait).await {
