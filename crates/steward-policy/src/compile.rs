@@ -139,8 +139,6 @@ pub(crate) struct OperationEntry {
     pub(crate) action_entities: Vec<Arc<cedar_policy_core::ast::Entity>>,
     /// Arguments whose validity only Cedar checks (decimal, ipaddr, datetime) are always built.
     pub(crate) args_always_built: bool,
-    /// `def.args` names as Cedar record keys, in the same order.
-    pub(crate) arg_keys: Vec<smol_str::SmolStr>,
     pub(crate) slice: Slice,
 }
 
@@ -357,11 +355,6 @@ fn build(
                         ArgType::Decimal | ArgType::Ipaddr | ArgType::Datetime
                     )
                 }),
-                arg_keys: operation
-                    .args
-                    .iter()
-                    .map(|a| smol_str::SmolStr::new(&a.name))
-                    .collect(),
                 slice: Slice::default(),
             },
         );

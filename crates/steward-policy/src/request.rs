@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, LazyLock, RwLock};
 
 use cedar_policy_core::ast::{self, EntityUIDEntry, Name, PartialValue, Value};
 use cedar_policy_core::entities::{Entities as CoreEntities, NoEntitiesSchema, TCComputation};
@@ -168,11 +168,23 @@ fn long(n: u64) -> Value {
     Value::from(i64::try_from(n).unwrap_or(i64::MAX))
 }
 
+/// The extension constructors Steward calls, parsed once (Cedar parses a name with its full
+/// expression parser).
+static EXTENSION_NAMES: LazyLock<Vec<(&'static str, Name)>> = LazyLock::new(|| {
+    ["ip", "decimal", "datetime"]
+        .into_iter()
+        .filter_map(|f| f.parse().ok().map(|name| (f, name)))
+        .collect()
+});
+
 /// Calls a one-argument Cedar extension constructor (`ip`, `decimal`, `datetime`) on text.
 fn extension(function: &str, text: &str) -> Result<Value, String> {
-    let name: Name = function.parse().map_err(|e| format!("{e}"))?;
+    let name = EXTENSION_NAMES
+        .iter()
+        .find_map(|(f, name)| (*f == function).then_some(name))
+        .ok_or_else(|| format!("unknown extension function `{function}`"))?;
     let value = Extensions::all_available()
-        .func(&name)
+        .func(name)
         .map_err(|e| e.to_string())?
         .call(&[Value::from(text)])
         .map_err(|e| e.to_string())?;
@@ -385,14 +397,14 @@ pub(crate) fn cedar_inputs(
         )
     })?;
     let mut args = BTreeMap::new();
-    for (def, key) in entry.def.args.iter().zip(&entry.arg_keys) {
+    for def in &entry.def.args {
         match args_object.get(&def.name) {
             None | Some(serde_json::Value::Null) if def.optional => {}
             None | Some(serde_json::Value::Null) => {
                 return Err(format!("required argument `{}` is missing", def.name));
             }
             Some(value) => {
-                args.insert(key.clone(), arg_value(def, value)?);
+                args.insert(SmolStr::new(&def.name), arg_value(def, value)?);
             }
         }
     }
