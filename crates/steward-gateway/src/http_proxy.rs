@@ -500,6 +500,11 @@ async fn proxy(
             ));
         }
     };
+    if upstream_resp.status() == StatusCode::UNAUTHORIZED {
+        // An upstream OAuth token refused before its expiry (revoked, keys rotated): the
+        // next call fetches a new one instead of failing until the cached one expires.
+        rt.upstream_tokens.forget(&service);
+    }
     respond(
         rt,
         &caller,
@@ -535,7 +540,7 @@ fn memchr_find(haystack: &[u8], needle: &[u8]) -> bool {
 /// The service's pooled client. With a client certificate, the client is built for the
 /// certificate secret's current version (read through the vault cache) and rebuilt after a
 /// rotation; returns which secret version it presents, for the outcome record.
-async fn service_client(
+pub(crate) async fn service_client(
     rt: &Runtime,
     service: &ServiceRuntime,
 ) -> Result<(crate::upstream::UpstreamClient, Option<Value>), RuntimeError> {

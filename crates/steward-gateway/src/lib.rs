@@ -9,6 +9,7 @@ pub mod approvals;
 pub mod audit_journal;
 pub mod audit_sink;
 pub mod elevation;
+pub mod framing;
 pub mod grants;
 pub mod http_proxy;
 pub mod leases;

@@ -1,7 +1,7 @@
 //! Upstream OAuth 2.0 client credentials: fetch, cache and refresh before expiry.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Deserialize;
 use zeroize::Zeroizing;
@@ -9,16 +9,60 @@ use zeroize::Zeroizing;
 use crate::runtime::{Runtime, RuntimeError};
 use crate::service::{ServiceRuntime, UpstreamAuth};
 
-/// Cached upstream tokens by service name: (token, refresh-at ms).
+/// Cached upstream tokens: (token, refresh-at ms) by service and grant (a service whose
+/// token URL, client, secret or scope changes starts afresh), and one fetch at a time per
+/// key, so a burst of calls at expiry costs the token endpoint one request.
 #[derive(Default)]
 pub struct UpstreamTokens {
     tokens: Mutex<HashMap<String, (Zeroizing<String>, i64)>>,
+    fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for UpstreamTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("UpstreamTokens(<redacted>)")
     }
+}
+
+impl UpstreamTokens {
+    fn fresh(&self, key: &str, now_ms: i64) -> Option<Zeroizing<String>> {
+        let map = self.tokens.lock().ok()?;
+        map.get(key)
+            .filter(|(_, refresh_at)| *refresh_at > now_ms)
+            .map(|(token, _)| token.clone())
+    }
+
+    fn gate(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.fetching.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(map.entry(key.to_owned()).or_default())
+    }
+
+    /// Forgets `service`'s cached token (the upstream refused it), so the next call fetches
+    /// a new one.
+    pub fn forget(&self, service: &ServiceRuntime) {
+        if let Some(key) = cache_key(service)
+            && let Ok(mut map) = self.tokens.lock()
+        {
+            map.remove(&key);
+        }
+    }
+}
+
+fn cache_key(service: &ServiceRuntime) -> Option<String> {
+    let UpstreamAuth::Oauth2ClientCredentials {
+        token_url,
+        client_id,
+        secret,
+        scope,
+    } = &service.spec.auth
+    else {
+        return None;
+    };
+    Some(format!(
+        "{}\0{token_url}\0{client_id}\0{secret}\0{}",
+        service.spec.name,
+        scope.as_deref().unwrap_or_default()
+    ))
 }
 
 #[derive(Deserialize)]
@@ -42,13 +86,19 @@ pub async fn access_token(
     else {
         return Err(RuntimeError::Invalid("service does not use oauth2".into()));
     };
-    let now = rt.now_ms();
-    if let Ok(map) = rt.upstream_tokens.tokens.lock()
-        && let Some((token, refresh_at)) = map.get(&service.spec.name)
-        && *refresh_at > now
-    {
-        return Ok(token.clone());
+    let Some(key) = cache_key(service) else {
+        return Err(RuntimeError::Invalid("service does not use oauth2".into()));
+    };
+    if let Some(token) = rt.upstream_tokens.fresh(&key, rt.now_ms()) {
+        return Ok(token);
     }
+    let gate = rt.upstream_tokens.gate(&key);
+    let _one_fetch = gate.lock().await;
+    // Another call may have fetched it while this one waited.
+    if let Some(token) = rt.upstream_tokens.fresh(&key, rt.now_ms()) {
+        return Ok(token);
+    }
+    let requested_at = rt.now_ms();
     let (_, client_secret) = rt.secret_value(secret).await?;
     let secret_text = Zeroizing::new(
         String::from_utf8(client_secret.expose_secret().to_vec())
@@ -73,10 +123,9 @@ pub async fn access_token(
         .collect::<Vec<_>>()
         .join("&");
     let body = Zeroizing::new(body);
-    let client = rt
-        .upstream
-        .client(service.spec.egress(), service.spec.ca_bundle.as_deref())
-        .map_err(RuntimeError::Invalid)?;
+    // The service's own client: the same egress policy and CA bundle, and its client
+    // certificate when it has one (mutual-TLS client authentication, RFC 8705).
+    let (client, _) = crate::http_proxy::service_client(rt, service).await?;
     use http_body_util::BodyExt;
     let req = http::Request::post(token_url.as_str())
         .header(
@@ -93,9 +142,9 @@ pub async fn access_token(
     let resp = client
         .request(req)
         .await
-        .map_err(|e| RuntimeError::Invalid(format!("oauth2 token endpoint unreachable: {e}")))?;
+        .map_err(|e| RuntimeError::External(format!("oauth2 token endpoint unreachable: {e}")))?;
     if !resp.status().is_success() {
-        return Err(RuntimeError::Invalid(format!(
+        return Err(RuntimeError::External(format!(
             "oauth2 token endpoint answered {}",
             resp.status()
         )));
@@ -103,16 +152,16 @@ pub async fn access_token(
     let bytes = http_body_util::Limited::new(resp.into_body(), 64 * 1024)
         .collect()
         .await
-        .map_err(|_| RuntimeError::Invalid("oauth2 token response too large".into()))?
+        .map_err(|_| RuntimeError::External("oauth2 token response too large".into()))?
         .to_bytes();
     let parsed: TokenResponse = serde_json::from_slice(&bytes)
-        .map_err(|_| RuntimeError::Invalid("oauth2 token response malformed".into()))?;
+        .map_err(|_| RuntimeError::External("oauth2 token response malformed".into()))?;
     let lifetime_ms = parsed.expires_in.unwrap_or(300).clamp(10, 86_400) * 1000;
     // Refresh at 80% of the lifetime so no call carries a token about to expire.
-    let refresh_at = now + lifetime_ms * 8 / 10;
+    let refresh_at = requested_at + lifetime_ms * 8 / 10;
     let token = Zeroizing::new(parsed.access_token);
     if let Ok(mut map) = rt.upstream_tokens.tokens.lock() {
-        map.insert(service.spec.name.clone(), (token.clone(), refresh_at));
+        map.insert(key, (token.clone(), refresh_at));
     }
     Ok(token)
 }

@@ -290,6 +290,24 @@ impl ServiceSpec {
                 )));
             }
         }
+        if let UpstreamAuth::Oauth2ClientCredentials { token_url, .. } = &self.auth {
+            let url = url::Url::parse(token_url)
+                .map_err(|e| RuntimeError::Invalid(format!("token_url `{token_url}`: {e}")))?;
+            match url.scheme() {
+                "https" => {}
+                "http" if self.allow_http => {}
+                "http" => {
+                    return Err(RuntimeError::Invalid(format!(
+                        "token_url `{token_url}` is plain http; set allow_http to permit it"
+                    )));
+                }
+                other => {
+                    return Err(RuntimeError::Invalid(format!(
+                        "token_url scheme `{other}` is not http(s)"
+                    )));
+                }
+            }
+        }
         if self.kind == "mcp" {
             self.validate_mcp()?;
         } else if self.mcp.is_some() {

@@ -324,12 +324,21 @@ struct ServiceArgs {
     name: String,
     #[arg(long)]
     base_url: String,
-    /// `none`, `bearer`, `basic`, `header`, `query`.
+    /// `none`, `bearer`, `basic`, `header`, `query`, `oauth2` (client credentials).
     #[arg(long, default_value = "none")]
     auth: String,
-    /// Vault secret for the credential.
+    /// Vault secret for the credential (for `oauth2`: the client secret).
     #[arg(long)]
     secret: Option<String>,
+    /// `oauth2`: the token endpoint Steward fetches upstream tokens from.
+    #[arg(long)]
+    token_url: Option<String>,
+    /// `oauth2`: the client id.
+    #[arg(long)]
+    client_id: Option<String>,
+    /// `oauth2`: the scope to request.
+    #[arg(long)]
+    scope: Option<String>,
     /// Header name (`header`), parameter (`query`) or user name (`basic`).
     #[arg(long)]
     auth_param: Option<String>,
@@ -1310,6 +1319,13 @@ fn service_body(args: &ServiceArgs) -> Result<Value> {
         "query" => {
             json!({"type": "query", "secret": secret()?, "param": args.auth_param.clone().ok_or_else(|| anyhow!("--auth query needs --auth-param NAME"))?})
         }
+        "oauth2" => json!({
+            "type": "oauth2_client_credentials",
+            "secret": secret()?,
+            "token_url": args.token_url.clone().ok_or_else(|| anyhow!("--auth oauth2 needs --token-url"))?,
+            "client_id": args.client_id.clone().ok_or_else(|| anyhow!("--auth oauth2 needs --client-id"))?,
+            "scope": args.scope,
+        }),
         other => bail!("unknown --auth `{other}`"),
     };
     let openapi = args

@@ -13,6 +13,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use metrics_exporter_prometheus::PrometheusHandle;
+use steward_gateway::framing::FramingGuard;
 use steward_gateway::runtime::Runtime;
 use tower::Service;
 
@@ -140,7 +141,12 @@ pub async fn serve(
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(header_read_timeout)
-        .max_buf_size(64 * 1024);
+        .max_buf_size(64 * 1024)
+        // The framing guard ends the stream right before a refused head; earlier requests
+        // on the connection must still be answered (hyper would otherwise drop them as
+        // cut short). The cost: a client that disconnects mid-call is noticed when the
+        // response is written, not while the call runs.
+        .half_close(true);
     builder.http2().timer(hyper_util::rt::TokioTimer::new());
     builder.http2().max_concurrent_streams(256);
     let builder = Arc::new(builder);
@@ -171,13 +177,13 @@ pub async fn serve(
                     match acceptor {
                         Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
                             Ok(Ok(tls)) => {
-                                let conn = builder.serve_connection(TokioIo::new(tls), service);
+                                let conn = builder.serve_connection(TokioIo::new(FramingGuard::new(tls, header_read_timeout)), service);
                                 let _ = watcher.watch(conn.into_owned()).await;
                             }
                             _ => tracing::debug!(%peer, "tls handshake failed"),
                         },
                         None => {
-                            let conn = builder.serve_connection(TokioIo::new(stream), service);
+                            let conn = builder.serve_connection(TokioIo::new(FramingGuard::new(stream, header_read_timeout)), service);
                             let _ = watcher.watch(conn.into_owned()).await;
                         }
                     }

@@ -321,3 +321,249 @@ fn governed_http_call_end_to_end() {
     assert_eq!(status["status"], "ok");
     drop(again);
 }
+
+/// A real OAuth 2.0 authorization server and resource server in one (Python stdlib): the
+/// token endpoint checks the client credentials and issues short-lived tokens; the
+/// resource refuses anything but a live token it issued; `/revoke` revokes every token.
+const OAUTH_UPSTREAM: &str = r#"
+import http.server, json, secrets, sys, threading, time, urllib.parse
+CLIENT_ID, CLIENT_SECRET, LIFETIME = sys.argv[2], sys.argv[3], int(sys.argv[4])
+lock = threading.Lock()
+tokens = {}   # token -> (serial, expires_at)
+stats = {"fetches": 0, "refused_clients": 0, "data_calls": 0, "data_refused": 0, "scope": None}
+class H(http.server.BaseHTTPRequestHandler):
+    def reply(self, code, obj):
+        body = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        form = urllib.parse.parse_qs(self.rfile.read(n).decode())
+        if self.path == "/revoke":
+            with lock:
+                tokens.clear()
+            return self.reply(200, {})
+        if self.path != "/token":
+            return self.reply(404, {})
+        ok = (form.get("grant_type") == ["client_credentials"]
+              and form.get("client_id") == [CLIENT_ID]
+              and form.get("client_secret") == [CLIENT_SECRET])
+        with lock:
+            if not ok:
+                stats["refused_clients"] += 1
+                return self.reply(401, {"error": "invalid_client"})
+            time.sleep(0.2)  # a slow token endpoint makes concurrent fetches overlap
+            stats["fetches"] += 1
+            stats["scope"] = form.get("scope", [None])[0]
+            token = "tok-" + secrets.token_hex(16)
+            tokens[token] = (stats["fetches"], time.time() + LIFETIME)
+        self.reply(200, {"access_token": token, "token_type": "Bearer", "expires_in": LIFETIME})
+    def do_GET(self):
+        if self.path == "/stats":
+            with lock:
+                return self.reply(200, dict(stats))
+        auth = self.headers.get("Authorization", "")
+        with lock:
+            stats["data_calls"] += 1
+            entry = tokens.get(auth.removeprefix("Bearer "))
+            if entry is None or entry[1] < time.time():
+                stats["data_refused"] += 1
+                return self.reply(401, {"error": "invalid_token"})
+        self.reply(200, {"token_serial": entry[0]})
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"#;
+
+/// OAuth 2.0 client credentials upstream auth, against a real token endpoint: one fetch
+/// for a burst of concurrent calls, refresh before expiry, a fresh token after the
+/// upstream refuses a revoked one, fail closed on bad client credentials, and neither the
+/// token nor the client secret ever reaches the agent or the audit log.
+#[test]
+fn oauth2_upstream_tokens_are_fetched_once_refreshed_and_never_leaked() {
+    const CLIENT_SECRET: &str = "cs-3f9a1c77e2b84d05";
+    const LIFETIME_S: u64 = 10; // Steward refreshes at 80% of it: after 8 s
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("oauth.py"), OAUTH_UPSTREAM).unwrap();
+    let up = free_port();
+    let _server = Proc(
+        Command::new("python3")
+            .arg(dir.path().join("oauth.py"))
+            .args([
+                &up.to_string(),
+                "steward-client",
+                CLIENT_SECRET,
+                &LIFETIME_S.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 runs"),
+    );
+    wait_port(up);
+    let stats = || -> serde_json::Value {
+        let (status, text) = http("GET", &format!("http://127.0.0.1:{up}/stats"), &[], None);
+        assert_eq!(status, 200, "{text}");
+        serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+    };
+
+    let d = Deployment::start(None, None);
+    d.ok(&["secret", "set", "oauth-client"], Some(CLIENT_SECRET));
+    d.ok(&["secret", "set", "oauth-wrong"], Some("cs-not-the-secret"));
+    let spec = "openapi: 3.0.3\ninfo: {title: data, version: '1'}\npaths:\n  /data:\n    get: {operationId: data.get}\n";
+    let token_url = format!("http://127.0.0.1:{up}/token");
+    let base = format!("http://127.0.0.1:{up}");
+    let oauth = |secret: &'static str| {
+        [
+            "--auth",
+            "oauth2",
+            "--token-url",
+            token_url.as_str(),
+            "--client-id",
+            "steward-client",
+            "--scope",
+            "data:read",
+            "--secret",
+            secret,
+        ]
+    };
+    d.service("api", &base, spec, &oauth("oauth-client"));
+    d.service("badclient", &base, spec, &oauth("oauth-wrong"));
+    d.policy("permit(principal, action, resource);");
+
+    // The CLI refuses an incomplete or plain-http grant with a clear error.
+    let (code, _, err) = cli(
+        d.port,
+        &d.admin,
+        &[
+            "service",
+            "add",
+            "x",
+            "--base-url",
+            &base,
+            "--auth",
+            "oauth2",
+            "--secret",
+            "s",
+        ],
+        None,
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("--token-url"), "{err}");
+    let (code, out, err) = cli(
+        d.port,
+        &d.admin,
+        &[
+            "service",
+            "add",
+            "x",
+            "--base-url",
+            "https://api.example.com",
+            "--auth",
+            "oauth2",
+            "--secret",
+            "s",
+            "--client-id",
+            "c",
+            "--token-url",
+            &token_url,
+        ],
+        None,
+    );
+    assert_ne!(code, 0);
+    assert!(format!("{err}{out}").contains("plain http"), "{err}{out}");
+
+    let bearer = format!("Bearer {}", d.agent);
+    let call = |service: &str| {
+        http(
+            "GET",
+            &format!("{}/data", d.base(service)),
+            &[("Authorization", bearer.as_str())],
+            None,
+        )
+    };
+
+    // A burst of concurrent first calls: every one succeeds, on one token fetch.
+    let results: Vec<(u16, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8).map(|_| s.spawn(|| call("api"))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (status, text) in &results {
+        assert_eq!(*status, 200, "{text}");
+        assert!(text.contains(r#""token_serial": 1"#), "{text}");
+    }
+    let fetched_at = std::time::Instant::now();
+    let st = stats();
+    assert_eq!(st["fetches"], 1, "{st}");
+    assert_eq!(st["scope"], "data:read", "{st}");
+    assert_eq!(st["data_refused"], 0, "{st}");
+
+    // The upstream revokes its tokens: the refused call is passed on as 401, and the next
+    // call gets a fresh token instead of failing until the old one expires.
+    let (status, _) = http(
+        "POST",
+        &format!("http://127.0.0.1:{up}/revoke"),
+        &[],
+        Some(""),
+    );
+    assert_eq!(status, 200);
+    let (status, text) = call("api");
+    assert_eq!(status, 401, "{text}");
+    let (status, text) = call("api");
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains(r#""token_serial": 2"#), "{text}");
+    let refetched_at = std::time::Instant::now();
+    assert_eq!(stats()["fetches"], 2);
+
+    // Calls within 80% of the lifetime reuse the token; after it, Steward refreshes before
+    // the token expires, so the upstream never sees an expired one.
+    let (status, _) = call("api");
+    assert_eq!(status, 200);
+    assert_eq!(stats()["fetches"], 2);
+    let refresh_after = std::time::Duration::from_millis(LIFETIME_S * 800 + 500);
+    std::thread::sleep(refresh_after.saturating_sub(refetched_at.elapsed()));
+    let (status, text) = call("api");
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains(r#""token_serial": 3"#), "{text}");
+    let st = stats();
+    assert_eq!(st["fetches"], 3, "{st}");
+    assert_eq!(
+        st["data_refused"], 1,
+        "only the revoked token was ever refused: {st}"
+    );
+    assert!(fetched_at.elapsed() >= std::time::Duration::from_secs(8));
+
+    // Wrong client credentials: fail closed with 502, and the resource is never called.
+    let before = stats()["data_calls"].as_u64().unwrap();
+    let (status, text) = call("badclient");
+    assert_eq!(status, 502, "{text}");
+    assert!(text.contains("token endpoint"), "{text}");
+    let st = stats();
+    assert_eq!(st["refused_clients"], 1, "{st}");
+    assert_eq!(st["data_calls"].as_u64().unwrap(), before, "{st}");
+
+    // Neither the client secret nor any issued token reaches the agent or the audit log.
+    for (_, text) in &results {
+        assert!(
+            !text.contains("tok-") && !text.contains(CLIENT_SECRET),
+            "{text}"
+        );
+    }
+    let audit = audit_search(d.port, &d.admin, "api:data.get", 100).to_string();
+    assert!(audit.contains("oauth2_client_credentials"), "{audit}");
+    assert!(
+        !audit.contains("tok-"),
+        "an upstream token reached the audit log"
+    );
+    assert!(
+        !audit.contains(CLIENT_SECRET),
+        "the client secret reached the audit log"
+    );
+    assert!(
+        all_files_contain(d.dir.path(), CLIENT_SECRET).is_empty(),
+        "the client secret is stored in clear"
+    );
+}

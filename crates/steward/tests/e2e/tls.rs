@@ -205,7 +205,8 @@ fn issue_cert(dir: &Path, name: &str, cn: &str, ext: &str) {
 }
 
 /// An HTTPS upstream (Python's ssl module) that requires a client certificate from the
-/// test CA and answers with the certificate's CN and the Authorization it received.
+/// test CA and answers with the certificate's CN and the Authorization it received; its
+/// token endpoint issues a token naming the client certificate's CN.
 const MTLS_UPSTREAM: &str = r#"
 import http.server, json, ssl, sys
 class H(http.server.BaseHTTPRequestHandler):
@@ -214,6 +215,18 @@ class H(http.server.BaseHTTPRequestHandler):
         cn = [v for rdn in cert.get("subject", ()) for (k, v) in rdn if k == "commonName"]
         body = json.dumps({"cn": cn[0] if cn else None,
                            "authorization": self.headers.get("Authorization")}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_POST(self):
+        # A token endpoint that authenticates its client by certificate (RFC 8705).
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        cert = self.connection.getpeercert() or {}
+        cn = [v for rdn in cert.get("subject", ()) for (k, v) in rdn if k == "commonName"]
+        body = json.dumps({"access_token": "token-for-" + (cn[0] if cn else "nobody"),
+                           "expires_in": 300}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -304,6 +317,43 @@ fn upstream_mutual_tls_presents_the_vault_client_certificate() {
     assert_eq!(status, 200, "{text}");
     assert!(text.contains(r#""cn": "agent-host""#), "{text}");
     assert!(text.contains("Bearer mtls-upstream-bearer"), "{text}");
+
+    // The OAuth token endpoint sees the same client certificate (mutual-TLS client
+    // authentication), and the token it issued is what the upstream receives.
+    let token_url = format!("{base}/token");
+    d.ok(
+        &[
+            "service",
+            "add",
+            "mtls-oauth",
+            "--base-url",
+            base.as_str(),
+            "--allow-private",
+            "--ca-bundle",
+            ca.to_str().unwrap(),
+            "--openapi",
+            spec.to_str().unwrap(),
+            "--auth",
+            "oauth2",
+            "--token-url",
+            token_url.as_str(),
+            "--client-id",
+            "steward",
+            "--secret",
+            "upstream-token",
+            "--client-cert-secret",
+            "upstream-mtls",
+        ],
+        None,
+    );
+    let (status, text) = http(
+        "GET",
+        &format!("{}/whoami", d.base("mtls-oauth")),
+        &auth,
+        None,
+    );
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("Bearer token-for-agent-host"), "{text}");
 
     // A rotated certificate is presented on the next call, without a restart.
     let rotated = format!("{}{}", read("client2.pem"), read("client2.key"));
