@@ -176,12 +176,32 @@ pub fn decision_event(
     event
 }
 
+/// What an approval-required decision does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approvals {
+    /// Ask a human (or use a matching approval or grant).
+    Request,
+    /// Refuse: the request is an aid (an MCP completion) that must not page a human.
+    Refuse,
+}
+
 /// Phases 3 and 4: authorize (with approvals) and write the durable decision record.
 pub async fn admit(
     rt: &Runtime,
     caller: &Caller,
     call: &ResolvedCall,
     meta: &CallMeta,
+) -> Result<Admitted, Problem> {
+    admit_as(rt, caller, call, meta, Approvals::Request).await
+}
+
+/// [`admit`], choosing what an approval-required decision does.
+pub async fn admit_as(
+    rt: &Runtime,
+    caller: &Caller,
+    call: &ResolvedCall,
+    meta: &CallMeta,
+    approvals: Approvals,
 ) -> Result<Admitted, Problem> {
     let now = rt.now_ms();
     let rid = meta.request_id.as_str();
@@ -278,7 +298,22 @@ pub async fn admit(
                 .with("operation", call.operation.to_string())
                 .request_id(rid))
         }
-        Effect::ApprovalRequired => approval_gate(rt, caller, call, meta, decision).await,
+        Effect::ApprovalRequired if approvals == Approvals::Request => {
+            approval_gate(rt, caller, call, meta, decision).await
+        }
+        Effect::ApprovalRequired => {
+            let mut event = decision_event(rt, caller, call, meta, Some(&decision));
+            event.detail = json!({"approval": "not_requested"});
+            rt.audit(event)
+                .await
+                .map_err(|e| e.to_problem().request_id(rid))?;
+            Err(Problem::forbidden(format!(
+                "`{}` needs a human approval, which this request does not ask for",
+                call.operation
+            ))
+            .with("operation", call.operation.to_string())
+            .request_id(rid))
+        }
     }
 }
 

@@ -412,12 +412,12 @@ pub(super) async fn forward(
             let bytes = value.to_string().len() as u64;
             (
                 outcome(Some(status), bytes, false),
-                json!({"mcp": {"is_error": is_error}}),
+                json!({"mcp": {"method": method, "is_error": is_error}}),
             )
         }
         Err(UpstreamError::Rpc(e)) => (
             outcome(Some(502), 0, false),
-            json!({"mcp": {"rpc_error": e.code}}),
+            json!({"mcp": {"method": method, "rpc_error": e.code}}),
         ),
         Err(UpstreamError::Timeout) => (outcome(None, 0, true), json!({"error": "timeout"})),
         Err(e) => {

@@ -232,9 +232,15 @@ async fn resource_index(
 }
 
 impl ResourceIndex {
+    /// Whether a read of `uri` goes here: listed, or an expansion of a listed template.
     fn serves(&self, uri: &str) -> bool {
         self.uris.iter().any(|u| u == uri)
             || self.templates.iter().any(|t| template_matches(t, uri))
+    }
+
+    /// Whether `uri` is a listed resource or template, as written (completion references).
+    fn lists(&self, uri: &str) -> bool {
+        self.uris.iter().any(|u| u == uri) || self.templates.iter().any(|t| t == uri)
     }
 }
 
@@ -339,10 +345,12 @@ pub async fn get(
             .ok_or_else(|| {
                 RpcError::new(jsonrpc::INVALID_PARAMS, "`uri` must be a non-empty string")
             })?;
-        let (service, state) = route(rt, caller, uri).await.ok_or_else(|| {
-            // MCP's "resource not found".
-            RpcError::new(-32002, "Resource not found").with_data(json!({"uri": uri}))
-        })?;
+        let (service, state) = route(rt, caller, uri, ResourceIndex::serves)
+            .await
+            .ok_or_else(|| {
+                // MCP's "resource not found".
+                RpcError::new(-32002, "Resource not found").with_data(json!({"uri": uri}))
+            })?;
         (service, state, json!({"uri": uri}))
     };
     let operation = OperationName::new(service.spec.name.clone(), method);
@@ -371,17 +379,110 @@ pub async fn get(
     }
 }
 
-/// The first service, in name order, whose resources or templates serve `uri`.
+/// `completion/complete`: argument completion for a prompt (`ref/prompt`, by its
+/// namespaced name) or a resource template (`ref/resource`, by its URI or template text).
+///
+/// Governed as the operation it helps to call (`<service>:prompts/get` with the prompt's
+/// `name`, `<service>:resources/read` with the `uri`): policy must allow it outright (an
+/// approval-required decision refuses it rather than page a human for a keystroke), and
+/// the decision and outcome are audited like a get or read.
+pub async fn complete(
+    rt: &Arc<Runtime>,
+    caller: &Caller,
+    params: &Map<String, Value>,
+    meta: &CallMeta,
+) -> Result<Value, RpcError> {
+    let rid = meta.request_id.as_str();
+    let invalid = |text: &str| RpcError::new(jsonrpc::INVALID_PARAMS, text);
+    let reference = params
+        .get("ref")
+        .and_then(Value::as_object)
+        .ok_or_else(|| invalid("`ref` must be an object"))?;
+    if !params.get("argument").is_some_and(Value::is_object) {
+        return Err(invalid("`argument` must be an object"));
+    }
+    let mut upstream: Map<String, Value> = params
+        .iter()
+        .filter(|(k, _)| k.as_str() != "_meta")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let text = |key: &str| {
+        reference
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty() && v.len() <= MAX_URI_LEN)
+            .ok_or_else(|| invalid(&format!("`ref.{key}` must be a non-empty string")))
+    };
+    let (service, state, method, args) = match reference.get("type").and_then(Value::as_str) {
+        Some("ref/prompt") => {
+            let name = text("name")?;
+            let Some((service, state, prompt)) = aggregate::resolve(rt, name)? else {
+                return Err(invalid(&format!(
+                    "Unknown prompt `{}`: call prompts/list for the prompts available to you.",
+                    name.chars().take(200).collect::<String>()
+                )));
+            };
+            let mut reference = reference.clone();
+            reference.insert("name".into(), json!(prompt));
+            upstream.insert("ref".into(), Value::Object(reference));
+            (service, state, PROMPTS_GET, json!({ "name": prompt }))
+        }
+        Some("ref/resource") => {
+            let uri = text("uri")?;
+            let (service, state) = route(rt, caller, uri, ResourceIndex::lists)
+                .await
+                .ok_or_else(|| {
+                    RpcError::new(-32002, "Resource not found").with_data(json!({"uri": uri}))
+                })?;
+            (service, state, RESOURCES_READ, json!({ "uri": uri }))
+        }
+        _ => return Err(invalid("`ref.type` must be `ref/prompt` or `ref/resource`")),
+    };
+    let upstream = Value::Object(upstream);
+    let operation = OperationName::new(service.spec.name.clone(), method);
+    let call = ResolvedCall {
+        digest: sha256_hex(
+            format!(
+                "mcp\ncompletion/complete\n{operation}\n{}",
+                canonical(&upstream)
+            )
+            .as_bytes(),
+        ),
+        class: content_class(&service.spec, method),
+        operation,
+        args,
+        sensitive: Vec::new(),
+    };
+    let admitted = pipeline::admit_as(rt, caller, &call, meta, pipeline::Approvals::Refuse)
+        .await
+        .map_err(|problem| match aggregate::refusal(&problem, rid) {
+            Ok((text, data)) => RpcError::new(DENIED, text).with_data(data),
+            Err(e) => e,
+        })?;
+    let request = (state.as_ref(), "completion/complete", upstream);
+    match aggregate::forward(rt, caller, &call, meta, &admitted, request).await? {
+        Ok(value) => Ok(value),
+        Err(UpstreamError::Rpc(e)) => Err(e),
+        Err(_) => Err(RpcError::new(
+            jsonrpc::INTERNAL_ERROR,
+            "the upstream MCP server is unavailable; try again later",
+        )
+        .with_data(json!({"steward/request_id": rid}))),
+    }
+}
+
+/// The first service, in name order, whose resource index `matches` `uri`.
 async fn route(
     rt: &Arc<Runtime>,
     caller: &Caller,
     uri: &str,
+    matches: fn(&ResourceIndex, &str) -> bool,
 ) -> Option<(Arc<ServiceRuntime>, Arc<ServiceState>)> {
     let candidates = candidate_services(rt, caller, RESOURCES_READ);
     for refresh in [false, true] {
         for (service, state) in &candidates {
             if let Some(index) = resource_index(rt, state, refresh).await
-                && index.serves(uri)
+                && matches(&index, uri)
             {
                 return Some((Arc::clone(service), Arc::clone(state)));
             }

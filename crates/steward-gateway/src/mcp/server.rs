@@ -328,6 +328,7 @@ fn capabilities() -> Value {
         "tools": {"listChanged": false},
         "prompts": {"listChanged": false},
         "resources": {"subscribe": true, "listChanged": false},
+        "completions": {},
     })
 }
 
@@ -481,7 +482,7 @@ async fn post(rt: Arc<Runtime>, peer: SocketAddr, req: Request<Body>) -> Respons
             }
             json_response(StatusCode::OK, &jsonrpc::response(&id, finish(result)))
         }
-        "prompts/get" | "resources/read" => {
+        "prompts/get" | "resources/read" | "completion/complete" => {
             let rid = pipeline::request_id();
             let name = params
                 .get("name")
@@ -496,7 +497,12 @@ async fn post(rt: Arc<Runtime>, peer: SocketAddr, req: Request<Body>) -> Respons
             );
             // Errors here are answers about the prompt or resource (unknown, denied, held),
             // sent with 200 like an upstream server's, so clients see the JSON-RPC error.
-            let mut resp = match content::get(&rt, &caller, &method, &params, &meta).await {
+            let answer = if method == "completion/complete" {
+                content::complete(&rt, &caller, &params, &meta).await
+            } else {
+                content::get(&rt, &caller, &method, &params, &meta).await
+            };
+            let mut resp = match answer {
                 Ok(result) => {
                     json_response(StatusCode::OK, &jsonrpc::response(&id, finish(result)))
                 }

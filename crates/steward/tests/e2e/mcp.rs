@@ -905,6 +905,108 @@ fn mcp_gateway_relays_governed_prompts_and_resources() {
         "{approved}"
     );
 
+    // Completions: relayed for a prompt (with the namespaced name rewritten, and context)
+    // and a resource template, governed as the get or read they help with.
+    let done = agent(
+        &python,
+        port,
+        &agent_token,
+        &[
+            "complete",
+            "prompt",
+            "everything__completable-prompt",
+            r#"{"name":"department","value":"Eng"}"#,
+        ],
+    );
+    assert_eq!(done["values"], json!(["Engineering"]), "{done}");
+    let done = agent(
+        &python,
+        port,
+        &agent_token,
+        &[
+            "complete",
+            "prompt",
+            "everything__completable-prompt",
+            r#"{"name":"name","value":""}"#,
+            r#"{"department":"Sales"}"#,
+        ],
+    );
+    assert_eq!(done["values"], json!(["David", "Eve", "Frank"]), "{done}");
+    let done = agent(
+        &python,
+        port,
+        &agent_token,
+        &[
+            "complete",
+            "resource",
+            "demo://resource/dynamic/text/{resourceId}",
+            r#"{"name":"resourceId","value":"1"}"#,
+        ],
+    );
+    assert!(
+        done["values"].is_array() && done.get("error").is_none(),
+        "{done}"
+    );
+    // A denied template is not completed; an approval-required prompt is refused without
+    // creating an approval (a keystroke must not page a human).
+    let denied = agent(
+        &python,
+        port,
+        &agent_token,
+        &[
+            "complete",
+            "resource",
+            "demo://resource/dynamic/blob/{resourceId}",
+            r#"{"name":"resourceId","value":"1"}"#,
+        ],
+    );
+    assert_eq!(denied["error"]["code"], -32003, "{denied}");
+    let pending_before = json(port, &admin, &["approvals", "list"]).to_string();
+    let held = agent(
+        &python,
+        port,
+        &agent_token,
+        &[
+            "complete",
+            "prompt",
+            "everything__args-prompt",
+            r#"{"name":"city","value":"B"}"#,
+        ],
+    );
+    assert_eq!(held["error"]["code"], -32003, "{held}");
+    assert!(
+        held["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("human approval"),
+        "{held}"
+    );
+    assert_eq!(
+        json(port, &admin, &["approvals", "list"]).to_string(),
+        pending_before,
+        "a completion created an approval request"
+    );
+    let unknown = agent(
+        &python,
+        port,
+        &agent_token,
+        &[
+            "complete",
+            "resource",
+            "demo://nowhere/{x}",
+            r#"{"name":"x","value":""}"#,
+        ],
+    );
+    assert_eq!(unknown["error"]["code"], -32002, "{unknown}");
+    let log = audit_search(port, &admin, "everything:prompts/get", 100);
+    assert!(
+        log["items"].as_array().unwrap().iter().any(|i| {
+            i["event"]["kind"] == "outcome"
+                && i["event"]["detail"]["mcp"]["method"] == "completion/complete"
+        }),
+        "no completion outcome record: {log}"
+    );
+
     // Another identity sees no prompts or resources, and cannot fetch them.
     let none = agent(&python, port, &other_token, &["prompts"]);
     assert_eq!(none["prompts"], json!([]), "{none}");
@@ -915,6 +1017,18 @@ fn mcp_gateway_relays_governed_prompts_and_resources() {
         port,
         &other_token,
         &["prompt", "everything__simple-prompt", "{}"],
+    );
+    assert_eq!(denied["error"]["code"], -32003, "{denied}");
+    let denied = agent(
+        &python,
+        port,
+        &other_token,
+        &[
+            "complete",
+            "prompt",
+            "everything__completable-prompt",
+            r#"{"name":"department","value":""}"#,
+        ],
     );
     assert_eq!(denied["error"]["code"], -32003, "{denied}");
 

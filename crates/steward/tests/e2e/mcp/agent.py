@@ -5,6 +5,7 @@ Usage: agent.py URL TOKEN list
        agent.py URL TOKEN prompts|resources|templates
        agent.py URL TOKEN prompt NAME ARGS_JSON [META_JSON]
        agent.py URL TOKEN read URI
+       agent.py URL TOKEN complete prompt|resource NAME_OR_URI ARGUMENT_JSON [CONTEXT_JSON]
 Prints one JSON object: the negotiated protocol version and the listing or the result; a
 JSON-RPC error answer is printed as `error` (code, message, data).
 """
@@ -17,6 +18,7 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
+from mcp.types import PromptReference, ResourceTemplateReference
 
 
 async def main() -> None:
@@ -58,6 +60,15 @@ async def content(client, action: str, out: dict) -> None:
         meta = json.loads(sys.argv[6]) if len(sys.argv) > 6 else None
         result = await client.get_prompt(sys.argv[4], json.loads(sys.argv[5]), meta=meta)
         out["messages"] = [getattr(m.content, "text", "") for m in result.messages]
+    elif action == "complete":
+        kind, target = sys.argv[4], sys.argv[5]
+        if kind == "prompt":
+            ref = PromptReference(type="ref/prompt", name=target)
+        else:
+            ref = ResourceTemplateReference(type="ref/resource", uri=target)
+        context = json.loads(sys.argv[7]) if len(sys.argv) > 7 else None
+        result = await client.complete(ref, json.loads(sys.argv[6]), context_arguments=context)
+        out["values"] = list(result.completion.values)
     elif action == "read":
         result = await client.read_resource(sys.argv[4])
         out["contents"] = [
