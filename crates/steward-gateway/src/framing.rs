@@ -707,6 +707,49 @@ mod tests {
         assert_eq!(out, input);
     }
 
+    /// Pieces that make up plausible and hostile request streams.
+    const PIECES: &[&[u8]] = &[
+        b"GET / HTTP/1.1\r\n",
+        b"POST /x HTTP/1.1\r\n",
+        b"PRI * HTTP/2.0\r\n",
+        b"Host: a\r\n",
+        b"Content-Length: 3\r\n",
+        b"Content-Length: 0\r\n",
+        b"Content-Length: +3\r\n",
+        b"Transfer-Encoding: chunked\r\n",
+        b"Transfer-Encoding: gzip\r\n",
+        b"Upgrade: x\r\n",
+        b"\r\n",
+        b"\n",
+        b"3\r\nabc\r\n",
+        b"0\r\n\r\n",
+        b"0\r\nT: v\r\n\r\n",
+        b"abc",
+        b"zz\r\n",
+        b"\x00\xff",
+    ];
+
+    proptest::proptest! {
+        /// Whatever the bytes and however they are split into reads: the outcome is the
+        /// same, a passed stream is passed whole, and a refusal passes only a strict prefix.
+        #[test]
+        fn read_sizes_never_change_the_outcome(
+            picks in proptest::collection::vec(0..PIECES.len(), 0..40),
+            step in 1usize..40,
+        ) {
+            let input: Vec<u8> = picks.iter().flat_map(|&i| PIECES[i].iter().copied()).collect();
+            let whole = run(&input, input.len().max(1));
+            let split = run(&input, step);
+            proptest::prop_assert_eq!(&whole, &split);
+            match whole {
+                (out, Fed::Pass) => proptest::prop_assert_eq!(out, input),
+                (out, Fed::Refuse(_)) => {
+                    proptest::prop_assert!(input.starts_with(&out) && out.len() < input.len());
+                }
+            }
+        }
+    }
+
     #[tokio::test]
     async fn a_head_held_past_the_timeout_ends_the_connection() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
