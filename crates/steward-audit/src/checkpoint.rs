@@ -227,7 +227,7 @@ impl CheckpointSigner {
     ) -> Checkpoint {
         self.sign(
             head.tree_size,
-            head.root_hash,
+            head.root_hash(),
             head.chain_head,
             time_ms,
             instance_id,

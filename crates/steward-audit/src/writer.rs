@@ -148,23 +148,31 @@ pub struct AppendReceipt {
 }
 
 /// The durable state as last committed by the writer; what a checkpoint signs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// The Merkle root is computed when asked for ([`WriterHead::root_hash`]): a checkpoint
+/// needs it every N records or T seconds, while computing it for every commit would cost
+/// up to log2(n) node hashes per group commit on the request path.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriterHead {
     /// Records durable so far.
     pub tree_size: u64,
-    /// Merkle root over them.
-    pub root_hash: Hash,
     /// Hash of the last one.
     pub chain_head: Hash,
+    frontier: Arc<MerkleFrontier>,
 }
 
 impl WriterHead {
     fn of(head: &StoreHead) -> Self {
         Self {
             tree_size: head.frontier.size(),
-            root_hash: head.frontier.root(),
             chain_head: head.chain_head,
+            frontier: Arc::new(head.frontier.clone()),
         }
+    }
+
+    /// Merkle root over the durable records.
+    pub fn root_hash(&self) -> Hash {
+        self.frontier.root()
     }
 }
 
@@ -249,7 +257,7 @@ impl AuditWriter {
 
     /// The last durable head.
     pub fn head(&self) -> WriterHead {
-        *self.head.borrow()
+        self.head.borrow().clone()
     }
 
     /// A receiver that sees every new durable head (for the checkpoint scheduler).

@@ -72,7 +72,7 @@ async fn checkpoint_task(
     loop {
         // Wake on a new durable head, or every second for the time rule.
         let _ = tokio::time::timeout(Duration::from_secs(1), heads.changed()).await;
-        let head = *heads.borrow_and_update();
+        let head = heads.borrow_and_update().clone();
         let now = rt.now_ms();
         if !options.policy.is_due(last, head.tree_size, now) {
             continue;
