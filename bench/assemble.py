@@ -4,7 +4,7 @@ import os
 import platform
 import subprocess
 
-ORDER = ["summary", "http", "http-profile", "mcp", "mcp-conformance", "token", "vault", "policy", "audit", "monitor", "scan"]
+ORDER = ["summary", "http", "http-instructions", "http-profile", "framing", "mcp", "mcp-conformance", "token", "vault", "policy", "audit", "monitor", "scan"]
 root = os.path.join(os.path.dirname(__file__), "..")
 results = os.path.join(root, "bench", "results")
 
