@@ -1005,7 +1005,7 @@ impl Store {
             .execute(&mut *conn)
             .await?;
         let result: Result<(), sqlx::Error> = async {
-            for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
+            for chunk in audit_chunks(rows) {
                 // INVARIANT: the generated text holds only column names and placeholders.
                 let sql = sqlx::AssertSqlSafe(audit_insert_sql(
                     chunk.len(),
@@ -1494,17 +1494,75 @@ impl Store {
 /// Rows per multi-row audit `INSERT` (11 parameters each, well under every backend's limit).
 pub const AUDIT_ROWS_PER_INSERT: usize = 64;
 
-/// `INSERT INTO audit_log (..) VALUES (..), (..), ..` for `rows` rows; the text for full
-/// chunks (the common case under load) is built once.
+/// Chunk sizes of audit inserts, largest first. Only these sizes are used, so each
+/// connection prepares at most three statement texts once and reuses them: with any
+/// remainder size allowed, a group commit of n rows could prepare a new multi-row statement
+/// (hundreds of placeholders; SQLite's parser then costs more than the inserts).
+const AUDIT_CHUNK_SIZES: [usize; 3] = [AUDIT_ROWS_PER_INSERT, 8, 1];
+
+/// `rows` cut into chunks of the sizes in [`AUDIT_CHUNK_SIZES`], in order.
+fn audit_chunks(rows: &[AuditRow]) -> impl Iterator<Item = &[AuditRow]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        let size = AUDIT_CHUNK_SIZES.into_iter().find(|&n| n <= rest.len())?;
+        let (chunk, after) = rest.split_at_checked(size)?;
+        rest = after;
+        Some(chunk)
+    })
+}
+
+/// `INSERT INTO audit_log (..) VALUES (..), (..), ..` for `rows` rows (one of
+/// [`AUDIT_CHUNK_SIZES`]); each text is built once.
 fn audit_insert_sql(rows: usize, anonymous: bool) -> std::sync::Arc<str> {
     const PREFIX: &str = "INSERT INTO audit_log (instance_id, seq, time_ms, prev_hash, hash, kind, actor_id, operation, decision, request_id, event) VALUES ";
-    static NUMBERED: std::sync::OnceLock<std::sync::Arc<str>> = std::sync::OnceLock::new();
-    static ANONYMOUS: std::sync::OnceLock<std::sync::Arc<str>> = std::sync::OnceLock::new();
+    type Cell = std::sync::OnceLock<std::sync::Arc<str>>;
+    static NUMBERED: [Cell; 3] = [Cell::new(), Cell::new(), Cell::new()];
+    static ANONYMOUS: [Cell; 3] = [Cell::new(), Cell::new(), Cell::new()];
     let build = || multi_row_insert(PREFIX, 11, rows, anonymous).into();
-    if rows == AUDIT_ROWS_PER_INSERT {
-        let cell = if anonymous { &ANONYMOUS } else { &NUMBERED };
-        std::sync::Arc::clone(cell.get_or_init(build))
-    } else {
-        build()
+    let cells = if anonymous { &ANONYMOUS } else { &NUMBERED };
+    match AUDIT_CHUNK_SIZES
+        .iter()
+        .position(|&n| n == rows)
+        .and_then(|i| cells.get(i))
+    {
+        Some(cell) => std::sync::Arc::clone(cell.get_or_init(build)),
+        None => build(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_chunks_use_only_the_fixed_sizes_and_keep_every_row_in_order() {
+        let row = |seq: i64| AuditRow {
+            instance_id: "i".into(),
+            seq,
+            time_ms: 0,
+            prev_hash: Vec::new(),
+            hash: Vec::new(),
+            kind: "decision".into(),
+            actor_id: None,
+            operation: None,
+            decision: None,
+            request_id: None,
+            event: String::new(),
+        };
+        for n in 0..300 {
+            let rows: Vec<AuditRow> = (0..n).map(row).collect();
+            let chunks: Vec<&[AuditRow]> = audit_chunks(&rows).collect();
+            assert!(chunks.iter().all(|c| AUDIT_CHUNK_SIZES.contains(&c.len())));
+            let seqs: Vec<i64> = chunks
+                .iter()
+                .flat_map(|c| c.iter().map(|r| r.seq))
+                .collect();
+            assert_eq!(seqs, (0..n).collect::<Vec<_>>());
+            // At most 7 single-row and 7 eight-row inserts after the full chunks.
+            assert!(chunks.len() <= n as usize / AUDIT_ROWS_PER_INSERT + 14);
+        }
+        let sql = audit_insert_sql(8, true);
+        assert_eq!(sql.matches('?').count(), 8 * 11);
+        assert!(std::sync::Arc::ptr_eq(&sql, &audit_insert_sql(8, true)));
     }
 }
