@@ -689,6 +689,23 @@ fn ambiguous_paths_and_smuggling_framings_are_refused_on_the_wire() {
     // Still serving.
     let (response, _) = raw_exchange(d.port, ok_req.as_bytes(), Duration::from_secs(10));
     assert_eq!(status_of(&response), 200, "{response}");
+    // HTTP/2 (prior knowledge) passes the HTTP/1 framing guard untouched.
+    if let Ok(out) = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "--http2-prior-knowledge",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+            "-H",
+            &format!("Authorization: Bearer {}", d.agent),
+            &format!("http://127.0.0.1:{}/gw/a/anything/h2", d.port),
+        ])
+        .output()
+    {
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "2 200");
+    }
 }
 
 /// Services pointing at metadata, link-local or loopback addresses in any spelling are
