@@ -26,10 +26,10 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+# shellcheck source=bench/http/common.sh
+. bench/http/common.sh
 UP=$(free_port); PROXY=$(free_port); GW=$(free_port)
-mkdir -p "$WORK/www" "$WORK/logs"
-printf '{"id":1,"status":"ok","items":[1,2,3,4,5,6,7,8,9,10],"note":"static upstream payload for proxy benchmarks"}\n' > "$WORK/www/item.json"
+write_payload "$WORK"
 cat > "$WORK/upstream.conf" <<NGINX
 worker_processes 1;
 pid $WORK/nginx.pid;
@@ -60,15 +60,7 @@ SETUP_PID=$!
 for _ in $(seq 1 100); do grep -q stwa_ "$WORK/steward.out" 2>/dev/null && break; sleep 0.1; done
 export STEWARD_SERVER="http://127.0.0.1:$GW"
 export STEWARD_TOKEN="$(grep -o 'stwa_[A-Za-z0-9]*' "$WORK/steward.out" | head -n1)"
-printf 'openapi: 3.0.3\ninfo: { title: bench, version: "1" }\npaths:\n  /item.json:\n    get: { operationId: item.get }\n' > "$WORK/spec.yaml"
-"$BIN" identity create bench-agent --owner bench >/dev/null
-"$BIN" identity key-create bench-agent > "$WORK/key" 2>/dev/null
-printf 'upstream-bench-secret' | "$BIN" secret set bench-secret >/dev/null
-"$BIN" service add bench --base-url "http://127.0.0.1:$UP" --auth bearer --secret bench-secret \
-  --allow-http --allow-private --openapi "$WORK/spec.yaml" >/dev/null
-mkdir -p "$WORK/pol"
-echo 'permit(principal, action == Action::"bench:item.get", resource);' > "$WORK/pol/p.cedar"
-"$BIN" policy set "$WORK/pol" >/dev/null
+steward_setup "$BIN" "$WORK" "$UP"
 TOKEN="$("$BIN" token get --client-id bench-agent --key-file "$WORK/key")"
 kill "$SETUP_PID"; wait "$SETUP_PID" 2>/dev/null || true
 

@@ -48,20 +48,40 @@ impl UpstreamTokens {
     }
 }
 
+/// The service's client-credentials grant, if it has one.
+struct Grant<'s> {
+    token_url: &'s str,
+    client_id: &'s str,
+    secret: &'s str,
+    scope: Option<&'s str>,
+}
+
+fn grant(service: &ServiceRuntime) -> Option<Grant<'_>> {
+    match &service.spec.auth {
+        UpstreamAuth::Oauth2ClientCredentials {
+            token_url,
+            client_id,
+            secret,
+            scope,
+        } => Some(Grant {
+            token_url,
+            client_id,
+            secret,
+            scope: scope.as_deref(),
+        }),
+        _ => None,
+    }
+}
+
 fn cache_key(service: &ServiceRuntime) -> Option<String> {
-    let UpstreamAuth::Oauth2ClientCredentials {
-        token_url,
-        client_id,
-        secret,
-        scope,
-    } = &service.spec.auth
-    else {
-        return None;
-    };
+    let g = grant(service)?;
     Some(format!(
-        "{}\0{token_url}\0{client_id}\0{secret}\0{}",
+        "{}\0{}\0{}\0{}\0{}",
         service.spec.name,
-        scope.as_deref().unwrap_or_default()
+        g.token_url,
+        g.client_id,
+        g.secret,
+        g.scope.unwrap_or_default()
     ))
 }
 
@@ -77,16 +97,16 @@ pub async fn access_token(
     rt: &Runtime,
     service: &ServiceRuntime,
 ) -> Result<Zeroizing<String>, RuntimeError> {
-    let UpstreamAuth::Oauth2ClientCredentials {
-        token_url,
-        client_id,
-        secret,
-        scope,
-    } = &service.spec.auth
+    let (
+        Some(Grant {
+            token_url,
+            client_id,
+            secret,
+            scope,
+        }),
+        Some(key),
+    ) = (grant(service), cache_key(service))
     else {
-        return Err(RuntimeError::Invalid("service does not use oauth2".into()));
-    };
-    let Some(key) = cache_key(service) else {
         return Err(RuntimeError::Invalid("service does not use oauth2".into()));
     };
     if let Some(token) = rt.upstream_tokens.fresh(&key, rt.now_ms()) {
@@ -106,10 +126,10 @@ pub async fn access_token(
     );
     let mut form = vec![
         ("grant_type", "client_credentials".to_owned()),
-        ("client_id", client_id.clone()),
+        ("client_id", client_id.to_owned()),
     ];
     if let Some(scope) = scope {
-        form.push(("scope", scope.clone()));
+        form.push(("scope", scope.to_owned()));
     }
     form.push(("client_secret", secret_text.to_string()));
     let body = form
@@ -127,7 +147,7 @@ pub async fn access_token(
     // certificate when it has one (mutual-TLS client authentication, RFC 8705).
     let (client, _) = crate::http_proxy::service_client(rt, service).await?;
     use http_body_util::BodyExt;
-    let req = http::Request::post(token_url.as_str())
+    let req = http::Request::post(token_url)
         .header(
             http::header::CONTENT_TYPE,
             "application/x-www-form-urlencoded",

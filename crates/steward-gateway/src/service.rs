@@ -270,20 +270,7 @@ impl ServiceSpec {
                     self.name
                 )));
             }
-            match url.scheme() {
-                "https" => {}
-                "http" if self.allow_http => {}
-                "http" => {
-                    return Err(RuntimeError::Invalid(format!(
-                        "base_url `{base}` is plain http; set allow_http to permit it"
-                    )));
-                }
-                other => {
-                    return Err(RuntimeError::Invalid(format!(
-                        "base_url scheme `{other}` is not http(s)"
-                    )));
-                }
-            }
+            self.check_scheme("base_url", base, &url)?;
             if url.host_str().is_none() {
                 return Err(RuntimeError::Invalid(format!(
                     "base_url `{base}` has no host"
@@ -293,20 +280,7 @@ impl ServiceSpec {
         if let UpstreamAuth::Oauth2ClientCredentials { token_url, .. } = &self.auth {
             let url = url::Url::parse(token_url)
                 .map_err(|e| RuntimeError::Invalid(format!("token_url `{token_url}`: {e}")))?;
-            match url.scheme() {
-                "https" => {}
-                "http" if self.allow_http => {}
-                "http" => {
-                    return Err(RuntimeError::Invalid(format!(
-                        "token_url `{token_url}` is plain http; set allow_http to permit it"
-                    )));
-                }
-                other => {
-                    return Err(RuntimeError::Invalid(format!(
-                        "token_url scheme `{other}` is not http(s)"
-                    )));
-                }
-            }
+            self.check_scheme("token_url", token_url, &url)?;
         }
         if self.kind == "mcp" {
             self.validate_mcp()?;
@@ -333,6 +307,20 @@ impl ServiceSpec {
     }
 
     /// Checks an MCP service: a transport, a name that keeps `<service>__<tool>` unambiguous.
+    /// `https`, or `http` when the service allows plain HTTP; `what` names the field.
+    fn check_scheme(&self, what: &str, text: &str, url: &url::Url) -> Result<(), RuntimeError> {
+        match url.scheme() {
+            "https" => Ok(()),
+            "http" if self.allow_http => Ok(()),
+            "http" => Err(RuntimeError::Invalid(format!(
+                "{what} `{text}` is plain http; set allow_http to permit it"
+            ))),
+            other => Err(RuntimeError::Invalid(format!(
+                "{what} scheme `{other}` is not http(s)"
+            ))),
+        }
+    }
+
     fn validate_mcp(&self) -> Result<(), RuntimeError> {
         if self.name.contains("__") {
             return Err(RuntimeError::Invalid(format!(

@@ -320,7 +320,6 @@ pub async fn get(
     params: &Map<String, Value>,
     meta: &CallMeta,
 ) -> Result<Value, RpcError> {
-    let rid = meta.request_id.as_str();
     let (service, state, args) = if method == PROMPTS_GET {
         let (name, arguments) = aggregate::name_and_arguments(params)?;
         let Some((service, state, prompt)) = aggregate::resolve(rt, name)? else {
@@ -361,14 +360,36 @@ pub async fn get(
         args,
         sensitive: Vec::new(),
     };
-    let admitted = pipeline::admit(rt, caller, &call, meta)
+    let upstream = (state.as_ref(), method, call.args.clone());
+    relay(
+        rt,
+        caller,
+        &call,
+        meta,
+        pipeline::Approvals::Request,
+        upstream,
+    )
+    .await
+}
+
+/// Admits a content call (policy, durable decision record), sends it upstream and makes
+/// its outcome durable; returns the upstream's answer or the JSON-RPC error the agent sees.
+async fn relay(
+    rt: &Arc<Runtime>,
+    caller: &Caller,
+    call: &ResolvedCall,
+    meta: &CallMeta,
+    approvals: pipeline::Approvals,
+    upstream: (&ServiceState, &str, Value),
+) -> Result<Value, RpcError> {
+    let rid = meta.request_id.as_str();
+    let admitted = pipeline::admit_as(rt, caller, call, meta, approvals)
         .await
         .map_err(|problem| match aggregate::refusal(&problem, rid) {
             Ok((text, data)) => RpcError::new(DENIED, text).with_data(data),
             Err(e) => e,
         })?;
-    let upstream = (state.as_ref(), method, call.args.clone());
-    match aggregate::forward(rt, caller, &call, meta, &admitted, upstream).await? {
+    match aggregate::forward(rt, caller, call, meta, &admitted, upstream).await? {
         Ok(value) => Ok(value),
         Err(UpstreamError::Rpc(e)) => Err(e),
         Err(_) => Err(RpcError::new(
@@ -392,7 +413,6 @@ pub async fn complete(
     params: &Map<String, Value>,
     meta: &CallMeta,
 ) -> Result<Value, RpcError> {
-    let rid = meta.request_id.as_str();
     let invalid = |text: &str| RpcError::new(jsonrpc::INVALID_PARAMS, text);
     let reference = params
         .get("ref")
@@ -453,22 +473,16 @@ pub async fn complete(
         args,
         sensitive: Vec::new(),
     };
-    let admitted = pipeline::admit_as(rt, caller, &call, meta, pipeline::Approvals::Refuse)
-        .await
-        .map_err(|problem| match aggregate::refusal(&problem, rid) {
-            Ok((text, data)) => RpcError::new(DENIED, text).with_data(data),
-            Err(e) => e,
-        })?;
     let request = (state.as_ref(), "completion/complete", upstream);
-    match aggregate::forward(rt, caller, &call, meta, &admitted, request).await? {
-        Ok(value) => Ok(value),
-        Err(UpstreamError::Rpc(e)) => Err(e),
-        Err(_) => Err(RpcError::new(
-            jsonrpc::INTERNAL_ERROR,
-            "the upstream MCP server is unavailable; try again later",
-        )
-        .with_data(json!({"steward/request_id": rid}))),
-    }
+    relay(
+        rt,
+        caller,
+        &call,
+        meta,
+        pipeline::Approvals::Refuse,
+        request,
+    )
+    .await
 }
 
 /// The first service, in name order, whose resource index `matches` `uri`.
