@@ -247,9 +247,15 @@ impl ServiceSpec {
                 "a `postgres` section needs kind `postgres`".into(),
             ));
         }
-        if self.kind != "http" && self.client_cert_secret.is_some() {
+        if self.client_cert_secret.is_some()
+            && self.kind != "http"
+            && !matches!(
+                self.mcp.as_ref().map(|m| &m.transport),
+                Some(McpTransport::Http { .. })
+            )
+        {
             return Err(RuntimeError::Invalid(
-                "`client_cert_secret` is supported for services of kind `http`".into(),
+                "`client_cert_secret` is supported for services of kind `http` and MCP services over HTTP".into(),
             ));
         }
         if self.kind != "http" && self.kind != "mcp" && self.kind != "postgres" {
@@ -359,19 +365,12 @@ impl ServiceSpec {
             McpTransport::Http { url } => {
                 let parsed = url::Url::parse(url)
                     .map_err(|e| RuntimeError::Invalid(format!("mcp url `{url}`: {e}")))?;
-                match parsed.scheme() {
-                    "https" => {}
-                    "http" if self.allow_http => {}
-                    "http" => {
-                        return Err(RuntimeError::Invalid(format!(
-                            "mcp url `{url}` is plain http; set allow_http to permit it"
-                        )));
-                    }
-                    other => {
-                        return Err(RuntimeError::Invalid(format!(
-                            "mcp url scheme `{other}` is not http(s)"
-                        )));
-                    }
+                self.check_scheme("mcp url", url, &parsed)?;
+                if self.client_cert_secret.is_some() && parsed.scheme() != "https" {
+                    return Err(RuntimeError::Invalid(format!(
+                        "service `{}`: a client certificate needs an https mcp url",
+                        self.name
+                    )));
                 }
                 if !matches!(
                     self.auth,

@@ -110,6 +110,8 @@ impl McpUpstream {
                     rt: Arc::downgrade(rt),
                     uri,
                     client,
+                    service: spec.name.clone(),
+                    client_cert: spec.client_cert_secret.is_some(),
                     auth: spec.auth.clone(),
                     session: Mutex::new(None),
                     init: tokio::sync::Mutex::new(false),
@@ -542,6 +544,10 @@ struct HttpConn {
     rt: Weak<Runtime>,
     uri: http::Uri,
     client: crate::upstream::UpstreamClient,
+    /// The service's name, to find its client-certificate client.
+    service: String,
+    /// Whether the service presents a client certificate (mutual TLS).
+    client_cert: bool,
     auth: UpstreamAuth,
     session: Mutex<Option<String>>,
     init: tokio::sync::Mutex<bool>,
@@ -633,6 +639,26 @@ impl HttpConn {
         Ok(())
     }
 
+    /// The pooled client; with a client certificate, the service's client for the
+    /// certificate secret's current version (rebuilt after a rotation).
+    async fn http_client(&self) -> Result<crate::upstream::UpstreamClient, UpstreamError> {
+        if !self.client_cert {
+            return Ok(self.client.clone());
+        }
+        let rt = self
+            .rt
+            .upgrade()
+            .ok_or_else(|| UpstreamError::Unavailable("shutting down".into()))?;
+        let service = rt
+            .service_table()
+            .get(&self.service)
+            .ok_or_else(|| UpstreamError::Unavailable("the service was removed".into()))?;
+        crate::http_proxy::service_client(&rt, &service)
+            .await
+            .map(|(client, _)| client)
+            .map_err(|e| UpstreamError::Unavailable(e.to_string()))
+    }
+
     async fn post(&self, body: &Value, id: Option<i64>) -> Result<Posted, UpstreamError> {
         let bytes = Bytes::from(body.to_string());
         let mut req = http::Request::builder()
@@ -658,7 +684,7 @@ impl HttpConn {
             req.headers_mut().insert("mcp-session-id", v);
         }
         self.inject(req.headers_mut()).await?;
-        let resp = self.client.request(req).await.map_err(|e| {
+        let resp = self.http_client().await?.request(req).await.map_err(|e| {
             if format!("{e:?}").contains("PermissionDenied") {
                 UpstreamError::EgressBlocked
             } else {

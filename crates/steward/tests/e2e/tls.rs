@@ -221,12 +221,41 @@ class H(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
     def do_POST(self):
-        # A token endpoint that authenticates its client by certificate (RFC 8705).
-        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        request = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         cert = self.connection.getpeercert() or {}
         cn = [v for rdn in cert.get("subject", ()) for (k, v) in rdn if k == "commonName"]
-        body = json.dumps({"access_token": "token-for-" + (cn[0] if cn else "nobody"),
-                           "expires_in": 300}).encode()
+        cn = cn[0] if cn else "nobody"
+        if self.path == "/mcp":
+            # A minimal MCP server over Streamable HTTP (JSON answers): one tool that
+            # reports the client certificate's CN and the Authorization it received.
+            msg = json.loads(request)
+            if "id" not in msg:
+                self.send_response(202)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            method = msg["method"]
+            if method == "initialize":
+                result = {"protocolVersion": msg["params"]["protocolVersion"],
+                          "capabilities": {"tools": {}}, "serverInfo": {"name": "mtls", "version": "1"}}
+            elif method == "tools/list":
+                result = {"tools": [{"name": "whoami", "description": "Who is calling",
+                                     "inputSchema": {"type": "object"},
+                                     "annotations": {"readOnlyHint": True}}]}
+            elif method == "tools/call":
+                text = "cn=%s authorization=%s" % (cn, self.headers.get("Authorization"))
+                result = {"content": [{"type": "text", "text": text}]}
+            else:
+                result = None
+            answer = {"jsonrpc": "2.0", "id": msg["id"]}
+            if result is None:
+                answer["error"] = {"code": -32601, "message": "method not found"}
+            else:
+                answer["result"] = result
+            body = json.dumps(answer).encode()
+        else:
+            # A token endpoint that authenticates its client by certificate (RFC 8705).
+            body = json.dumps({"access_token": "token-for-" + cn, "expires_in": 300}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -354,6 +383,80 @@ fn upstream_mutual_tls_presents_the_vault_client_certificate() {
     );
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("Bearer token-for-agent-host"), "{text}");
+
+    // An MCP server over HTTPS sees the same client certificate, and the bearer credential.
+    let apply = pki.path().join("mcp.yaml");
+    let indented_ca: String = read("ca.pem")
+        .lines()
+        .map(|l| format!("      {l}\n"))
+        .collect();
+    std::fs::write(
+        &apply,
+        format!(
+            "version: 1\nservices:\n  - name: mtlsmcp\n    kind: mcp\n    allow_private: true\n    client_cert_secret: upstream-mtls\n    auth: {{type: bearer, secret: upstream-token}}\n    ca_bundle: |\n{indented_ca}    mcp:\n      transport:\n        type: http\n        url: \"{base}/mcp\"\n"
+        ),
+    )
+    .unwrap();
+    d.ok(&["apply", "--file", apply.to_str().unwrap()], None);
+    d.ok(&["mcp", "refresh", "mtlsmcp"], None);
+    let (status, text) = http(
+        "POST",
+        &format!("http://127.0.0.1:{}/mcp", d.port),
+        &[
+            ("Authorization", bearer.as_str()),
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        ],
+        Some(
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+        ),
+    );
+    assert_eq!(status, 200, "{text}");
+    let session = text
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("mcp-session-id")
+                .then(|| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no session id: {text}"));
+    let (status, text) = http(
+        "POST",
+        &format!("http://127.0.0.1:{}/mcp", d.port),
+        &[
+            ("Authorization", bearer.as_str()),
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+            ("Mcp-Session-Id", session.as_str()),
+            ("Mcp-Protocol-Version", "2025-11-25"),
+        ],
+        Some(
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"mtlsmcp__whoami","arguments":{}}}"#,
+        ),
+    );
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains("cn=agent-host authorization=Bearer mtls-upstream-bearer"),
+        "{text}"
+    );
+    // A client certificate for a stdio MCP server is refused with a clear error.
+    let stdio = pki.path().join("stdio.yaml");
+    std::fs::write(
+        &stdio,
+        "version: 1\nservices:\n  - name: certstdio\n    kind: mcp\n    client_cert_secret: upstream-mtls\n    mcp:\n      transport:\n        type: stdio\n        command: \"true\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = cli(
+        d.port,
+        &d.admin,
+        &["apply", "--file", stdio.to_str().unwrap()],
+        None,
+    );
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        format!("{out}{err}").contains("client_cert_secret"),
+        "{out}{err}"
+    );
 
     // A rotated certificate is presented on the next call, without a restart.
     let rotated = format!("{}{}", read("client2.pem"), read("client2.key"));
