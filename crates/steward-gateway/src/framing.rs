@@ -438,6 +438,12 @@ fn refusal(reason: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+thread_local! {
+    /// Where a guard reads the client's bytes before feeding them on (per worker thread).
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; 16 * 1024].into_boxed_slice());
+}
+
 /// A connection's byte stream with [`RequestFraming`] in front of the HTTP parser.
 ///
 /// A head held back longer than `header_timeout` ends the connection with an error: hyper's
@@ -449,7 +455,6 @@ pub struct FramingGuard<S> {
     header_timeout: Duration,
     /// When the head held back now must be complete.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
-    scratch: Box<[u8]>,
     /// Bytes cleared for the parser, from `ready_pos` on.
     ready: Vec<u8>,
     ready_pos: usize,
@@ -467,7 +472,6 @@ impl<S> FramingGuard<S> {
             framing: RequestFraming::new(),
             header_timeout,
             deadline: None,
-            scratch: vec![0; 16 * 1024].into_boxed_slice(),
             ready: Vec::new(),
             ready_pos: 0,
             eof: false,
@@ -495,7 +499,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for FramingGuard<S> {
                 buf.put_slice(pending.get(..n).unwrap_or_default());
                 this.ready_pos += n;
                 if this.ready_pos == this.ready.len() {
-                    this.ready.clear();
+                    // An idle connection keeps no buffer beyond a small one.
+                    if this.ready.capacity() > 4096 {
+                        this.ready = Vec::new();
+                    } else {
+                        this.ready.clear();
+                    }
                     this.ready_pos = 0;
                 }
                 return Poll::Ready(Ok(()));
@@ -507,32 +516,46 @@ impl<S: AsyncRead + Unpin> AsyncRead for FramingGuard<S> {
             if this.framing.is_passthrough() {
                 return Pin::new(&mut this.inner).poll_read(cx, buf);
             }
-            let mut rb = ReadBuf::new(&mut this.scratch);
-            if Pin::new(&mut this.inner)
-                .poll_read(cx, &mut rb)?
-                .is_pending()
-            {
-                if let Some(deadline) = &mut this.deadline
-                    && deadline.as_mut().poll(cx).is_ready()
-                {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "request head not completed in time",
-                    )));
+            // Read into the worker thread's scratch buffer: it is used only within this
+            // call, so connections do not each keep one.
+            let read = SCRATCH.with(|cell| {
+                let Ok(mut scratch) = cell.try_borrow_mut() else {
+                    return Poll::Ready(Err(io::Error::other("framing scratch buffer in use")));
+                };
+                let mut rb = ReadBuf::new(&mut scratch[..]);
+                match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Ready(Ok(())) if rb.filled().is_empty() => Poll::Ready(Ok(None)),
+                    Poll::Ready(Ok(())) => {
+                        Poll::Ready(Ok(Some(this.framing.feed(rb.filled(), &mut this.ready))))
+                    }
                 }
-                return Poll::Pending;
-            }
-            let filled = rb.filled().len();
-            if filled == 0 {
-                this.eof = true;
-                this.framing.finish(&mut this.ready);
-                continue;
-            }
-            let fresh = this.scratch.get(..filled).unwrap_or_default();
-            if let Fed::Refuse(reason) = this.framing.feed(fresh, &mut this.ready) {
-                tracing::warn!(reason, "request framing refused; closing the connection");
-                metrics::counter!("steward_http_framing_refused_total").increment(1);
-                this.refusal = Some((refusal(reason), 0));
+            });
+            match read {
+                Poll::Pending => {
+                    if let Some(deadline) = &mut this.deadline
+                        && deadline.as_mut().poll(cx).is_ready()
+                    {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "request head not completed in time",
+                        )));
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(None)) => {
+                    this.eof = true;
+                    this.framing.finish(&mut this.ready);
+                    continue;
+                }
+                Poll::Ready(Ok(Some(Fed::Refuse(reason)))) => {
+                    tracing::warn!(reason, "request framing refused; closing the connection");
+                    metrics::counter!("steward_http_framing_refused_total").increment(1);
+                    this.refusal = Some((refusal(reason), 0));
+                }
+                Poll::Ready(Ok(Some(Fed::Pass))) => {}
             }
             if !this.framing.is_holding() {
                 this.deadline = None;
