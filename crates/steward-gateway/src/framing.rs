@@ -478,11 +478,6 @@ impl<S> FramingGuard<S> {
             refusal: None,
         }
     }
-
-    /// The wrapped stream.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for FramingGuard<S> {

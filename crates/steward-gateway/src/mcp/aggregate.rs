@@ -86,6 +86,35 @@ pub(super) fn timeout(rt: &Runtime) -> Duration {
     Duration::from_millis(rt.settings.request_timeout_ms)
 }
 
+/// Every page of an upstream listing (`key` is the result's array member).
+pub(super) async fn list_all(
+    rt: &Runtime,
+    state: &ServiceState,
+    method: &str,
+    key: &str,
+) -> Result<Vec<Value>, UpstreamError> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..MAX_LIST_PAGES {
+        let params = match &cursor {
+            Some(c) => json!({"cursor": c}),
+            None => json!({}),
+        };
+        let page = state.upstream.request(method, params, timeout(rt)).await?;
+        if let Some(list) = page.get(key).and_then(Value::as_array) {
+            items.extend(list.iter().cloned());
+        }
+        cursor = page
+            .get("nextCursor")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    Ok(items)
+}
+
 /// The service's tools, listing the upstream again when stale.
 pub async fn tools(
     rt: &Arc<Runtime>,
@@ -116,36 +145,14 @@ pub async fn tools(
         return Ok(view);
     }
     state.upstream.tools_stale.store(false, Ordering::Relaxed);
-    let mut all = Vec::new();
-    let mut cursor: Option<String> = None;
-    for _ in 0..MAX_LIST_PAGES {
-        let params = match &cursor {
-            Some(c) => json!({"cursor": c}),
-            None => json!({}),
-        };
-        let page = state
-            .upstream
-            .request("tools/list", params, timeout(rt))
-            .await
-            .inspect_err(|_| {
-                state.upstream.tools_stale.store(true, Ordering::Relaxed);
-            })?;
-        if let Some(items) = page.get("tools").and_then(Value::as_array) {
-            all.extend(
-                items
-                    .iter()
-                    .filter(|t| t.get("name").and_then(Value::as_str).is_some())
-                    .cloned(),
-            );
-        }
-        cursor = page
-            .get("nextCursor")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        if cursor.is_none() {
-            break;
-        }
-    }
+    let all: Vec<Value> = list_all(rt, state, "tools/list", "tools")
+        .await
+        .inspect_err(|_| {
+            state.upstream.tools_stale.store(true, Ordering::Relaxed);
+        })?
+        .into_iter()
+        .filter(|t| t.get("name").and_then(Value::as_str).is_some())
+        .collect();
     let observed = pins::observe(&rt.store, &state.spec.name, &all, rt.now_ms())
         .await
         .map_err(|e| UpstreamError::Unavailable(format!("pins: {e}")))?;

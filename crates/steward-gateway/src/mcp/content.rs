@@ -113,38 +113,6 @@ fn candidate_services(
         .collect()
 }
 
-/// Every page of an upstream listing (`key` is the result's array member).
-async fn list_all(
-    rt: &Runtime,
-    state: &ServiceState,
-    method: &str,
-    key: &str,
-) -> Result<Vec<Value>, UpstreamError> {
-    let mut items = Vec::new();
-    let mut cursor: Option<String> = None;
-    for _ in 0..aggregate::MAX_LIST_PAGES {
-        let params = match &cursor {
-            Some(c) => json!({"cursor": c}),
-            None => json!({}),
-        };
-        let page = state
-            .upstream
-            .request(method, params, aggregate::timeout(rt))
-            .await?;
-        if let Some(list) = page.get(key).and_then(Value::as_array) {
-            items.extend(list.iter().cloned());
-        }
-        cursor = page
-            .get("nextCursor")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        if cursor.is_none() {
-            break;
-        }
-    }
-    Ok(items)
-}
-
 /// `prompts/list`, `resources/list` or `resources/templates/list`, aggregated.
 pub async fn list(rt: &Arc<Runtime>, caller: &Caller, method: &str) -> Value {
     let (operation, key) = match method {
@@ -163,7 +131,7 @@ pub async fn list(rt: &Arc<Runtime>, caller: &Caller, method: &str) -> Value {
     for (service, state) in candidate_services(rt, caller, operation) {
         let op = OperationName::new(service.spec.name.clone(), operation);
         let class = content_class(&service.spec, operation);
-        let items = match list_all(rt, &state, method, key).await {
+        let items = match aggregate::list_all(rt, &state, method, key).await {
             Ok(items) => items,
             // A server without prompts or resources answers "method not found".
             Err(UpstreamError::Rpc(e)) if e.code == jsonrpc::METHOD_NOT_FOUND => continue,
@@ -215,8 +183,9 @@ async fn resource_index(
             .filter_map(|i| i.get(field).and_then(Value::as_str).map(str::to_owned))
             .collect()
     };
-    let uris = list_all(rt, state, "resources/list", "resources").await;
-    let templates = list_all(rt, state, "resources/templates/list", "resourceTemplates").await;
+    let uris = aggregate::list_all(rt, state, "resources/list", "resources").await;
+    let templates =
+        aggregate::list_all(rt, state, "resources/templates/list", "resourceTemplates").await;
     if uris.is_err() && templates.is_err() {
         return None;
     }
@@ -323,13 +292,7 @@ pub async fn get(
     let (service, state, args) = if method == PROMPTS_GET {
         let (name, arguments) = aggregate::name_and_arguments(params)?;
         let Some((service, state, prompt)) = aggregate::resolve(rt, name)? else {
-            return Err(RpcError::new(
-                jsonrpc::INVALID_PARAMS,
-                format!(
-                    "Unknown prompt `{}`: call prompts/list for the prompts available to you.",
-                    name.chars().take(200).collect::<String>()
-                ),
-            ));
+            return Err(unknown_prompt(name));
         };
         (
             service,
@@ -346,20 +309,10 @@ pub async fn get(
             })?;
         let (service, state) = route(rt, caller, uri, ResourceIndex::serves)
             .await
-            .ok_or_else(|| {
-                // MCP's "resource not found".
-                RpcError::new(-32002, "Resource not found").with_data(json!({"uri": uri}))
-            })?;
+            .ok_or_else(|| resource_not_found(uri))?;
         (service, state, json!({"uri": uri}))
     };
-    let operation = OperationName::new(service.spec.name.clone(), method);
-    let call = ResolvedCall {
-        digest: sha256_hex(format!("mcp\n{operation}\n{}", canonical(&args)).as_bytes()),
-        class: content_class(&service.spec, method),
-        operation,
-        args,
-        sensitive: Vec::new(),
-    };
+    let call = content_call(&service, method, args, "mcp", None);
     let upstream = (state.as_ref(), method, call.args.clone());
     relay(
         rt,
@@ -370,6 +323,42 @@ pub async fn get(
         upstream,
     )
     .await
+}
+
+/// The pipeline's view of a content operation of `service`. The request digest (what an
+/// approval is bound to) covers `scope`, the operation and `digested` (the arguments when
+/// `None`).
+fn content_call(
+    service: &ServiceRuntime,
+    method: &str,
+    args: Value,
+    scope: &str,
+    digested: Option<&Value>,
+) -> ResolvedCall {
+    let operation = OperationName::new(service.spec.name.clone(), method);
+    let digested = canonical(digested.unwrap_or(&args));
+    ResolvedCall {
+        digest: sha256_hex(format!("{scope}\n{operation}\n{digested}").as_bytes()),
+        class: content_class(&service.spec, method),
+        operation,
+        args,
+        sensitive: Vec::new(),
+    }
+}
+
+fn unknown_prompt(name: &str) -> RpcError {
+    RpcError::new(
+        jsonrpc::INVALID_PARAMS,
+        format!(
+            "Unknown prompt `{}`: call prompts/list for the prompts available to you.",
+            name.chars().take(200).collect::<String>()
+        ),
+    )
+}
+
+/// MCP's "resource not found".
+fn resource_not_found(uri: &str) -> RpcError {
+    RpcError::new(-32002, "Resource not found").with_data(json!({"uri": uri}))
 }
 
 /// Admits a content call (policy, durable decision record), sends it upstream and makes
@@ -437,10 +426,7 @@ pub async fn complete(
         Some("ref/prompt") => {
             let name = text("name")?;
             let Some((service, state, prompt)) = aggregate::resolve(rt, name)? else {
-                return Err(invalid(&format!(
-                    "Unknown prompt `{}`: call prompts/list for the prompts available to you.",
-                    name.chars().take(200).collect::<String>()
-                )));
+                return Err(unknown_prompt(name));
             };
             let mut reference = reference.clone();
             reference.insert("name".into(), json!(prompt));
@@ -451,28 +437,19 @@ pub async fn complete(
             let uri = text("uri")?;
             let (service, state) = route(rt, caller, uri, ResourceIndex::lists)
                 .await
-                .ok_or_else(|| {
-                    RpcError::new(-32002, "Resource not found").with_data(json!({"uri": uri}))
-                })?;
+                .ok_or_else(|| resource_not_found(uri))?;
             (service, state, RESOURCES_READ, json!({ "uri": uri }))
         }
         _ => return Err(invalid("`ref.type` must be `ref/prompt` or `ref/resource`")),
     };
     let upstream = Value::Object(upstream);
-    let operation = OperationName::new(service.spec.name.clone(), method);
-    let call = ResolvedCall {
-        digest: sha256_hex(
-            format!(
-                "mcp\ncompletion/complete\n{operation}\n{}",
-                canonical(&upstream)
-            )
-            .as_bytes(),
-        ),
-        class: content_class(&service.spec, method),
-        operation,
+    let call = content_call(
+        &service,
+        method,
         args,
-        sensitive: Vec::new(),
-    };
+        "mcp\ncompletion/complete",
+        Some(&upstream),
+    );
     let request = (state.as_ref(), "completion/complete", upstream);
     relay(
         rt,

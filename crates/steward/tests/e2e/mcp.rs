@@ -118,6 +118,21 @@ fn call(
     agent(python, port, token, &argv)
 }
 
+/// `completion/complete` for a prompt or resource template (`kind`), through agent.py.
+fn complete(
+    python: &str,
+    port: u16,
+    token: &str,
+    kind: &str,
+    target: &str,
+    argument: &str,
+    context: Option<&str>,
+) -> Value {
+    let mut argv = vec!["complete", kind, target, argument];
+    argv.extend(context);
+    agent(python, port, token, &argv)
+}
+
 /// One JSON-RPC POST to `/mcp`; returns status, headers+body text, and the JSON body.
 fn rpc(port: u16, headers: &[(&str, &str)], body: &Value) -> (u16, String, Value) {
     let mut all = vec![
@@ -907,41 +922,34 @@ fn mcp_gateway_relays_governed_prompts_and_resources() {
 
     // Completions: relayed for a prompt (with the namespaced name rewritten, and context)
     // and a resource template, governed as the get or read they help with.
-    let done = agent(
+    let done = complete(
         &python,
         port,
         &agent_token,
-        &[
-            "complete",
-            "prompt",
-            "everything__completable-prompt",
-            r#"{"name":"department","value":"Eng"}"#,
-        ],
+        "prompt",
+        "everything__completable-prompt",
+        r#"{"name":"department","value":"Eng"}"#,
+        None,
     );
     assert_eq!(done["values"], json!(["Engineering"]), "{done}");
-    let done = agent(
+    let done = complete(
         &python,
         port,
         &agent_token,
-        &[
-            "complete",
-            "prompt",
-            "everything__completable-prompt",
-            r#"{"name":"name","value":""}"#,
-            r#"{"department":"Sales"}"#,
-        ],
+        "prompt",
+        "everything__completable-prompt",
+        r#"{"name":"name","value":""}"#,
+        Some(r#"{"department":"Sales"}"#),
     );
     assert_eq!(done["values"], json!(["David", "Eve", "Frank"]), "{done}");
-    let done = agent(
+    let done = complete(
         &python,
         port,
         &agent_token,
-        &[
-            "complete",
-            "resource",
-            "demo://resource/dynamic/text/{resourceId}",
-            r#"{"name":"resourceId","value":"1"}"#,
-        ],
+        "resource",
+        "demo://resource/dynamic/text/{resourceId}",
+        r#"{"name":"resourceId","value":"1"}"#,
+        None,
     );
     assert!(
         done["values"].is_array() && done.get("error").is_none(),
@@ -949,29 +957,25 @@ fn mcp_gateway_relays_governed_prompts_and_resources() {
     );
     // A denied template is not completed; an approval-required prompt is refused without
     // creating an approval (a keystroke must not page a human).
-    let denied = agent(
+    let denied = complete(
         &python,
         port,
         &agent_token,
-        &[
-            "complete",
-            "resource",
-            "demo://resource/dynamic/blob/{resourceId}",
-            r#"{"name":"resourceId","value":"1"}"#,
-        ],
+        "resource",
+        "demo://resource/dynamic/blob/{resourceId}",
+        r#"{"name":"resourceId","value":"1"}"#,
+        None,
     );
     assert_eq!(denied["error"]["code"], -32003, "{denied}");
     let pending_before = json(port, &admin, &["approvals", "list"]).to_string();
-    let held = agent(
+    let held = complete(
         &python,
         port,
         &agent_token,
-        &[
-            "complete",
-            "prompt",
-            "everything__args-prompt",
-            r#"{"name":"city","value":"B"}"#,
-        ],
+        "prompt",
+        "everything__args-prompt",
+        r#"{"name":"city","value":"B"}"#,
+        None,
     );
     assert_eq!(held["error"]["code"], -32003, "{held}");
     assert!(
@@ -986,16 +990,14 @@ fn mcp_gateway_relays_governed_prompts_and_resources() {
         pending_before,
         "a completion created an approval request"
     );
-    let unknown = agent(
+    let unknown = complete(
         &python,
         port,
         &agent_token,
-        &[
-            "complete",
-            "resource",
-            "demo://nowhere/{x}",
-            r#"{"name":"x","value":""}"#,
-        ],
+        "resource",
+        "demo://nowhere/{x}",
+        r#"{"name":"x","value":""}"#,
+        None,
     );
     assert_eq!(unknown["error"]["code"], -32002, "{unknown}");
     let log = audit_search(port, &admin, "everything:prompts/get", 100);
@@ -1019,16 +1021,14 @@ fn mcp_gateway_relays_governed_prompts_and_resources() {
         &["prompt", "everything__simple-prompt", "{}"],
     );
     assert_eq!(denied["error"]["code"], -32003, "{denied}");
-    let denied = agent(
+    let denied = complete(
         &python,
         port,
         &other_token,
-        &[
-            "complete",
-            "prompt",
-            "everything__completable-prompt",
-            r#"{"name":"department","value":""}"#,
-        ],
+        "prompt",
+        "everything__completable-prompt",
+        r#"{"name":"department","value":""}"#,
+        None,
     );
     assert_eq!(denied["error"]["code"], -32003, "{denied}");
 

@@ -399,17 +399,27 @@ fn upstream_mutual_tls_presents_the_vault_client_certificate() {
     .unwrap();
     d.ok(&["apply", "--file", apply.to_str().unwrap()], None);
     d.ok(&["mcp", "refresh", "mtlsmcp"], None);
-    let (status, text) = http(
-        "POST",
-        &format!("http://127.0.0.1:{}/mcp", d.port),
-        &[
+    // One JSON-RPC POST to Steward's /mcp as the agent, in a session once there is one.
+    let mcp_post = |body: &str, session: Option<&str>| {
+        let mut headers = vec![
             ("Authorization", bearer.as_str()),
             ("Content-Type", "application/json"),
             ("Accept", "application/json, text/event-stream"),
-        ],
-        Some(
-            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
-        ),
+        ];
+        if let Some(id) = session {
+            headers.push(("Mcp-Session-Id", id));
+            headers.push(("Mcp-Protocol-Version", "2025-11-25"));
+        }
+        http(
+            "POST",
+            &format!("http://127.0.0.1:{}/mcp", d.port),
+            &headers,
+            Some(body),
+        )
+    };
+    let (status, text) = mcp_post(
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+        None,
     );
     assert_eq!(status, 200, "{text}");
     let session = text
@@ -420,19 +430,9 @@ fn upstream_mutual_tls_presents_the_vault_client_certificate() {
                 .then(|| v.trim().to_owned())
         })
         .unwrap_or_else(|| panic!("no session id: {text}"));
-    let (status, text) = http(
-        "POST",
-        &format!("http://127.0.0.1:{}/mcp", d.port),
-        &[
-            ("Authorization", bearer.as_str()),
-            ("Content-Type", "application/json"),
-            ("Accept", "application/json, text/event-stream"),
-            ("Mcp-Session-Id", session.as_str()),
-            ("Mcp-Protocol-Version", "2025-11-25"),
-        ],
-        Some(
-            r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"mtlsmcp__whoami","arguments":{}}}"#,
-        ),
+    let (status, text) = mcp_post(
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"mtlsmcp__whoami","arguments":{}}}"#,
+        Some(session.as_str()),
     );
     assert_eq!(status, 200, "{text}");
     assert!(
