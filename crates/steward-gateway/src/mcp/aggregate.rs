@@ -19,7 +19,7 @@ use steward_policy::{DenyReason, Effect, IdentityAttrs, Request};
 
 use super::jsonrpc::{self, RpcError, canonical};
 use super::pins;
-use super::upstream::{McpUpstream, UpstreamError};
+use super::upstream::{McpUpstream, NoteRelay, UpstreamError};
 use crate::pipeline::{self, CallMeta, Caller, ResolvedCall};
 use crate::problem::Problem;
 use crate::runtime::{Runtime, RuntimeError, sha256_hex};
@@ -393,7 +393,8 @@ pub(super) fn resolve<'n>(
 
 /// Sends an admitted call upstream and makes its outcome record durable; returns the
 /// upstream's answer for the caller to present. `Err` only when the record could not be
-/// written: the agent then gets no answer.
+/// written: the agent then gets no answer. The upstream's notifications about the call
+/// go to `relay`, if given.
 pub(super) async fn forward(
     rt: &Runtime,
     caller: &Caller,
@@ -401,9 +402,13 @@ pub(super) async fn forward(
     meta: &CallMeta,
     admitted: &pipeline::Admitted,
     (state, method, params): (&ServiceState, &str, Value),
+    relay: Option<&NoteRelay>,
 ) -> Result<Result<Value, UpstreamError>, RpcError> {
     let started = Instant::now();
-    let result = state.upstream.request(method, params, timeout(rt)).await;
+    let result = state
+        .upstream
+        .request_relayed(method, params, timeout(rt), relay)
+        .await;
     let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let outcome = |status: Option<i64>, bytes_out: u64, outcome_unknown: bool| Outcome {
         status,
@@ -506,11 +511,13 @@ fn sensitive_args(tool: &Value) -> Vec<String> {
 }
 
 /// `tools/call`: resolve, admit (authorize + durable decision), forward, audit the outcome.
+/// The upstream's progress and log notifications about the call go to `relay`, if given.
 pub async fn call_tool(
     rt: &Arc<Runtime>,
     caller: &Caller,
     params: &Map<String, Value>,
     meta: &CallMeta,
+    relay: Option<NoteRelay>,
 ) -> Result<Value, RpcError> {
     let rid = meta.request_id.as_str();
     // An unknown tool is a tool error (as the reference SDK servers answer), so the model
@@ -583,7 +590,7 @@ pub async fn call_tool(
         json!({"name": tool_name, "arguments": arguments}),
     );
     Ok(
-        match forward(rt, caller, &call, meta, &admitted, upstream).await? {
+        match forward(rt, caller, &call, meta, &admitted, upstream, relay.as_ref()).await? {
             Ok(value) => value,
             Err(UpstreamError::Rpc(e)) => return Err(e),
             Err(UpstreamError::Timeout) => tool_error(

@@ -378,7 +378,7 @@ async fn relay(
             Ok((text, data)) => RpcError::new(DENIED, text).with_data(data),
             Err(e) => e,
         })?;
-    match aggregate::forward(rt, caller, call, meta, &admitted, upstream).await? {
+    match aggregate::forward(rt, caller, call, meta, &admitted, upstream, None).await? {
         Ok(value) => Ok(value),
         Err(UpstreamError::Rpc(e)) => Err(e),
         Err(_) => Err(RpcError::new(

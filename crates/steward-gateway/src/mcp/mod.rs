@@ -31,6 +31,23 @@ pub const HANDSHAKE_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-2
 /// Protocol versions served statelessly (per-request `_meta` envelope).
 pub const MODERN_VERSIONS: &[&str] = &["2026-07-28"];
 
+/// MCP log levels (RFC 5424 severities), least severe first.
+pub const LOG_LEVELS: &[&str] = &[
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+/// The index of a log level in [`LOG_LEVELS`].
+pub fn log_level_rank(level: &str) -> Option<usize> {
+    LOG_LEVELS.iter().position(|l| *l == level)
+}
+
 /// DNS-rebinding protection settings for `/mcp`.
 #[derive(Debug, Clone, Default)]
 pub struct McpConfig {

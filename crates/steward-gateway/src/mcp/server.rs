@@ -9,9 +9,13 @@
 //!   protocol version and client capabilities, and the `Mcp-Protocol-Version`,
 //!   `Mcp-Method` and (for `tools/call`) `Mcp-Name` headers must agree with the body.
 //!
-//! Responses are JSON, except a `tools/call` that may be held for approval (a wait was
-//! asked for and the client sent a `progressToken` and accepts `text/event-stream`): that
-//! one streams `notifications/progress` events until the result.
+//! Responses are JSON, except a `tools/call` from a client that accepts
+//! `text/event-stream` and asked for notifications: a `progressToken`, or log messages
+//! (`logging/setLevel` in a session, the `io.modelcontextprotocol/logLevel` `_meta` key
+//! in the stateless era). Such a call is answered with JSON if the result comes first, and
+//! switches to an event stream as soon as there is something to say before it: the
+//! upstream tool's progress (under the client's own token) and log messages, or Steward's
+//! own progress while the call is held for a human approval.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -28,7 +32,8 @@ use serde_json::{Map, Value, json};
 
 use super::jsonrpc::{self, Id, Message, RpcError};
 use super::session::SessionRejection;
-use super::{HANDSHAKE_VERSIONS, MODERN_VERSIONS, McpConfig};
+use super::upstream::{Note, NoteRelay};
+use super::{HANDSHAKE_VERSIONS, MODERN_VERSIONS, McpConfig, log_level_rank};
 use super::{aggregate, content};
 use crate::pipeline::{self, Caller};
 use crate::problem::Problem;
@@ -42,6 +47,8 @@ pub const CLIENT_CAPABILITIES_META_KEY: &str = "io.modelcontextprotocol/clientCa
 pub const SERVER_INFO_META_KEY: &str = "io.modelcontextprotocol/serverInfo";
 /// Session header.
 pub const SESSION_HEADER: &str = "mcp-session-id";
+/// `_meta` key by which a stateless-era request opts in to log messages at that level.
+pub const LOG_LEVEL_META_KEY: &str = "io.modelcontextprotocol/logLevel";
 /// How long clients of the stateless era may cache a tool listing.
 pub const TOOLS_TTL_MS: u64 = 30_000;
 
@@ -410,6 +417,7 @@ async fn post(rt: Arc<Runtime>, peer: SocketAddr, req: Request<Body>) -> Respons
         Ok(era) => era,
         Err(e) => return rpc_error(status_for(e.code), Some(&id), e),
     };
+    let log_floor: Option<usize>;
     if let Era::Handshake = era {
         let sid = match header_text(headers, SESSION_HEADER) {
             Ok(Some(sid)) => sid,
@@ -426,9 +434,17 @@ async fn post(rt: Arc<Runtime>, peer: SocketAddr, req: Request<Body>) -> Respons
             Err(e) => return rpc_error(StatusCode::BAD_REQUEST, Some(&id), e),
         };
         match rt.mcp.sessions.check(sid, &caller.identity.id, rt.now_ms()) {
-            Ok(_) => {}
+            // A session relays every level until `logging/setLevel` says otherwise.
+            Ok(session) => log_floor = Some(session.log_level.unwrap_or(0)),
             Err(r) => return session_rejected(&rt, &caller, r).await,
         }
+    } else {
+        // Stateless era: log messages only for a request that opted in, at that level.
+        log_floor = params
+            .get("_meta")
+            .and_then(|m| m.get(LOG_LEVEL_META_KEY))
+            .and_then(Value::as_str)
+            .and_then(log_level_rank);
     }
     let modern = matches!(era, Era::Modern);
     let finish = |mut result: Value| -> Value {
@@ -463,7 +479,14 @@ async fn post(rt: Arc<Runtime>, peer: SocketAddr, req: Request<Body>) -> Respons
             }
             json_response(StatusCode::OK, &jsonrpc::response(&id, finish(result)))
         }
-        "tools/call" => tools_call(rt, caller, id, params, parts.headers, modern).await,
+        "tools/call" => {
+            let wants = Wants {
+                modern,
+                log_floor,
+                sse: accepts_sse(&parts.headers),
+            };
+            tools_call(rt, caller, id, params, &parts.headers, wants).await
+        }
         "resources/subscribe" | "resources/unsubscribe" => {
             match aggregate::relay_subscription(&rt, &caller, &method, &params).await {
                 Ok(result) => {
@@ -473,6 +496,28 @@ async fn post(rt: Arc<Runtime>, peer: SocketAddr, req: Request<Body>) -> Respons
             }
         }
         "logging/setLevel" => {
+            let Some(level) = params
+                .get("level")
+                .and_then(Value::as_str)
+                .and_then(log_level_rank)
+            else {
+                return rpc_error(
+                    StatusCode::OK,
+                    Some(&id),
+                    RpcError::new(
+                        jsonrpc::INVALID_PARAMS,
+                        "`level` must be one of debug, info, notice, warning, error, critical, alert, emergency",
+                    ),
+                );
+            };
+            if let Ok(Some(sid)) = header_text(headers, SESSION_HEADER)
+                && let Err(r) =
+                    rt.mcp
+                        .sessions
+                        .set_log_level(sid, &caller.identity.id, level, rt.now_ms())
+            {
+                return session_rejected(&rt, &caller, r).await;
+            }
             json_response(StatusCode::OK, &jsonrpc::response(&id, finish(json!({}))))
         }
         "resources/list" | "resources/templates/list" | "prompts/list" => {
@@ -593,13 +638,109 @@ fn accepts_sse(headers: &HeaderMap) -> bool {
         .any(|v| v.to_ascii_lowercase().contains("text/event-stream"))
 }
 
+/// What a `tools/call`'s client can take besides the result.
+#[derive(Debug, Clone, Copy)]
+struct Wants {
+    /// A stateless-era request (its result carries `resultType`).
+    modern: bool,
+    /// The least severe log level to relay; `None`: no log messages.
+    log_floor: Option<usize>,
+    /// The client accepts `text/event-stream`.
+    sse: bool,
+}
+
+/// Turns the upstream's notifications and Steward's hold ticks into the client's
+/// progress and log events, keeping its progress strictly increasing.
+struct NoteShaper {
+    /// The client's progress token; `None`: progress is not relayed.
+    token: Option<Value>,
+    log_floor: Option<usize>,
+    /// Steward's own hold ticks sent so far; the upstream's progress is shifted by them.
+    ticks: u64,
+    offset: f64,
+    upstream_progress: bool,
+    last: f64,
+}
+
+impl NoteShaper {
+    fn new(token: Option<Value>, log_floor: Option<usize>) -> Self {
+        Self {
+            token,
+            log_floor,
+            ticks: 0,
+            offset: 0.0,
+            upstream_progress: false,
+            last: f64::NEG_INFINITY,
+        }
+    }
+
+    /// Whether Steward should still send hold ticks (none once the upstream reports).
+    fn ticking(&self) -> bool {
+        self.token.is_some() && !self.upstream_progress
+    }
+
+    /// Steward's progress while a call is held.
+    fn tick(&mut self) -> Option<Value> {
+        let token = self.token.clone()?;
+        self.ticks += 1;
+        let progress = self.ticks as f64;
+        self.last = progress;
+        Some(
+            json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {
+                "progressToken": token, "progress": progress,
+                "message": "held by Steward: waiting for a human approval or the upstream tool"
+            }}),
+        )
+    }
+
+    /// The client's event for one upstream notification, if it is relayed.
+    fn shape(&mut self, (method, mut params): Note) -> Option<Value> {
+        match method.as_str() {
+            "notifications/progress" => {
+                let token = self.token.clone()?;
+                let progress = params.get("progress").and_then(Value::as_f64)?;
+                if !self.upstream_progress {
+                    self.upstream_progress = true;
+                    self.offset = self.ticks as f64;
+                }
+                let shifted = self.offset + progress;
+                if !shifted.is_finite() || shifted <= self.last {
+                    return None;
+                }
+                self.last = shifted;
+                params.insert("progressToken".into(), token);
+                params.insert("progress".into(), json!(shifted));
+                if let Some(total) = params.get("total").and_then(Value::as_f64) {
+                    params.insert("total".into(), json!(self.offset + total));
+                }
+            }
+            "notifications/message" => {
+                let floor = self.log_floor?;
+                let level = params
+                    .get("level")
+                    .and_then(Value::as_str)
+                    .and_then(log_level_rank)?;
+                if level < floor {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+        Some(json!({"jsonrpc": "2.0", "method": method, "params": params}))
+    }
+}
+
+fn sse_event(message: &Value) -> Bytes {
+    Bytes::from(format!("event: message\ndata: {message}\n\n"))
+}
+
 async fn tools_call(
     rt: Arc<Runtime>,
     caller: Caller,
     id: Id,
     params: Map<String, Value>,
-    headers: HeaderMap,
-    modern: bool,
+    headers: &HeaderMap,
+    wants: Wants,
 ) -> Response {
     let rid = pipeline::request_id();
     let tool_name = params
@@ -609,7 +750,7 @@ async fn tools_call(
         .to_owned();
     let meta = aggregate::call_meta(
         &params,
-        &headers,
+        headers,
         &rid,
         aggregate::default_wait_secs(&rt, &tool_name),
         rt.settings.max_approval_wait_ms,
@@ -617,7 +758,9 @@ async fn tools_call(
     let progress_token = params
         .get("_meta")
         .and_then(|m| m.get("progressToken"))
+        .filter(|t| t.is_string() || t.is_i64() || t.is_u64())
         .cloned();
+    let modern = wants.modern;
     let finish = move |result: Result<Value, RpcError>, id: &Id| -> Value {
         match result {
             Ok(mut value) => {
@@ -629,47 +772,90 @@ async fn tools_call(
             Err(e) => jsonrpc::error_response(Some(id), &e),
         }
     };
-    let streamed = meta.wait.is_some() && progress_token.is_some() && accepts_sse(&headers);
-    if !streamed {
-        let result = aggregate::call_tool(&rt, &caller, &params, &meta).await;
+    let json_answer = |result: Result<Value, RpcError>, id: &Id, rid: &str| -> Response {
         let status = match &result {
             Err(e) => status_for(e.code),
             Ok(_) => StatusCode::OK,
         };
-        let mut resp = json_response(status, &finish(result, &id));
-        if let Ok(v) = HeaderValue::from_str(&rid) {
+        let mut resp = json_response(status, &finish(result, id));
+        if let Ok(v) = HeaderValue::from_str(rid) {
             resp.headers_mut()
                 .insert(crate::http_proxy::REQUEST_ID_HEADER, v);
         }
-        return resp;
+        resp
+    };
+    let log_floor = wants.log_floor.filter(|_| wants.sse);
+    let streamable = wants.sse && (progress_token.is_some() || log_floor.is_some());
+    if !streamable {
+        let result = aggregate::call_tool(&rt, &caller, &params, &meta, None).await;
+        return json_answer(result, &id, &rid);
     }
-    // Held for approval: progress every few seconds, then the result, as SSE events.
+
+    // Notifications may come: run the call, answer with JSON if the result comes first,
+    // switch to an event stream at the first thing to say before it.
+    let (note_tx, mut notes) = tokio::sync::mpsc::channel::<Note>(64);
+    let relay = NoteRelay {
+        tx: note_tx,
+        progress: progress_token.is_some(),
+    };
+    let held = meta.wait.is_some();
+    let mut shaper = NoteShaper::new(progress_token, log_floor);
+    let mut call = Box::pin({
+        let rt = Arc::clone(&rt);
+        async move { aggregate::call_tool(&rt, &caller, &params, &meta, Some(relay)).await }
+    });
+    let mut interval = tokio::time::interval(Duration::from_secs(2));
+    interval.tick().await;
+    let first = loop {
+        tokio::select! {
+            // Notifications first: the upstream sent them before its result, and they
+            // are queued before the result arrives.
+            biased;
+            Some(note) = notes.recv() => {
+                if let Some(event) = shaper.shape(note) {
+                    break event;
+                }
+            }
+            result = &mut call => return json_answer(result, &id, &rid),
+            _ = interval.tick(), if held && shaper.ticking() => {
+                if let Some(event) = shaper.tick() {
+                    break event;
+                }
+            }
+        }
+    };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(16);
     tokio::spawn(async move {
-        let call = aggregate::call_tool(&rt, &caller, &params, &meta);
-        tokio::pin!(call);
-        let mut ticks = 0u64;
-        let mut interval = tokio::time::interval(Duration::from_secs(2));
-        interval.tick().await;
+        if tx.send(Ok(sse_event(&first))).await.is_err() {
+            return;
+        }
         let result = loop {
             tokio::select! {
+                biased;
+                Some(note) = notes.recv() => {
+                    if let Some(event) = shaper.shape(note)
+                        && tx.send(Ok(sse_event(&event))).await.is_err()
+                    {
+                        return;
+                    }
+                }
                 result = &mut call => break result,
-                _ = interval.tick() => {
-                    ticks += 1;
-                    let note = json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {
-                        "progressToken": progress_token, "progress": ticks,
-                        "message": "held by Steward: waiting for a human approval or the upstream tool"
-                    }});
-                    if tx.send(Ok(Bytes::from(format!("event: message\ndata: {note}\n\n")))).await.is_err() {
+                _ = interval.tick(), if held && shaper.ticking() => {
+                    if let Some(event) = shaper.tick()
+                        && tx.send(Ok(sse_event(&event))).await.is_err()
+                    {
                         return;
                     }
                 }
             }
         };
-        let body = finish(result, &id);
-        let _ = tx
-            .send(Ok(Bytes::from(format!("event: message\ndata: {body}\n\n"))))
-            .await;
+        // What the upstream said before its result goes out before the result.
+        while let Ok(note) = notes.try_recv() {
+            if let Some(event) = shaper.shape(note) {
+                let _ = tx.send(Ok(sse_event(&event))).await;
+            }
+        }
+        let _ = tx.send(Ok(sse_event(&finish(result, &id)))).await;
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
@@ -681,6 +867,10 @@ async fn tools_call(
     );
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Ok(v) = HeaderValue::from_str(&rid) {
+        resp.headers_mut()
+            .insert(crate::http_proxy::REQUEST_ID_HEADER, v);
+    }
     resp
 }
 
@@ -781,6 +971,76 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    fn note(method: &str, params: Value) -> Note {
+        (method.to_owned(), params.as_object().cloned().unwrap())
+    }
+
+    fn progress(value: f64, total: f64) -> Note {
+        note(
+            "notifications/progress",
+            json!({"progressToken": "steward-9", "progress": value, "total": total}),
+        )
+    }
+
+    #[test]
+    fn relayed_progress_carries_the_clients_token_and_only_increases() {
+        let mut shaper = NoteShaper::new(Some(json!("client-1")), None);
+        let event = shaper.shape(progress(1.0, 3.0)).unwrap();
+        assert_eq!(event["method"], "notifications/progress");
+        assert_eq!(event["params"]["progressToken"], "client-1");
+        assert_eq!(event["params"]["progress"], 1.0);
+        assert_eq!(event["params"]["total"], 3.0);
+        assert!(shaper.shape(progress(1.0, 3.0)).is_none(), "not increasing");
+        assert!(shaper.shape(progress(0.5, 3.0)).is_none(), "going back");
+        assert!(shaper.shape(progress(f64::NAN, 3.0)).is_none());
+        assert_eq!(
+            shaper.shape(progress(2.0, 3.0)).unwrap()["params"]["progress"],
+            2.0
+        );
+        // No log floor: no log messages; unknown notifications are never relayed.
+        let log = note(
+            "notifications/message",
+            json!({"level": "error", "data": "x"}),
+        );
+        assert!(shaper.shape(log).is_none());
+        let other = note(
+            "notifications/resources/updated",
+            json!({"uri": "file:///x"}),
+        );
+        assert!(shaper.shape(other).is_none());
+        // No token from the client: no progress, no hold ticks.
+        let mut silent = NoteShaper::new(None, Some(0));
+        assert!(silent.shape(progress(1.0, 3.0)).is_none());
+        assert!(!silent.ticking());
+        assert!(silent.tick().is_none());
+    }
+
+    #[test]
+    fn upstream_progress_continues_after_hold_ticks_and_logs_respect_the_floor() {
+        let mut shaper = NoteShaper::new(Some(json!(5)), Some(3));
+        assert!(shaper.ticking());
+        assert_eq!(shaper.tick().unwrap()["params"]["progress"], 1.0);
+        assert_eq!(shaper.tick().unwrap()["params"]["progress"], 2.0);
+        let event = shaper.shape(progress(1.0, 4.0)).unwrap();
+        assert_eq!(event["params"]["progressToken"], 5);
+        assert_eq!(event["params"]["progress"], 3.0, "shifted past the ticks");
+        assert_eq!(event["params"]["total"], 6.0);
+        assert!(!shaper.ticking(), "the upstream reports now");
+        let log = |level: &str| {
+            note(
+                "notifications/message",
+                json!({"level": level, "data": "d"}),
+            )
+        };
+        assert!(shaper.shape(log("info")).is_none(), "below warning");
+        assert!(shaper.shape(log("shout")).is_none(), "unknown level");
+        assert_eq!(
+            shaper.shape(log("warning")).unwrap()["params"]["level"],
+            "warning"
+        );
+        assert!(shaper.shape(log("emergency")).is_some());
     }
 
     #[test]

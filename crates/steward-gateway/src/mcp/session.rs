@@ -27,6 +27,9 @@ pub struct Session {
     pub created_at: i64,
     /// Last use (ms).
     pub last_seen: i64,
+    /// The least severe log level relayed to it (`logging/setLevel`), as an index into
+    /// [`super::LOG_LEVELS`]; `None` relays every level.
+    pub log_level: Option<usize>,
 }
 
 /// Why a session id was refused.
@@ -53,6 +56,7 @@ impl Sessions {
             protocol_version: protocol_version.to_owned(),
             created_at: now,
             last_seen: now,
+            log_level: None,
         };
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         map.retain(|_, s| now.saturating_sub(s.last_seen) < IDLE_EXPIRY_MS);
@@ -90,6 +94,22 @@ impl Sessions {
         Ok(session.clone())
     }
 
+    /// Sets the least severe log level relayed to a session owned by `identity_id`.
+    pub fn set_log_level(
+        &self,
+        id: &str,
+        identity_id: &str,
+        level: usize,
+        now: i64,
+    ) -> Result<(), SessionRejection> {
+        self.check(id, identity_id, now)?;
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(session) = map.get_mut(id) {
+            session.log_level = Some(level);
+        }
+        Ok(())
+    }
+
     /// Ends a session owned by `identity_id`.
     pub fn remove(&self, id: &str, identity_id: &str, now: i64) -> Result<(), SessionRejection> {
         self.check(id, identity_id, now)?;
@@ -119,6 +139,13 @@ mod tests {
         let id = sessions.create("idn_a", "2025-11-25", 0);
         assert_eq!(id.len(), 43, "256 bits, base64url without padding");
         assert!(sessions.check(&id, "idn_a", 1).is_ok());
+        assert_eq!(sessions.check(&id, "idn_a", 1).unwrap().log_level, None);
+        assert_eq!(
+            sessions.set_log_level(&id, "idn_b", 4, 1).unwrap_err(),
+            SessionRejection::WrongIdentity
+        );
+        sessions.set_log_level(&id, "idn_a", 4, 1).unwrap();
+        assert_eq!(sessions.check(&id, "idn_a", 1).unwrap().log_level, Some(4));
         assert_eq!(
             sessions.check(&id, "idn_b", 1).unwrap_err(),
             SessionRejection::WrongIdentity

@@ -12,6 +12,14 @@
 //! from the vault; the `Host` header is the upstream's own; responses may be JSON or an SSE
 //! stream, from which the matching response is taken.
 //!
+//! **Notifications about a request** reach the caller through a [`NoteRelay`] when it asks
+//! for them: progress (Steward attaches its own progress token, `steward-<id>`, so tokens
+//! of different agents sharing one stdio server never collide, and routes the server's
+//! progress back by that token) and, from Streamable HTTP servers, the log messages sent on
+//! the request's own event stream (stdio has no per-request channel for them, so they are
+//! dropped there). The relay is bounded and lossy: a caller that does not keep up loses
+//! notifications, never the result.
+//!
 //! Server-to-client requests (sampling, elicitation, roots) are answered with
 //! `method not found`: the gateway does not relay them to agents.
 
@@ -68,6 +76,47 @@ pub enum UpstreamError {
     /// The egress guard refused the address.
     #[error("upstream address not allowed")]
     EgressBlocked,
+}
+
+/// A notification an upstream sent about one request: method and parameters.
+pub type Note = (String, Map<String, Value>);
+
+/// Where an upstream's notifications about one request go while it runs.
+#[derive(Debug, Clone)]
+pub struct NoteRelay {
+    /// Receives progress and log notifications; full means dropped (never waits).
+    pub tx: tokio::sync::mpsc::Sender<Note>,
+    /// Ask the upstream for progress: a progress token is attached to the request.
+    pub progress: bool,
+}
+
+impl NoteRelay {
+    fn offer(&self, method: String, params: Map<String, Value>) {
+        // Lossy by design: a slow caller must not stall the upstream's reader.
+        let _ = self.tx.try_send((method, params));
+    }
+}
+
+/// The progress token Steward attaches to its request `id` upstream.
+fn progress_token(id: i64) -> String {
+    format!("steward-{id}")
+}
+
+/// `params` with `_meta.progressToken` set to `token`.
+fn with_progress_token(params: Value, token: &str) -> Map<String, Value> {
+    let mut map = params_map(params);
+    let meta = map.entry("_meta").or_insert_with(|| json!({}));
+    if !meta.is_object() {
+        *meta = json!({});
+    }
+    if let Some(meta) = meta.as_object_mut() {
+        meta.insert("progressToken".into(), Value::String(token.to_owned()));
+    }
+    map
+}
+
+fn progress_token_of(params: &Map<String, Value>) -> Option<&str> {
+    params.get("progressToken").and_then(Value::as_str)
 }
 
 /// A connection to one upstream MCP server.
@@ -133,9 +182,21 @@ impl McpUpstream {
         params: Value,
         timeout: Duration,
     ) -> Result<Value, UpstreamError> {
+        self.request_relayed(method, params, timeout, None).await
+    }
+
+    /// Sends a request and waits for its result, passing the upstream's notifications
+    /// about it (progress, log messages) to `relay` meanwhile.
+    pub async fn request_relayed(
+        &self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+        relay: Option<&NoteRelay>,
+    ) -> Result<Value, UpstreamError> {
         match &self.transport {
-            UpstreamTransport::Stdio(h) => h.request(method, params, timeout).await,
-            UpstreamTransport::Http(c) => c.request(method, params, timeout).await,
+            UpstreamTransport::Stdio(h) => h.request(method, params, timeout, relay).await,
+            UpstreamTransport::Http(c) => c.request(method, params, timeout, relay).await,
         }
     }
 
@@ -192,7 +253,28 @@ type Pending = Mutex<HashMap<i64, oneshot::Sender<Result<Value, RpcError>>>>;
 struct StdioConn {
     stdin: tokio::sync::Mutex<ChildStdin>,
     pending: Pending,
+    /// Requests in flight whose progress is relayed, by the token Steward attached.
+    progress: Mutex<HashMap<String, NoteRelay>>,
     next_id: AtomicI64,
+}
+
+/// Unregisters a request's progress route however the request ends (even when the
+/// caller's future is dropped mid-call).
+struct ProgressRoute<'a> {
+    conn: &'a StdioConn,
+    token: Option<String>,
+}
+
+impl Drop for ProgressRoute<'_> {
+    fn drop(&mut self) {
+        if let Some(token) = self.token.take() {
+            self.conn
+                .progress
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&token);
+        }
+    }
 }
 
 impl StdioConn {
@@ -215,6 +297,7 @@ impl StdioConn {
         method: &str,
         params: Value,
         timeout: Duration,
+        relay: Option<&NoteRelay>,
     ) -> Result<Value, UpstreamError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -222,10 +305,27 @@ impl StdioConn {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, tx);
+        let mut route = ProgressRoute {
+            conn: self,
+            token: None,
+        };
+        let params = match relay.filter(|r| r.progress) {
+            Some(relay) => {
+                let token = progress_token(id);
+                self.progress
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(token.clone(), relay.clone());
+                let params = with_progress_token(params, &token);
+                route.token = Some(token);
+                params
+            }
+            None => params_map(params),
+        };
         let msg = Message::Request {
             id: Id::Number(id),
             method: method.to_owned(),
-            params: params_map(params),
+            params,
         };
         if let Err(e) = self.send(&msg.to_json()).await {
             self.pending
@@ -252,6 +352,10 @@ impl StdioConn {
 
     fn fail_all(&self) {
         self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.progress
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
@@ -283,6 +387,7 @@ impl StdioHandle {
         method: &str,
         params: Value,
         timeout: Duration,
+        relay: Option<&NoteRelay>,
     ) -> Result<Value, UpstreamError> {
         let mut rx = self.conn.clone();
         let conn = match tokio::time::timeout(timeout, rx.wait_for(Option::is_some)).await {
@@ -296,7 +401,7 @@ impl StdioHandle {
         };
         let conn =
             conn.ok_or_else(|| UpstreamError::Unavailable("the server is not running".into()))?;
-        conn.request(method, params, timeout).await
+        conn.request(method, params, timeout, relay).await
     }
 }
 
@@ -318,7 +423,12 @@ async fn supervise(
             Ok((mut child, conn)) => {
                 starts.fetch_add(1, Ordering::Relaxed);
                 let init = conn
-                    .request("initialize", initialize_params(), Duration::from_secs(30))
+                    .request(
+                        "initialize",
+                        initialize_params(),
+                        Duration::from_secs(30),
+                        None,
+                    )
                     .await;
                 match init {
                     Ok(_) => {
@@ -429,6 +539,7 @@ async fn spawn_child(
     let conn = Arc::new(StdioConn {
         stdin: tokio::sync::Mutex::new(stdin),
         pending: Mutex::new(HashMap::new()),
+        progress: Mutex::new(HashMap::new()),
         next_id: AtomicI64::new(1),
     });
     let reader_conn = Arc::clone(&conn);
@@ -533,6 +644,18 @@ async fn dispatch_from_server(conn: &StdioConn, msg: Message, tools_stale: &Atom
         Message::Notification { method, .. } if method == "notifications/tools/list_changed" => {
             tools_stale.store(true, Ordering::Relaxed);
         }
+        Message::Notification { method, params } if method == "notifications/progress" => {
+            let relay = progress_token_of(&params).and_then(|token| {
+                conn.progress
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(token)
+                    .cloned()
+            });
+            if let Some(relay) = relay {
+                relay.offer(method, params);
+            }
+        }
         _ => {}
     }
 }
@@ -575,16 +698,22 @@ impl HttpConn {
         method: &str,
         params: Value,
         timeout: Duration,
+        relay: Option<&NoteRelay>,
     ) -> Result<Value, UpstreamError> {
         for _attempt in 0..2 {
             self.ensure_initialized(timeout).await?;
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let token = relay.filter(|r| r.progress).map(|_| progress_token(id));
             let msg = Message::Request {
                 id: Id::Number(id),
                 method: method.to_owned(),
-                params: params_map(params.clone()),
+                params: match &token {
+                    Some(token) => with_progress_token(params.clone(), token),
+                    None => params_map(params.clone()),
+                },
             };
-            match tokio::time::timeout(timeout, self.post(&msg.to_json(), Some(id))).await {
+            let relay = relay.map(|r| (r, token.as_deref()));
+            match tokio::time::timeout(timeout, self.post(&msg.to_json(), Some(id), relay)).await {
                 Err(_) => return Err(UpstreamError::Timeout),
                 Ok(Err(e)) => return Err(e),
                 Ok(Ok(Posted::Reply(Ok(v)))) => return Ok(v),
@@ -618,7 +747,7 @@ impl HttpConn {
             method: "initialize".into(),
             params: params_map(initialize_params()),
         };
-        match tokio::time::timeout(timeout, self.post(&msg.to_json(), Some(id))).await {
+        match tokio::time::timeout(timeout, self.post(&msg.to_json(), Some(id), None)).await {
             Err(_) => return Err(UpstreamError::Timeout),
             Ok(Err(e)) => return Err(e),
             Ok(Ok(Posted::Reply(Ok(_)))) => {}
@@ -632,6 +761,7 @@ impl HttpConn {
         let _ = self
             .post(
                 &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+                None,
                 None,
             )
             .await;
@@ -659,7 +789,15 @@ impl HttpConn {
             .map_err(|e| UpstreamError::Unavailable(e.to_string()))
     }
 
-    async fn post(&self, body: &Value, id: Option<i64>) -> Result<Posted, UpstreamError> {
+    /// POSTs one message. With `relay` (and the progress token attached, if any), the
+    /// notifications on the answer's event stream are passed on: log messages, and
+    /// progress carrying that token.
+    async fn post(
+        &self,
+        body: &Value,
+        id: Option<i64>,
+        relay: Option<(&NoteRelay, Option<&str>)>,
+    ) -> Result<Posted, UpstreamError> {
         let bytes = Bytes::from(body.to_string());
         let mut req = http::Request::builder()
             .method(http::Method::POST)
@@ -764,6 +902,20 @@ impl HttpConn {
                         if method == "notifications/tools/list_changed" =>
                     {
                         self.tools_stale.store(true, Ordering::Relaxed);
+                    }
+                    Ok(Message::Notification { method, params }) => {
+                        if let Some((relay, token)) = relay {
+                            let relayed = match method.as_str() {
+                                "notifications/message" => true,
+                                "notifications/progress" => {
+                                    token.is_some() && progress_token_of(&params) == token
+                                }
+                                _ => false,
+                            };
+                            if relayed {
+                                relay.offer(method, params);
+                            }
+                        }
                     }
                     _ => {}
                 }

@@ -224,6 +224,34 @@ fn tool_server_service(name: &str, python: &str) -> String {
     stdio_service(name, python, &[script])
 }
 
+/// server-everything over Streamable HTTP, forced onto loopback by the preload; its port.
+fn everything_http() -> (Proc, u16) {
+    let port = free_port();
+    let preload =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/mcp/listen-loopback.cjs");
+    let proc = Proc(
+        Command::new("node")
+            .arg("--require")
+            .arg(&preload)
+            .arg(everything_js())
+            .arg("streamableHttp")
+            .env("PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(port);
+    (proc, port)
+}
+
+/// An `apply` entry for a Streamable HTTP MCP server on loopback.
+fn http_service(name: &str, port: u16) -> String {
+    format!(
+        "  - name: {name}\n    kind: mcp\n    allow_http: true\n    allow_private: true\n    mcp:\n      transport:\n        type: http\n        url: \"http://127.0.0.1:{port}/mcp\"\n"
+    )
+}
+
 /// A deployment for the MCP tests and a second agent's token; `None` (skip) when the peers
 /// are not installed.
 fn mcp_deployment() -> Option<(String, Deployment, String)> {
@@ -242,23 +270,7 @@ fn mcp_gateway_governs_real_mcp_peers() {
     let admin = d.admin.clone();
     let agent_token = d.agent.clone();
 
-    // server-everything over Streamable HTTP, forced onto loopback by the preload.
-    let http_port = free_port();
-    let preload =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/mcp/listen-loopback.cjs");
-    let _everything_http = Proc(
-        Command::new("node")
-            .arg("--require")
-            .arg(&preload)
-            .arg(everything_js())
-            .arg("streamableHttp")
-            .env("PORT", http_port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_port(http_port);
+    let (_everything_http, http_port) = everything_http();
     // The preload bound it to loopback only.
     let ss = Command::new("ss")
         .args(["-ltnH"])
@@ -1047,4 +1059,198 @@ fn mcp_gateway_relays_governed_prompts_and_resources() {
         );
     }
     assert_eq!(json(port, &admin, &["audit", "verify"])["ok"], true);
+}
+
+/// The upstream tool's progress and log messages reach the agent while the call runs:
+/// progress under the agent's own token (from stdio and Streamable HTTP servers), log
+/// messages from the request's event stream only at or above the level the agent opted in
+/// to, and nothing extra for an agent that asked for neither.
+#[test]
+fn upstream_progress_and_log_messages_are_relayed() {
+    let Some((python, d, _)) = mcp_deployment() else {
+        return;
+    };
+    let (_everything_http, everything_port) = everything_http();
+    let tools_port = free_port();
+    let _tools_http = Proc(
+        Command::new(&python)
+            .arg(here().join("tool_server.py"))
+            .args(["http", &tools_port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(tools_port);
+    let apply = d.dir.path().join("mcp-progress.yaml");
+    std::fs::write(
+        &apply,
+        format!(
+            "version: 1\nservices:\n{}{}{}{}",
+            everything_service(),
+            http_service("everything_http", everything_port),
+            http_service("tools_http", tools_port),
+            tool_server_service("tools", &python),
+        ),
+    )
+    .unwrap();
+    d.ok(&["apply", "--file", apply.to_str().unwrap()], None);
+    for service in ["everything", "everything_http", "tools_http", "tools"] {
+        json(d.port, &d.admin, &["mcp", "refresh", service]);
+    }
+    d.policy("permit(principal, action, resource);\n");
+
+    let progress = |tool: &str, args: Value, level: Option<&str>| {
+        let args = args.to_string();
+        let mut argv = vec!["progress", tool, args.as_str()];
+        argv.extend(level);
+        agent(&python, d.port, &d.agent, &argv)
+    };
+    for service in ["everything", "everything_http"] {
+        let r = progress(
+            &format!("{service}__trigger-long-running-operation"),
+            json!({"duration": 0.6, "steps": 3}),
+            None,
+        );
+        assert_eq!(r["is_error"], false, "{r}");
+        assert!(
+            r["text"].as_str().unwrap().contains("Steps: 3"),
+            "{service}: {r}"
+        );
+        assert_eq!(
+            r["progress"],
+            json!([[1.0, 3.0, null], [2.0, 3.0, null], [3.0, 3.0, null]]),
+            "{service}: the upstream's progress, under the agent's token, in order"
+        );
+    }
+
+    // Log messages ride the request's event stream of a Streamable HTTP server; the
+    // agent opted in at `info`, so the upstream's `debug` line is not relayed.
+    let r = progress("tools_http__chatty", json!({}), Some("info"));
+    assert_eq!(r["text"], "chatty done", "{r}");
+    assert_eq!(
+        r["progress"],
+        json!([[1.0, 2.0, "first half"], [2.0, 2.0, "second half"]]),
+        "{r}"
+    );
+    assert_eq!(
+        r["logs"],
+        json!([["info", "working"], ["warning", "almost done"]]),
+        "{r}"
+    );
+    // Without the opt-in, no log messages (2026-07-28 makes them per-request).
+    let r = progress("tools_http__chatty", json!({}), None);
+    assert_eq!(r["logs"], json!([]), "{r}");
+    assert_eq!(r["progress"].as_array().map(Vec::len), Some(2), "{r}");
+    // Over stdio, log messages have no per-request channel: progress only.
+    let r = progress("tools__chatty", json!({}), Some("debug"));
+    assert_eq!(r["text"], "chatty done", "{r}");
+    assert_eq!(r["progress"].as_array().map(Vec::len), Some(2), "{r}");
+    assert_eq!(r["logs"], json!([]), "{r}");
+
+    // An agent that asks for nothing gets the plain JSON answer.
+    let (status, text, body) = rpc(
+        d.port,
+        &[
+            ("Authorization", &format!("Bearer {}", d.agent)),
+            ("Mcp-Protocol-Version", "2026-07-28"),
+            ("Mcp-Method", "tools/call"),
+            ("Mcp-Name", "tools_http__chatty"),
+        ],
+        &json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {
+            "name": "tools_http__chatty", "arguments": {},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+            }
+        }}),
+    );
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        header_value(&text, "content-type").as_deref(),
+        Some("application/json"),
+        "{text}"
+    );
+    assert_eq!(
+        body["result"]["content"][0]["text"], "chatty done",
+        "{text}"
+    );
+
+    // Session era: `logging/setLevel` sets the session's floor; the answer becomes an
+    // event stream with the relayed notifications, then the result.
+    let bearer = format!("Bearer {}", d.agent);
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}});
+    let (_, text, _) = rpc(d.port, &[("Authorization", &bearer)], &init);
+    let session = header_value(&text, "mcp-session-id").expect("a session id");
+    let headers = [
+        ("Authorization", bearer.as_str()),
+        ("Mcp-Session-Id", session.as_str()),
+        ("Mcp-Protocol-Version", "2025-11-25"),
+    ];
+    let set_level = |level: &str| {
+        rpc(
+            d.port,
+            &headers,
+            &json!({"jsonrpc": "2.0", "id": 2, "method": "logging/setLevel", "params": {"level": level}}),
+        )
+    };
+    let (_, text, body) = set_level("loud");
+    assert_eq!(body["error"]["code"], -32602, "{text}");
+    let (_, text, body) = set_level("warning");
+    assert!(body["result"].is_object(), "{text}");
+    let (status, text, _) = rpc(
+        d.port,
+        &headers,
+        &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+            "name": "tools_http__chatty", "arguments": {}, "_meta": {"progressToken": "p-1"}}}),
+    );
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        header_value(&text, "content-type").as_deref(),
+        Some("text/event-stream"),
+        "{text}"
+    );
+    let events: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let methods: Vec<&str> = events
+        .iter()
+        .map(|e| e["method"].as_str().unwrap_or("(result)"))
+        .collect();
+    assert_eq!(
+        methods,
+        [
+            "notifications/progress",
+            "notifications/message",
+            "notifications/progress",
+            "(result)"
+        ],
+        "{text}"
+    );
+    assert!(
+        events
+            .iter()
+            .filter(|e| e["method"] == "notifications/progress")
+            .all(|e| e["params"]["progressToken"] == "p-1"),
+        "the agent's own token, not Steward's upstream one: {text}"
+    );
+    assert_eq!(events[1]["params"]["data"], "almost done", "{text}");
+    assert_eq!(
+        events[3]["result"]["content"][0]["text"], "chatty done",
+        "{text}"
+    );
+
+    // The calls were governed and audited like any other.
+    let found = json(
+        d.port,
+        &d.admin,
+        &["audit", "search", "--operation", "tools_http:chatty"],
+    );
+    assert!(
+        found["items"].as_array().is_some_and(|i| i.len() >= 8),
+        "decision and outcome records for four calls: {found}"
+    );
 }

@@ -2,12 +2,15 @@
 
 Usage: agent.py URL TOKEN list
        agent.py URL TOKEN call NAME ARGS_JSON [META_JSON]
+       agent.py URL TOKEN progress NAME ARGS_JSON [LOG_LEVEL]
        agent.py URL TOKEN prompts|resources|templates
        agent.py URL TOKEN prompt NAME ARGS_JSON [META_JSON]
        agent.py URL TOKEN read URI
        agent.py URL TOKEN complete prompt|resource NAME_OR_URI ARGUMENT_JSON [CONTEXT_JSON]
 Prints one JSON object: the negotiated protocol version and the listing or the result; a
-JSON-RPC error answer is printed as `error` (code, message, data).
+JSON-RPC error answer is printed as `error` (code, message, data). `progress` calls the
+tool with a progress callback (and, given LOG_LEVEL, opts in to log messages at that level)
+and prints what arrived: `progress` as [progress, total, message] and `logs` as [level, data].
 """
 
 import json
@@ -24,10 +27,28 @@ from mcp.types import PromptReference, ResourceTemplateReference
 async def main() -> None:
     url, token, action = sys.argv[1], sys.argv[2], sys.argv[3]
     http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    progress: list = []
+    logs: list = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append([value, total, message])
+
+    async def on_log(params) -> None:
+        logs.append([params.level, params.data])
+
+    log_level = sys.argv[6] if action == "progress" and len(sys.argv) > 6 else None
     async with http:
-        async with Client(streamable_http_client(url, http_client=http)) as client:
+        async with Client(
+            streamable_http_client(url, http_client=http), logging_callback=on_log, log_level=log_level
+        ) as client:
             out: dict = {"protocol_version": client.protocol_version}
-            if action == "list":
+            if action == "progress":
+                result = await client.call_tool(sys.argv[4], json.loads(sys.argv[5]), progress_callback=on_progress)
+                out["is_error"] = bool(result.is_error)
+                out["text"] = "".join(getattr(c, "text", "") for c in result.content)
+                out["progress"] = progress
+                out["logs"] = logs
+            elif action == "list":
                 result = await client.list_tools()
                 out["tools"] = [t.name for t in result.tools]
                 out["ttl_ms"] = getattr(result, "ttl_ms", None)

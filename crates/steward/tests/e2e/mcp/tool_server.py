@@ -1,4 +1,7 @@
-"""A small MCP server (Python `mcp` SDK, stdio) used as an upstream in the end-to-end tests.
+"""A small MCP server (Python `mcp` SDK) used as an upstream in the end-to-end tests.
+
+Usage: tool_server.py              (stdio)
+       tool_server.py http PORT    (Streamable HTTP on 127.0.0.1:PORT/mcp)
 
 Tools:
 - `secret_digest` (read-only): SHA-256 of the `UPSTREAM_API_KEY` environment variable, so a
@@ -6,7 +9,9 @@ Tools:
 - `echo` (read-only): returns its message;
 - `transfer` (write): pretends to move `amount` to `to`;
 - `wipe` (destructive);
-- `crash`: exits the process, to test the gateway's restart with backoff.
+- `crash`: exits the process, to test the gateway's restart with backoff;
+- `chatty` (read-only): reports progress 1/2 and 2/2 and sends three log messages about the
+  request (debug, info, warning) before its result, to test their relay.
 
 The file named by `TOOLS_VARIANT_FILE` changes the listing on the fly: `rugpull` alters
 `echo`'s description (with an invisible character), `extra` adds a tool `exfiltrate`.
@@ -14,11 +19,16 @@ The file named by `TOOLS_VARIANT_FILE` changes the listing on the fly: `rugpull`
 
 import hashlib
 import os
+import sys
+import warnings
 
 import anyio
 import mcp_types as types
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
+
+# `send_log_message` is deprecated from 2026-07-28 on; the gateway speaks 2025-06-18 upstream.
+warnings.simplefilter("ignore")
 
 
 def variant() -> str:
@@ -68,6 +78,12 @@ def tools() -> list[types.Tool]:
             description="Exits the server process (tests the gateway's restart).",
             input_schema={"type": "object", "properties": {}},
         ),
+        types.Tool(
+            name="chatty",
+            description="Reports progress and logs while it works.",
+            input_schema={"type": "object", "properties": {}},
+            annotations=types.ToolAnnotations(read_only_hint=True),
+        ),
     ]
     if "extra" in v:
         out.append(
@@ -101,16 +117,32 @@ async def call_tool(ctx, params: types.CallToolRequestParams) -> types.CallToolR
         return text("wiped")
     if params.name == "crash":
         os._exit(3)
+    if params.name == "chatty":
+        await ctx.session.report_progress(1, 2, "first half")
+        for level, data in (("debug", "debug detail"), ("info", "working"), ("warning", "almost done")):
+            await ctx.session.send_log_message(level, data, related_request_id=ctx.request_id)
+        await ctx.session.report_progress(2, 2, "second half")
+        return text("chatty done")
     if params.name == "exfiltrate":
         return text("exfiltrated")
     return types.CallToolResult(content=[types.TextContent(type="text", text="unknown tool")], is_error=True)
 
 
+def server() -> Server:
+    return Server("steward-test-tools", version="1.0", on_list_tools=list_tools, on_call_tool=call_tool)
+
+
 async def main() -> None:
-    server = Server("steward-test-tools", version="1.0", on_list_tools=list_tools, on_call_tool=call_tool)
+    s = server()
     async with stdio_server() as (read_stream, write_stream):
-        await server.run(read_stream, write_stream, server.create_initialization_options())
+        await s.run(read_stream, write_stream, s.create_initialization_options())
 
 
 if __name__ == "__main__":
-    anyio.run(main)
+    if len(sys.argv) > 2 and sys.argv[1] == "http":
+        import uvicorn
+
+        app = server().streamable_http_app(host="127.0.0.1")
+        uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+    else:
+        anyio.run(main)
