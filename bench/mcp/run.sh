@@ -9,7 +9,8 @@
 #       audit of decision and outcome, forwarding to the same responder;
 #   (d) as (c), with the audit journal off (`[audit] journal = false`: every group commit
 #       is a SQLite transaction, the path PostgreSQL deployments take), to show the journal;
-# then a phase breakdown of (c): `ping`, a denied call, the allowed call.
+# then a phase breakdown of (c): `ping`, a denied call, the allowed call, and the allowed
+# call with a progress token (the notification relay armed, nothing to relay).
 # The client is wrk with bench/mcp/call.lua, which counts every response that is not the
 # tool's own result as bad. Writes bench/results/mcp.md.
 #
@@ -184,6 +185,8 @@ for c in 1 32; do
   MCP_BODY='{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"bench__blocked","arguments":{}}}' \
     MCP_EXPECT='Denied by Steward' \
     run steward-denied "$c" "http://127.0.0.1:$GW/mcp" "Authorization: Bearer $TOKEN" "Mcp-Session-Id: $SID"
+  MCP_BODY='{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"bench__echo","arguments":{"message":"hi"},"_meta":{"progressToken":"p"}}}' \
+    run steward-progress "$c" "http://127.0.0.1:$GW/mcp" "Authorization: Bearer $TOKEN" "Mcp-Session-Id: $SID"
 done
 export STEWARD_SERVER="http://127.0.0.1:$GW" STEWARD_TOKEN="$(grep -o 'stwa_[A-Za-z0-9_-]*' "$WORK/steward/out" | head -n1)"
 AUDITED=$("$BIN" -o json audit search --operation bench:echo --limit 10 2>/dev/null \
@@ -234,9 +237,10 @@ for c in (1, 32):
 lines += ["", "Phase breakdown (Steward only; one extra round): each row adds work to the one above.", "",
           "| request | concurrency | requests/s | p50 ms | p99 ms | bad |", "|---|---:|---:|---:|---:|---:|"]
 phase = {"steward-ping": "`ping`: HTTP, bearer token, session check", "steward-denied": "`tools/call` denied: + tool lookup, Cedar, 1 durable audit record",
-         "steward": "`tools/call` allowed: + vault credential, upstream round trip, outcome record"}
+         "steward": "`tools/call` allowed: + vault credential, upstream round trip, outcome record",
+         "steward-progress": "`tools/call` allowed with a `progressToken`: + notification relay armed (none sent)"}
 for c in (1, 32):
-    for n in ("steward-ping", "steward-denied", "steward"):
+    for n in ("steward-ping", "steward-denied", "steward", "steward-progress"):
         v = med.get((n, c))
         if v:
             lines.append(f"| {phase[n]} | {c} | {v[0]:.0f} | {v[1]:.2f} | {v[2]:.2f} | {v[3]} |")

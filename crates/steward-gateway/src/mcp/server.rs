@@ -434,8 +434,8 @@ async fn post(rt: Arc<Runtime>, peer: SocketAddr, req: Request<Body>) -> Respons
             Err(e) => return rpc_error(StatusCode::BAD_REQUEST, Some(&id), e),
         };
         match rt.mcp.sessions.check(sid, &caller.identity.id, rt.now_ms()) {
-            // A session relays every level until `logging/setLevel` says otherwise.
-            Ok(session) => log_floor = Some(session.log_level.unwrap_or(0)),
+            // Log messages are relayed once the session asked with `logging/setLevel`.
+            Ok(session) => log_floor = session.log_level,
             Err(r) => return session_rejected(&rt, &caller, r).await,
         }
     } else {
@@ -730,6 +730,16 @@ impl NoteShaper {
     }
 }
 
+/// The next hold tick; never, without an interval.
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 fn sse_event(message: &Value) -> Bytes {
     Bytes::from(format!("event: message\ndata: {message}\n\n"))
 }
@@ -798,14 +808,19 @@ async fn tools_call(
         tx: note_tx,
         progress: progress_token.is_some(),
     };
-    let held = meta.wait.is_some();
     let mut shaper = NoteShaper::new(progress_token, log_floor);
+    // Hold ticks only for a call that may wait for a human.
+    let mut interval = if meta.wait.is_some() {
+        let mut interval = tokio::time::interval(Duration::from_secs(2));
+        interval.tick().await;
+        Some(interval)
+    } else {
+        None
+    };
     let mut call = Box::pin({
         let rt = Arc::clone(&rt);
         async move { aggregate::call_tool(&rt, &caller, &params, &meta, Some(relay)).await }
     });
-    let mut interval = tokio::time::interval(Duration::from_secs(2));
-    interval.tick().await;
     let first = loop {
         tokio::select! {
             // Notifications first: the upstream sent them before its result, and they
@@ -817,7 +832,7 @@ async fn tools_call(
                 }
             }
             result = &mut call => return json_answer(result, &id, &rid),
-            _ = interval.tick(), if held && shaper.ticking() => {
+            _ = tick(&mut interval), if shaper.ticking() => {
                 if let Some(event) = shaper.tick() {
                     break event;
                 }
@@ -840,7 +855,7 @@ async fn tools_call(
                     }
                 }
                 result = &mut call => break result,
-                _ = interval.tick(), if held && shaper.ticking() => {
+                _ = tick(&mut interval), if shaper.ticking() => {
                     if let Some(event) = shaper.tick()
                         && tx.send(Ok(sse_event(&event))).await.is_err()
                     {

@@ -28,7 +28,7 @@ pub struct Session {
     /// Last use (ms).
     pub last_seen: i64,
     /// The least severe log level relayed to it (`logging/setLevel`), as an index into
-    /// [`super::LOG_LEVELS`]; `None` relays every level.
+    /// [`super::LOG_LEVELS`]; `None` (no `logging/setLevel` yet) relays none.
     pub log_level: Option<usize>,
 }
 

@@ -1195,33 +1195,50 @@ fn upstream_progress_and_log_messages_are_relayed() {
             &json!({"jsonrpc": "2.0", "id": 2, "method": "logging/setLevel", "params": {"level": level}}),
         )
     };
+    let chatty = || {
+        let (status, text, _) = rpc(
+            d.port,
+            &headers,
+            &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+                "name": "tools_http__chatty", "arguments": {}, "_meta": {"progressToken": "p-1"}}}),
+        );
+        assert_eq!(status, 200, "{text}");
+        assert_eq!(
+            header_value(&text, "content-type").as_deref(),
+            Some("text/event-stream"),
+            "{text}"
+        );
+        let events: Vec<Value> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        (text, events)
+    };
+    let methods = |events: &[Value]| -> Vec<String> {
+        events
+            .iter()
+            .map(|e| e["method"].as_str().unwrap_or("(result)").to_owned())
+            .collect()
+    };
+    // Before `logging/setLevel`: progress only.
+    let (text, events) = chatty();
+    assert_eq!(
+        methods(&events),
+        [
+            "notifications/progress",
+            "notifications/progress",
+            "(result)"
+        ],
+        "{text}"
+    );
     let (_, text, body) = set_level("loud");
     assert_eq!(body["error"]["code"], -32602, "{text}");
     let (_, text, body) = set_level("warning");
     assert!(body["result"].is_object(), "{text}");
-    let (status, text, _) = rpc(
-        d.port,
-        &headers,
-        &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
-            "name": "tools_http__chatty", "arguments": {}, "_meta": {"progressToken": "p-1"}}}),
-    );
-    assert_eq!(status, 200, "{text}");
+    let (text, events) = chatty();
     assert_eq!(
-        header_value(&text, "content-type").as_deref(),
-        Some("text/event-stream"),
-        "{text}"
-    );
-    let events: Vec<Value> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect();
-    let methods: Vec<&str> = events
-        .iter()
-        .map(|e| e["method"].as_str().unwrap_or("(result)"))
-        .collect();
-    assert_eq!(
-        methods,
+        methods(&events),
         [
             "notifications/progress",
             "notifications/message",
@@ -1250,7 +1267,7 @@ fn upstream_progress_and_log_messages_are_relayed() {
         &["audit", "search", "--operation", "tools_http:chatty"],
     );
     assert!(
-        found["items"].as_array().is_some_and(|i| i.len() >= 8),
-        "decision and outcome records for four calls: {found}"
+        found["items"].as_array().is_some_and(|i| i.len() >= 10),
+        "decision and outcome records for five calls: {found}"
     );
 }
