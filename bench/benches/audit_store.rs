@@ -25,6 +25,11 @@ use steward_gateway::audit_journal::{JournalConfig, JournaledAuditStore};
 use steward_gateway::audit_sink::SqlAuditStore;
 use tokio::sync::{mpsc, oneshot};
 
+/// The allocator `steward serve` runs with (see `crates/steward/src/main.rs`); every writer
+/// in this benchmark, the raw one included, runs on it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const MAX_BATCH: usize = 256;
 
 fn event(n: u64) -> AuditEvent {
@@ -235,11 +240,21 @@ fn main() {
     let Ok(dir) = tempfile::tempdir_in(&base) else {
         return;
     };
+    // For profiling one writer: AUDIT_STORE_ONLY=journal|sql|raw, AUDIT_STORE_CONCURRENCY=N.
+    let only = std::env::var("AUDIT_STORE_ONLY").ok();
+    let levels: Vec<usize> = std::env::var("AUDIT_STORE_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or_else(|| vec![1, 16, 64], |c| vec![c]);
+    let skip = |which: usize| {
+        only.as_deref()
+            .is_some_and(|o| o != ["journal", "sql", "raw"].get(which).copied().unwrap_or(""))
+    };
     println!(
         "| Concurrency | Journal (server default) appends/s | SqlAuditStore appends/s | Raw appends/s | Journal / raw | SQL / raw |"
     );
     println!("|---|---:|---:|---:|---:|---:|");
-    for concurrency in [1usize, 16, 64] {
+    for concurrency in levels {
         let mut rates: [Vec<f64>; 3] = Default::default();
         let (mut journal_ratios, mut sql_ratios) = (Vec::new(), Vec::new());
         for round in 0..rounds {
@@ -248,6 +263,9 @@ fn main() {
                 let mut out = [0.0f64; 3];
                 for k in 0..3 {
                     let which = (k + round) % 3;
+                    if skip(which) {
+                        continue;
+                    }
                     let rate = match which {
                         0 => {
                             steward_round(dir.path(), Path::Journal, round, concurrency, secs).await

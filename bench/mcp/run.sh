@@ -119,6 +119,7 @@ YAML
 GW0=$(free_port)
 setup_steward steward0 "$GW0" "$WORK/sql-audit.toml"
 setup_steward steward "$GW"
+GW_PID="${STEWARD_PIDS[1]}"
 agent_token() { STEWARD_SERVER="http://127.0.0.1:$1" "$BIN" token get --client-id bench-agent --key-file "$WORK/$2/key"; }
 
 # A token lives 15 minutes by default: every round mints one and opens a 2025-11-25 session.
@@ -154,14 +155,21 @@ run() { # name concurrency url [headers...]
   local hdrs=() threads=2
   [ "$conns" -lt 2 ] && threads=1
   for h in "$@"; do hdrs+=(-H "$h"); done
-  local out rps p50 p99 bad
+  local out rps p50 p99 bad cpu0=0 pid=""
+  # Steward's own CPU per call (user + system from /proc), for the default instance's rows.
+  case "$name" in steward|steward-*) pid="$GW_PID"; cpu0=$(awk '{print $14+$15}' "/proc/$pid/stat") ;; esac
   out=$(wrk -t"$threads" -c"$conns" -d"${DURATION}s" --latency -s bench/mcp/call.lua "${hdrs[@]}" "$url")
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   p50=$(to_ms "$(echo "$out" | awk '$1=="50%" {print $2}')")
   p99=$(to_ms "$(echo "$out" | awk '$1=="99%" {print $2}')")
   bad=$(echo "$out" | awk '$1=="BAD" {print $2}')
-  echo "$name $conns $rps $p50 $p99 ${bad:-0}" >> "$WORK/results"
-  echo "  $name c=$conns: $rps req/s, p50 $p50 ms, p99 $p99 ms, bad ${bad:-0}"
+  local cpu=0
+  if [ -n "$pid" ]; then
+    cpu=$(awk -v d="$(( $(awk '{print $14+$15}' "/proc/$pid/stat") - cpu0 ))" -v t="$(getconf CLK_TCK)" \
+      -v r="$rps" -v s="$DURATION" 'BEGIN { printf "%.0f", d / t / (r * s) * 1e6 }')
+  fi
+  echo "$name $conns $rps $p50 $p99 ${bad:-0} $cpu" >> "$WORK/results"
+  echo "  $name c=$conns: $rps req/s, p50 $p50 ms, p99 $p99 ms, bad ${bad:-0}, Steward CPU ${cpu} µs/call"
 }
 
 : > "$WORK/results"
@@ -198,9 +206,9 @@ import statistics, sys, datetime, os, platform
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 dur, rounds, audited, verified = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 by = {}
-for name, conns, rps, p50, p99, bad in rows:
-    by.setdefault((name, int(conns)), []).append((float(rps), float(p50), float(p99), int(bad)))
-med = {k: tuple(statistics.median(x[i] for x in v) for i in range(3)) + (sum(x[3] for x in v),) for k, v in by.items()}
+for name, conns, rps, p50, p99, bad, cpu in rows:
+    by.setdefault((name, int(conns)), []).append((float(rps), float(p50), float(p99), int(bad), float(cpu)))
+med = {k: tuple(statistics.median(x[i] for x in v) for i in range(3)) + (sum(x[3] for x in v), statistics.median(x[4] for x in v)) for k, v in by.items()}
 lines = [
     "# MCP gateway benchmark",
     "",
@@ -234,8 +242,9 @@ for c in (1, 32):
     if ("steward0", c) in med:
         z = med[("steward0", c)]
         lines.append(f"  - with the journal off (each commit a SQLite transaction): Steward/direct **{z[0]/a[0]:.3f}**, p50 {z[1]:.2f} ms, p99 {z[2]:.2f} ms")
-lines += ["", "Phase breakdown (Steward only; one extra round): each row adds work to the one above.", "",
-          "| request | concurrency | requests/s | p50 ms | p99 ms | bad |", "|---|---:|---:|---:|---:|---:|"]
+lines += ["", "Phase breakdown (Steward only; one extra round): each row adds work to the one above. CPU is",
+          "Steward's own (user + system, from /proc) divided by the calls served.", "",
+          "| request | concurrency | requests/s | p50 ms | p99 ms | bad | Steward CPU µs/call |", "|---|---:|---:|---:|---:|---:|---:|"]
 phase = {"steward-ping": "`ping`: HTTP, bearer token, session check", "steward-denied": "`tools/call` denied: + tool lookup, Cedar, 1 durable audit record",
          "steward": "`tools/call` allowed: + vault credential, upstream round trip, outcome record",
          "steward-progress": "`tools/call` allowed with a `progressToken`: + notification relay armed (none sent)"}
@@ -243,7 +252,7 @@ for c in (1, 32):
     for n in ("steward-ping", "steward-denied", "steward", "steward-progress"):
         v = med.get((n, c))
         if v:
-            lines.append(f"| {phase[n]} | {c} | {v[0]:.0f} | {v[1]:.2f} | {v[2]:.2f} | {v[3]} |")
+            lines.append(f"| {phase[n]} | {c} | {v[0]:.0f} | {v[1]:.2f} | {v[2]:.2f} | {v[3]} | {v[4]:.0f} |")
 lines.append("")
 try:
     per = lambda n, c: 1000.0 / med[(n, c)][0]  # mean ms per call at that concurrency
@@ -253,11 +262,11 @@ try:
         f"+ tool lookup, Cedar and one durable audit record {d1 - p1:.2f}; "
         f"+ upstream round trip and the outcome record {a1 - d1:.2f}. The MCP layer itself is the `ping` row."
     )
+    ping, denied, allowed = med[("steward-ping", 32)], med[("steward-denied", 32)], med[("steward", 32)]
     lines.append(
-        f"- at concurrency 32 the durable audit log sets the ceiling: denied calls (1 record each) reach "
-        f"{med[('steward-denied', 32)][0]:.0f}/s and allowed calls (2 records, committed one after the other) "
-        f"{med[('steward', 32)][0]:.0f}/s, i.e. {med[('steward-denied', 32)][0]:.0f} vs "
-        f"{2 * med[('steward', 32)][0]:.0f} records/s, while `ping` reaches {med[('steward-ping', 32)][0]:.0f}/s."
+        f"- at concurrency 32 the run is CPU-bound: Steward spends {allowed[4]:.0f} µs of CPU per allowed call "
+        f"({ping[4]:.0f} for `ping`, {denied[4]:.0f} for a denied call), so {allowed[0]:.0f} calls/s keep "
+        f"{allowed[0] * allowed[4] / 1e6:.2f} of the machine's {os.cpu_count()} cores busy, beside wrk and the responder."
     )
 except KeyError:
     pass
