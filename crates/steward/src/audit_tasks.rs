@@ -1,6 +1,6 @@
 //! Audit background tasks: the checkpoint scheduler (sign the writer head every N records
 //! or T seconds; store it, append it to a file, POST it to a witness), the streaming sink
-//! (webhook or syslog, at least once, from a stored cursor), and the probe that brings
+//! (webhook or syslog over UDP or TCP, at least once, from a stored cursor), and the probe that brings
 //! the audit path back to healthy once the store can write again.
 
 use std::path::PathBuf;
@@ -25,8 +25,56 @@ pub struct AuditOptions {
     pub witness_url: Option<String>,
     /// Deliver records to this webhook.
     pub sink_url: Option<String>,
-    /// Deliver records to this syslog collector over UDP.
-    pub syslog_addr: Option<String>,
+    /// Deliver records to this syslog collector.
+    pub syslog: Option<SyslogTarget>,
+}
+
+/// How records reach a syslog collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyslogTransport {
+    /// One datagram per record (RFC 5426); no acknowledgement.
+    Udp,
+    /// One connection, records framed by octet counting (RFC 6587); a batch counts as
+    /// delivered once the collector's TCP stack accepted it, and a broken connection is
+    /// reopened and the batch sent again.
+    Tcp,
+}
+
+/// A syslog collector: `udp://HOST:PORT`, `tcp://HOST:PORT`, or `HOST:PORT` (UDP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyslogTarget {
+    /// UDP or TCP.
+    pub transport: SyslogTransport,
+    /// `HOST:PORT`.
+    pub addr: String,
+}
+
+impl SyslogTarget {
+    /// Parses `[audit] syslog_addr`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (transport, addr) = match text.split_once("://") {
+            Some(("udp", rest)) => (SyslogTransport::Udp, rest),
+            Some(("tcp", rest)) => (SyslogTransport::Tcp, rest),
+            Some((scheme, _)) => {
+                return Err(format!(
+                    "syslog transport `{scheme}` is neither `udp` nor `tcp`"
+                ));
+            }
+            None => (SyslogTransport::Udp, text),
+        };
+        let port_ok = addr.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        if !port_ok {
+            return Err(format!(
+                "`{text}` is not a syslog collector address; expected HOST:PORT, udp://HOST:PORT or tcp://HOST:PORT"
+            ));
+        }
+        Ok(Self {
+            transport,
+            addr: addr.to_owned(),
+        })
+    }
 }
 
 /// `kv_records` kind of the sink cursors.
@@ -48,8 +96,8 @@ pub fn spawn(rt: Arc<Runtime>, signer: CheckpointSigner, options: AuditOptions) 
     if let Some(url) = options.sink_url.clone() {
         tokio::spawn(sink_task(Arc::clone(&rt), Sink::Webhook(url)));
     }
-    if let Some(addr) = options.syslog_addr.clone() {
-        tokio::spawn(sink_task(Arc::clone(&rt), Sink::Syslog(addr)));
+    if let Some(target) = options.syslog.clone() {
+        tokio::spawn(sink_task(Arc::clone(&rt), Sink::Syslog(target)));
     }
     tokio::spawn(resume_probe(rt));
 }
@@ -156,7 +204,7 @@ async fn witness_task(url: String, mut rx: tokio::sync::mpsc::Receiver<Checkpoin
 #[derive(Debug, Clone)]
 enum Sink {
     Webhook(String),
-    Syslog(String),
+    Syslog(SyslogTarget),
 }
 
 impl Sink {
@@ -169,6 +217,8 @@ impl Sink {
 }
 
 const SINK_BATCH: i64 = 100;
+/// Longest a syslog connect or batch write may take before it counts as failed.
+const SYSLOG_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Delivers records `cursor..` in batches; the cursor advances only after a batch was
 /// accepted, so a crash or a failed delivery repeats records rather than losing them.
@@ -179,9 +229,11 @@ async fn sink_task(rt: Arc<Runtime>, sink: Sink) {
         .timeout(Duration::from_secs(10))
         .build()
         .ok();
+    // The open TCP connection to a syslog collector, kept between batches.
+    let mut tcp: Option<tokio::net::TcpStream> = None;
     let mut delay = Duration::from_millis(200);
     loop {
-        match deliver_once(&rt, &sink, &cursor_id, client.as_ref()).await {
+        match deliver_once(&rt, &sink, &cursor_id, client.as_ref(), &mut tcp).await {
             Ok(true) => {
                 delay = Duration::from_millis(200);
                 continue;
@@ -191,6 +243,9 @@ async fn sink_task(rt: Arc<Runtime>, sink: Sink) {
                 let _ = tokio::time::timeout(Duration::from_secs(1), heads.changed()).await;
             }
             Err(e) => {
+                // A connection that failed mid-batch is not reused: the batch goes again
+                // on a new one.
+                tcp = None;
                 tracing::warn!(error = %e, "audit sink delivery failed; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(30));
@@ -205,6 +260,7 @@ async fn deliver_once(
     sink: &Sink,
     cursor_id: &str,
     client: Option<&reqwest::Client>,
+    tcp: &mut Option<tokio::net::TcpStream>,
 ) -> Result<bool> {
     let cursor = match rt.store.kv_get(CURSOR_KIND, cursor_id).await? {
         Some(record) => record
@@ -242,14 +298,42 @@ async fn deliver_once(
                 return Err(anyhow!("webhook answered {}", resp.status()));
             }
         }
-        Sink::Syslog(addr) => {
+        Sink::Syslog(target) if target.transport == SyslogTransport::Udp => {
             let socket = tokio::net::UdpSocket::bind("0.0.0.0:0").await?;
-            socket.connect(addr).await?;
+            socket.connect(&target.addr).await?;
             for (time_ms, line) in &lines {
                 socket
                     .send(syslog_line(*time_ms, &rt.instance_id, line).as_bytes())
                     .await?;
             }
+        }
+        Sink::Syslog(target) => {
+            let mut frames = Vec::new();
+            for (time_ms, line) in &lines {
+                let message = syslog_line(*time_ms, &rt.instance_id, line);
+                frames.extend_from_slice(format!("{} {message}", message.len()).as_bytes());
+            }
+            let stream = match tcp {
+                Some(stream) => stream,
+                None => {
+                    let stream = tokio::time::timeout(
+                        SYSLOG_TIMEOUT,
+                        tokio::net::TcpStream::connect(&target.addr),
+                    )
+                    .await
+                    .map_err(|_| anyhow!("syslog collector {}: connect timed out", target.addr))?
+                    .with_context(|| format!("syslog collector {}", target.addr))?;
+                    stream.set_nodelay(true)?;
+                    tcp.insert(stream)
+                }
+            };
+            tokio::time::timeout(SYSLOG_TIMEOUT, async {
+                stream.write_all(&frames).await?;
+                stream.flush().await
+            })
+            .await
+            .map_err(|_| anyhow!("syslog collector {}: write timed out", target.addr))?
+            .with_context(|| format!("syslog collector {}", target.addr))?;
         }
     }
     rt.store
@@ -294,6 +378,37 @@ async fn resume_probe(rt: Arc<Runtime>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn syslog_addresses_name_transport_host_and_port() {
+        let target = |transport, addr: &str| SyslogTarget {
+            transport,
+            addr: addr.to_owned(),
+        };
+        assert_eq!(
+            SyslogTarget::parse("logs.example:514"),
+            Ok(target(SyslogTransport::Udp, "logs.example:514"))
+        );
+        assert_eq!(
+            SyslogTarget::parse("udp://10.0.0.5:514"),
+            Ok(target(SyslogTransport::Udp, "10.0.0.5:514"))
+        );
+        assert_eq!(
+            SyslogTarget::parse("tcp://[::1]:601"),
+            Ok(target(SyslogTransport::Tcp, "[::1]:601"))
+        );
+        for bad in [
+            "tls://h:6514",
+            "h",
+            "h:",
+            ":514",
+            "h:0",
+            "h:70000",
+            "tcp://h",
+        ] {
+            assert!(SyslogTarget::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn syslog_lines_follow_rfc_5424() {

@@ -753,7 +753,13 @@ fn serve_options(args: &ServeArgs) -> Result<crate::serve::ServeOptions> {
             checkpoint_file: raw.audit.checkpoint_file.clone(),
             witness_url: raw.audit.witness_url.clone(),
             sink_url: raw.audit.sink_url.clone(),
-            syslog_addr: raw.audit.syslog_addr.clone(),
+            syslog: raw
+                .audit
+                .syslog_addr
+                .as_deref()
+                .map(crate::audit_tasks::SyslogTarget::parse)
+                .transpose()
+                .map_err(|e| anyhow!("[audit] syslog_addr: {e}"))?,
         },
         monitor: raw
             .monitor

@@ -150,8 +150,9 @@ pub struct RawAudit {
     pub witness_url: Option<String>,
     /// Deliver every record at least once to this webhook (POST, JSON lines).
     pub sink_url: Option<String>,
-    /// Deliver every record at least once to this syslog collector (`HOST:PORT`, UDP,
-    /// RFC 5424).
+    /// Deliver every record at least once to this syslog collector, as RFC 5424 messages:
+    /// `tcp://HOST:PORT` (octet-counted frames, RFC 6587), `udp://HOST:PORT` or `HOST:PORT`
+    /// (UDP, no acknowledgement).
     pub syslog_addr: Option<String>,
 }
 
@@ -340,6 +341,21 @@ pub fn parse(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
             }
         }
     }
+    for (key, value) in [
+        ("witness_url", &raw.audit.witness_url),
+        ("sink_url", &raw.audit.sink_url),
+    ] {
+        if let Some(text) = value {
+            let ok =
+                url::Url::parse(text).is_ok_and(|u| u.scheme() == "http" || u.scheme() == "https");
+            if !ok {
+                return Err(locate(key, format!("`{key}` is not an http(s) URL")));
+            }
+        }
+    }
+    if let Some(addr) = &raw.audit.syslog_addr {
+        crate::audit_tasks::SyslogTarget::parse(addr).map_err(|e| locate("syslog_addr", e))?;
+    }
     if raw.approvals.webhook_secret_env.is_some() && raw.approvals.webhook_url.is_none() {
         return Err(locate(
             "webhook_secret_env",
@@ -418,6 +434,31 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.line, 3);
         assert!(e.message.contains("unknown field"), "{}", e.message);
+    }
+
+    #[test]
+    fn audit_sink_settings_are_checked() {
+        let ok = "version = 1\n[audit]\nsink_url = \"https://siem.example/in\"\nsyslog_addr = \"tcp://127.0.0.1:601\"\n";
+        assert!(parse(Path::new("s.toml"), ok).is_ok());
+        let e = parse(
+            Path::new("s.toml"),
+            "version = 1\n[audit]\nsyslog_addr = \"tls://logs:6514\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.message.contains("neither `udp` nor `tcp`"), "{e}");
+        let e = parse(
+            Path::new("s.toml"),
+            "version = 1\n[audit]\nsyslog_addr = \"logs\"\n",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("HOST:PORT"), "{e}");
+        let e = parse(
+            Path::new("s.toml"),
+            "version = 1\n[audit]\nwitness_url = \"ftp://w/x\"\n",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("witness_url"), "{e}");
     }
 
     #[test]

@@ -485,6 +485,133 @@ fn streaming_sink_delivers_every_record_across_a_failure_and_a_restart() {
     );
 }
 
+/// The record sequence number in one RFC 5424 message from the syslog sink, after checking
+/// its header: facility 13 (log audit), severity 6, app `steward`, msgid `audit`.
+fn syslog_seq(message: &str) -> u64 {
+    let (header, json) = message
+        .split_once(" - audit - ")
+        .unwrap_or_else(|| panic!("not a Steward audit message: {message}"));
+    assert!(header.starts_with("<110>1 "), "{message}");
+    assert!(header.ends_with(" steward"), "{message}");
+    let record = AuditRecord::from_jsonl_line(json).unwrap();
+    record.seq
+}
+
+fn wait_syslog(d: &Deployment, seqs: &Mutex<BTreeSet<u64>>) {
+    let start = Instant::now();
+    loop {
+        let head = audit_records(d);
+        let got = seqs.lock().unwrap().clone();
+        if head > 0 && got.iter().copied().eq(0..head) {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "syslog received {got:?}, log has {head}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn create_identities(d: &Deployment, prefix: &str) {
+    for n in 0..3 {
+        d.ok(
+            &[
+                "identity",
+                "create",
+                &format!("{prefix}-{n}"),
+                "--owner",
+                "alice",
+            ],
+            None,
+        );
+    }
+}
+
+/// Every record reaches a syslog collector as an RFC 5424 message: one datagram each over
+/// UDP, octet-counted frames (RFC 6587) over TCP, where a collector that is not up yet gets
+/// every record once it listens.
+#[test]
+fn syslog_sink_delivers_every_record_over_udp_and_tcp() {
+    // UDP.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let config = format!(
+        "version = 1\n[audit]\nsyslog_addr = \"udp://{}\"\n",
+        udp.local_addr().unwrap()
+    );
+    let d = Deployment::start(Some(&config), None);
+    create_identities(&d, "udp");
+    let seqs = Arc::new(Mutex::new(BTreeSet::new()));
+    let done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (seqs, done) = (Arc::clone(&seqs), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while !done.load(Ordering::Relaxed) {
+                if let Ok(n) = udp.recv(&mut buf) {
+                    let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    seqs.lock().unwrap().insert(syslog_seq(&message));
+                }
+            }
+        })
+    };
+    wait_syslog(&d, &seqs);
+    done.store(true, Ordering::Relaxed);
+    reader.join().unwrap();
+    drop(d);
+
+    // TCP, with the collector down at first: the sink retries until it listens.
+    let port = free_port();
+    let config = format!("version = 1\n[audit]\nsyslog_addr = \"tcp://127.0.0.1:{port}\"\n");
+    let d = Deployment::start(Some(&config), None);
+    create_identities(&d, "tcp");
+    std::thread::sleep(Duration::from_millis(700));
+    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let seqs = Arc::new(Mutex::new(BTreeSet::new()));
+    let frames = Arc::new(Mutex::new(0usize));
+    {
+        let (seqs, frames) = (Arc::clone(&seqs), Arc::clone(&frames));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut data = Vec::new();
+                let mut buf = [0u8; 8192];
+                loop {
+                    let Ok(n) = stream.read(&mut buf) else { break };
+                    if n == 0 {
+                        break;
+                    }
+                    data.extend_from_slice(&buf[..n]);
+                    // Octet counting: `<length> <message>`, back to back.
+                    while let Some(space) = data.iter().position(|b| *b == b' ') {
+                        let len: usize = std::str::from_utf8(&data[..space])
+                            .unwrap()
+                            .parse()
+                            .unwrap_or_else(|e| panic!("bad frame length: {e}"));
+                        if data.len() < space + 1 + len {
+                            break;
+                        }
+                        let message =
+                            String::from_utf8(data[space + 1..space + 1 + len].to_vec()).unwrap();
+                        data.drain(..space + 1 + len);
+                        seqs.lock().unwrap().insert(syslog_seq(&message));
+                        *frames.lock().unwrap() += 1;
+                    }
+                }
+            }
+        });
+    }
+    wait_syslog(&d, &seqs);
+    create_identities(&d, "tcp-more");
+    wait_syslog(&d, &seqs);
+    assert!(
+        *frames.lock().unwrap() >= audit_records(&d) as usize,
+        "every record in its own frame"
+    );
+}
+
 const COUNTING_OPENAPI: &str = "openapi: 3.0.3\ninfo: {title: counting, version: \"1\"}\npaths:\n  /get:\n    get:\n      operationId: get\n";
 
 /// The `traceparent` of every request the upstream received (Steward forwards the
