@@ -578,8 +578,7 @@ fn syslog_sink_delivers_every_record_over_udp_and_tcp() {
                 let Ok(mut stream) = stream else { return };
                 let mut data = Vec::new();
                 let mut buf = [0u8; 8192];
-                loop {
-                    let Ok(n) = stream.read(&mut buf) else { break };
+                while let Ok(n) = stream.read(&mut buf) {
                     if n == 0 {
                         break;
                     }
