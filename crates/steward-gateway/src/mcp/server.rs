@@ -841,25 +841,31 @@ async fn tools_call(
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(16);
     tokio::spawn(async move {
-        if tx.send(Ok(sse_event(&first))).await.is_err() {
-            return;
-        }
+        // The call is always driven to its end, so a call that reached the upstream gets
+        // its outcome record even when the agent stops reading or goes away. Notifications
+        // never wait for a slow agent: when its stream is full they are dropped.
+        let mut open = true;
+        let mut offer = |event: &Value| {
+            if open
+                && let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) =
+                    tx.try_send(Ok(sse_event(event)))
+            {
+                open = false;
+            }
+        };
+        offer(&first);
         let result = loop {
             tokio::select! {
                 biased;
                 Some(note) = notes.recv() => {
-                    if let Some(event) = shaper.shape(note)
-                        && tx.send(Ok(sse_event(&event))).await.is_err()
-                    {
-                        return;
+                    if let Some(event) = shaper.shape(note) {
+                        offer(&event);
                     }
                 }
                 result = &mut call => break result,
                 _ = tick(&mut interval), if shaper.ticking() => {
-                    if let Some(event) = shaper.tick()
-                        && tx.send(Ok(sse_event(&event))).await.is_err()
-                    {
-                        return;
+                    if let Some(event) = shaper.tick() {
+                        offer(&event);
                     }
                 }
             }
@@ -867,10 +873,12 @@ async fn tools_call(
         // What the upstream said before its result goes out before the result.
         while let Ok(note) = notes.try_recv() {
             if let Some(event) = shaper.shape(note) {
-                let _ = tx.send(Ok(sse_event(&event))).await;
+                offer(&event);
             }
         }
-        let _ = tx.send(Ok(sse_event(&finish(result, &id)))).await;
+        if open {
+            let _ = tx.send(Ok(sse_event(&finish(result, &id)))).await;
+        }
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))

@@ -1260,6 +1260,70 @@ fn upstream_progress_and_log_messages_are_relayed() {
         "{text}"
     );
 
+    // An agent that goes away mid-call: the call still runs to its end upstream and gets
+    // its outcome record.
+    let operation = "everything_http:trigger-long-running-operation";
+    let outcomes = || {
+        let found = json(
+            d.port,
+            &d.admin,
+            &["audit", "search", "--operation", operation],
+        );
+        let count = found["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["event"]["kind"] == "outcome")
+            .count();
+        (count, found)
+    };
+    let (before, _) = outcomes();
+    {
+        use std::io::{BufRead, BufReader, Write};
+        let body = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {
+            "name": "everything_http__trigger-long-running-operation",
+            "arguments": {"duration": 3, "steps": 6}, "_meta": {"progressToken": 9}}})
+        .to_string();
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut request = format!(
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n",
+            d.port,
+            body.len()
+        );
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        request.push_str(&body);
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(reader.read_line(&mut line).unwrap() > 0, "stream ended");
+            if line.starts_with("data: ") {
+                assert!(line.contains("notifications/progress"), "{line}");
+                break;
+            }
+        }
+        drop(reader);
+    }
+    let start = Instant::now();
+    loop {
+        let (count, found) = outcomes();
+        if count > before {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no outcome record for the abandoned call: {found}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     // The calls were governed and audited like any other.
     let found = json(
         d.port,
