@@ -332,16 +332,6 @@ pub fn parse(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
     for (key, value) in [
         ("webhook_url", &raw.approvals.webhook_url),
         ("public_url", &raw.approvals.public_url),
-    ] {
-        if let Some(text) = value {
-            let ok =
-                url::Url::parse(text).is_ok_and(|u| u.scheme() == "http" || u.scheme() == "https");
-            if !ok {
-                return Err(locate(key, format!("`{key}` is not an http(s) URL")));
-            }
-        }
-    }
-    for (key, value) in [
         ("witness_url", &raw.audit.witness_url),
         ("sink_url", &raw.audit.sink_url),
     ] {
