@@ -410,10 +410,12 @@ pub(super) async fn forward(
         .request_relayed(method, params, timeout(rt), relay)
         .await;
     let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let outcome = |status: Option<i64>, bytes_out: u64, outcome_unknown: bool| Outcome {
+    let wire = result.as_ref().map(|(_, wire)| *wire).unwrap_or_default();
+    let result = result.map(|(value, _)| value);
+    let outcome = |status: Option<i64>, outcome_unknown: bool| Outcome {
         status,
-        bytes_in: 0,
-        bytes_out,
+        bytes_in: wire.sent,
+        bytes_out: wire.received,
         latency_ms,
         outcome_unknown,
     };
@@ -421,22 +423,21 @@ pub(super) async fn forward(
         Ok(value) => {
             let is_error = value.get("isError").and_then(Value::as_bool) == Some(true);
             let status = if is_error { 500 } else { 200 };
-            let bytes = value.to_string().len() as u64;
             (
-                outcome(Some(status), bytes, false),
+                outcome(Some(status), false),
                 json!({"mcp": {"method": method, "is_error": is_error}}),
             )
         }
         Err(UpstreamError::Rpc(e)) => (
-            outcome(Some(502), 0, false),
+            outcome(Some(502), false),
             json!({"mcp": {"method": method, "rpc_error": e.code}}),
         ),
-        Err(UpstreamError::Timeout) => (outcome(None, 0, true), json!({"error": "timeout"})),
+        Err(UpstreamError::Timeout) => (outcome(None, true), json!({"error": "timeout"})),
         Err(e) => {
             tracing::warn!(error = %e, "MCP upstream call failed");
             let blocked = matches!(e, UpstreamError::EgressBlocked);
             (
-                outcome(None, 0, false),
+                outcome(None, false),
                 json!({"error": if blocked { "egress_blocked" } else { "upstream_unreachable" }}),
             )
         }

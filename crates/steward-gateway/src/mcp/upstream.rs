@@ -78,6 +78,15 @@ pub enum UpstreamError {
     EgressBlocked,
 }
 
+/// The bytes of one exchange with an upstream, for the outcome record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Wire {
+    /// Bytes of the request message sent.
+    pub sent: u64,
+    /// Bytes of the response message received.
+    pub received: u64,
+}
+
 /// A notification an upstream sent about one request: method and parameters.
 pub type Note = (String, Map<String, Value>);
 
@@ -182,18 +191,21 @@ impl McpUpstream {
         params: Value,
         timeout: Duration,
     ) -> Result<Value, UpstreamError> {
-        self.request_relayed(method, params, timeout, None).await
+        self.request_relayed(method, params, timeout, None)
+            .await
+            .map(|(value, _)| value)
     }
 
     /// Sends a request and waits for its result, passing the upstream's notifications
-    /// about it (progress, log messages) to `relay` meanwhile.
+    /// about it (progress, log messages) to `relay` meanwhile; also returns the sizes of
+    /// the request and response messages.
     pub async fn request_relayed(
         &self,
         method: &str,
         params: Value,
         timeout: Duration,
         relay: Option<&NoteRelay>,
-    ) -> Result<Value, UpstreamError> {
+    ) -> Result<(Value, Wire), UpstreamError> {
         match &self.transport {
             UpstreamTransport::Stdio(h) => h.request(method, params, timeout, relay).await,
             UpstreamTransport::Http(c) => c.request(method, params, timeout, relay).await,
@@ -230,6 +242,13 @@ fn initialize_params() -> Value {
     })
 }
 
+fn wire(sent: usize, received: usize) -> Wire {
+    Wire {
+        sent: sent as u64,
+        received: received as u64,
+    }
+}
+
 fn params_map(params: Value) -> Map<String, Value> {
     match params {
         Value::Object(m) => m,
@@ -247,7 +266,8 @@ struct StdioHandle {
     starts: Arc<AtomicU64>,
 }
 
-type Pending = Mutex<HashMap<i64, oneshot::Sender<Result<Value, RpcError>>>>;
+/// Requests in flight: the answer and the length of the line that carried it.
+type Pending = Mutex<HashMap<i64, oneshot::Sender<(Result<Value, RpcError>, usize)>>>;
 
 #[derive(Debug)]
 struct StdioConn {
@@ -278,7 +298,8 @@ impl Drop for ProgressRoute<'_> {
 }
 
 impl StdioConn {
-    async fn send(&self, message: &Value) -> Result<(), UpstreamError> {
+    /// Writes one message as a line; returns its length.
+    async fn send(&self, message: &Value) -> Result<usize, UpstreamError> {
         let mut line = message.to_string().into_bytes();
         line.push(b'\n');
         let mut stdin = self.stdin.lock().await;
@@ -289,7 +310,8 @@ impl StdioConn {
         stdin
             .flush()
             .await
-            .map_err(|e| UpstreamError::Unavailable(format!("write: {e}")))
+            .map_err(|e| UpstreamError::Unavailable(format!("write: {e}")))?;
+        Ok(line.len())
     }
 
     async fn request(
@@ -298,7 +320,7 @@ impl StdioConn {
         params: Value,
         timeout: Duration,
         relay: Option<&NoteRelay>,
-    ) -> Result<Value, UpstreamError> {
+    ) -> Result<(Value, Wire), UpstreamError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending
@@ -327,16 +349,19 @@ impl StdioConn {
             method: method.to_owned(),
             params,
         };
-        if let Err(e) = self.send(&msg.to_json()).await {
-            self.pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&id);
-            return Err(e);
-        }
+        let sent = match self.send(&msg.to_json()).await {
+            Ok(sent) => sent,
+            Err(e) => {
+                self.pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+                return Err(e);
+            }
+        };
         match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(Ok(v))) => Ok(v),
-            Ok(Ok(Err(e))) => Err(UpstreamError::Rpc(e)),
+            Ok(Ok((Ok(v), received))) => Ok((v, wire(sent, received))),
+            Ok(Ok((Err(e), _))) => Err(UpstreamError::Rpc(e)),
             Ok(Err(_)) => Err(UpstreamError::Unavailable("the server exited".into())),
             Err(_) => {
                 self.pending
@@ -388,7 +413,7 @@ impl StdioHandle {
         params: Value,
         timeout: Duration,
         relay: Option<&NoteRelay>,
-    ) -> Result<Value, UpstreamError> {
+    ) -> Result<(Value, Wire), UpstreamError> {
         let mut rx = self.conn.clone();
         let conn = match tokio::time::timeout(timeout, rx.wait_for(Option::is_some)).await {
             Ok(Ok(guard)) => guard.clone(),
@@ -561,7 +586,7 @@ async fn spawn_child(
                 continue;
             }
             match jsonrpc::parse(&line) {
-                Ok(msg) => dispatch_from_server(&reader_conn, msg, &tools_stale).await,
+                Ok(msg) => dispatch_from_server(&reader_conn, msg, line.len(), &tools_stale).await,
                 Err(e) => {
                     tracing::debug!(mcp.service = %service, error = %e.message, "ignoring a malformed line from the mcp server")
                 }
@@ -599,7 +624,13 @@ async fn read_bounded_line<R: tokio::io::AsyncBufRead + Unpin>(
     }
 }
 
-async fn dispatch_from_server(conn: &StdioConn, msg: Message, tools_stale: &AtomicBool) {
+/// Handles one message from a stdio server; `len` is the length of its line.
+async fn dispatch_from_server(
+    conn: &StdioConn,
+    msg: Message,
+    len: usize,
+    tools_stale: &AtomicBool,
+) {
     match msg {
         Message::Response {
             id: Id::Number(n),
@@ -611,7 +642,7 @@ async fn dispatch_from_server(conn: &StdioConn, msg: Message, tools_stale: &Atom
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&n)
             {
-                let _ = tx.send(Ok(result));
+                let _ = tx.send((Ok(result), len));
             }
         }
         Message::Error {
@@ -624,7 +655,7 @@ async fn dispatch_from_server(conn: &StdioConn, msg: Message, tools_stale: &Atom
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&n)
             {
-                let _ = tx.send(Err(error));
+                let _ = tx.send((Err(error), len));
             }
         }
         Message::Request { id, method, .. } => {
@@ -687,7 +718,8 @@ impl std::fmt::Debug for HttpConn {
 }
 
 enum Posted {
-    Reply(Result<Value, RpcError>),
+    /// The answer, and the length of the message that carried it.
+    Reply(Result<Value, RpcError>, usize),
     Accepted,
     SessionExpired,
 }
@@ -699,7 +731,7 @@ impl HttpConn {
         params: Value,
         timeout: Duration,
         relay: Option<&NoteRelay>,
-    ) -> Result<Value, UpstreamError> {
+    ) -> Result<(Value, Wire), UpstreamError> {
         for _attempt in 0..2 {
             self.ensure_initialized(timeout).await?;
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -713,11 +745,13 @@ impl HttpConn {
                 },
             };
             let relay = relay.map(|r| (r, token.as_deref()));
-            match tokio::time::timeout(timeout, self.post(&msg.to_json(), Some(id), relay)).await {
+            let body = Bytes::from(msg.to_json().to_string());
+            let sent = body.len();
+            match tokio::time::timeout(timeout, self.post(body, Some(id), relay)).await {
                 Err(_) => return Err(UpstreamError::Timeout),
                 Ok(Err(e)) => return Err(e),
-                Ok(Ok(Posted::Reply(Ok(v)))) => return Ok(v),
-                Ok(Ok(Posted::Reply(Err(e)))) => return Err(UpstreamError::Rpc(e)),
+                Ok(Ok(Posted::Reply(Ok(v), received))) => return Ok((v, wire(sent, received))),
+                Ok(Ok(Posted::Reply(Err(e), _))) => return Err(UpstreamError::Rpc(e)),
                 Ok(Ok(Posted::Accepted)) => {
                     return Err(UpstreamError::Protocol(
                         "a request was answered with 202".into(),
@@ -747,11 +781,12 @@ impl HttpConn {
             method: "initialize".into(),
             params: params_map(initialize_params()),
         };
-        match tokio::time::timeout(timeout, self.post(&msg.to_json(), Some(id), None)).await {
+        let body = Bytes::from(msg.to_json().to_string());
+        match tokio::time::timeout(timeout, self.post(body, Some(id), None)).await {
             Err(_) => return Err(UpstreamError::Timeout),
             Ok(Err(e)) => return Err(e),
-            Ok(Ok(Posted::Reply(Ok(_)))) => {}
-            Ok(Ok(Posted::Reply(Err(e)))) => return Err(UpstreamError::Rpc(e)),
+            Ok(Ok(Posted::Reply(Ok(_), _))) => {}
+            Ok(Ok(Posted::Reply(Err(e), _))) => return Err(UpstreamError::Rpc(e)),
             Ok(Ok(_)) => {
                 return Err(UpstreamError::Protocol(
                     "initialize was not answered".into(),
@@ -760,7 +795,9 @@ impl HttpConn {
         }
         let _ = self
             .post(
-                &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+                Bytes::from(
+                    json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string(),
+                ),
                 None,
                 None,
             )
@@ -794,11 +831,10 @@ impl HttpConn {
     /// progress carrying that token.
     async fn post(
         &self,
-        body: &Value,
+        bytes: Bytes,
         id: Option<i64>,
         relay: Option<(&NoteRelay, Option<&str>)>,
     ) -> Result<Posted, UpstreamError> {
-        let bytes = Bytes::from(body.to_string());
         let mut req = http::Request::builder()
             .method(http::Method::POST)
             .uri(self.uri.clone())
@@ -861,8 +897,10 @@ impl HttpConn {
                 return Err(UpstreamError::Unavailable(format!("http status {status}")));
             }
             return match jsonrpc::parse(&collected) {
-                Ok(Message::Response { result, .. }) => Ok(Posted::Reply(Ok(result))),
-                Ok(Message::Error { error, .. }) => Ok(Posted::Reply(Err(error))),
+                Ok(Message::Response { result, .. }) => {
+                    Ok(Posted::Reply(Ok(result), collected.len()))
+                }
+                Ok(Message::Error { error, .. }) => Ok(Posted::Reply(Err(error), collected.len())),
                 Ok(_) => Err(UpstreamError::Protocol(
                     "the answer is not a response".into(),
                 )),
@@ -893,11 +931,13 @@ impl HttpConn {
                     Ok(Message::Response {
                         id: Id::Number(n),
                         result,
-                    }) if Some(n) == id => return Ok(Posted::Reply(Ok(result))),
+                    }) if Some(n) == id => return Ok(Posted::Reply(Ok(result), payload.len())),
                     Ok(Message::Error {
                         id: Some(Id::Number(n)),
                         error,
-                    }) if Some(n) == id => return Ok(Posted::Reply(Err(error))),
+                    }) if Some(n) == id => {
+                        return Ok(Posted::Reply(Err(error), payload.len()));
+                    }
                     Ok(Message::Notification { method, .. })
                         if method == "notifications/tools/list_changed" =>
                     {

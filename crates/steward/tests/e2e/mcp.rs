@@ -1334,4 +1334,27 @@ fn upstream_progress_and_log_messages_are_relayed() {
         found["items"].as_array().is_some_and(|i| i.len() >= 10),
         "decision and outcome records for five calls: {found}"
     );
+    // Outcome records carry the sizes of the messages exchanged with the upstream (over
+    // Streamable HTTP and over stdio).
+    for operation in ["tools_http:chatty", "tools:chatty"] {
+        let found = json(
+            d.port,
+            &d.admin,
+            &["audit", "search", "--operation", operation],
+        );
+        let outcomes: Vec<&Value> = found["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["event"]["kind"] == "outcome")
+            .collect();
+        assert!(!outcomes.is_empty(), "{found}");
+        for record in outcomes {
+            let outcome = &record["event"]["outcome"];
+            assert!(
+                outcome["bytes_in"].as_u64() > Some(40) && outcome["bytes_out"].as_u64() > Some(40),
+                "{operation}: {outcome}"
+            );
+        }
+    }
 }
