@@ -1,9 +1,10 @@
 //! Audit background tasks: the checkpoint scheduler (sign the writer head every N records
 //! or T seconds; store it, append it to a file, POST it to a witness), the streaming sink
-//! (webhook or syslog over UDP or TCP, at least once, from a stored cursor), and the probe that brings
+//! (webhook or syslog over UDP, TCP or TLS, at least once, from a stored cursor), and the
+//! probe that brings
 //! the audit path back to healthy once the store can write again.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -27,6 +28,8 @@ pub struct AuditOptions {
     pub sink_url: Option<String>,
     /// Deliver records to this syslog collector.
     pub syslog: Option<SyslogTarget>,
+    /// The TLS client settings for a `tls://` syslog collector (its CA, or the system's).
+    pub syslog_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// How records reach a syslog collector.
@@ -38,9 +41,12 @@ pub enum SyslogTransport {
     /// delivered once the collector's TCP stack accepted it, and a broken connection is
     /// reopened and the batch sent again.
     Tcp,
+    /// As TCP, inside TLS (RFC 5425), the collector's certificate verified.
+    Tls,
 }
 
-/// A syslog collector: `udp://HOST:PORT`, `tcp://HOST:PORT`, or `HOST:PORT` (UDP).
+/// A syslog collector: `udp://HOST:PORT`, `tcp://HOST:PORT`, `tls://HOST:PORT`, or
+/// `HOST:PORT` (UDP).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyslogTarget {
     /// UDP or TCP.
@@ -55,9 +61,10 @@ impl SyslogTarget {
         let (transport, addr) = match text.split_once("://") {
             Some(("udp", rest)) => (SyslogTransport::Udp, rest),
             Some(("tcp", rest)) => (SyslogTransport::Tcp, rest),
+            Some(("tls", rest)) => (SyslogTransport::Tls, rest),
             Some((scheme, _)) => {
                 return Err(format!(
-                    "syslog transport `{scheme}` is neither `udp` nor `tcp`"
+                    "syslog transport `{scheme}` is not `udp`, `tcp` or `tls`"
                 ));
             }
             None => (SyslogTransport::Udp, text),
@@ -67,7 +74,7 @@ impl SyslogTarget {
         });
         if !port_ok {
             return Err(format!(
-                "`{text}` is not a syslog collector address; expected HOST:PORT, udp://HOST:PORT or tcp://HOST:PORT"
+                "`{text}` is not a syslog collector address; expected HOST:PORT, udp://HOST:PORT, tcp://HOST:PORT or tls://HOST:PORT"
             ));
         }
         Ok(Self {
@@ -75,6 +82,72 @@ impl SyslogTarget {
             addr: addr.to_owned(),
         })
     }
+
+    /// The host part of the address, as the TLS server name.
+    fn host(&self) -> &str {
+        let host = self
+            .addr
+            .rsplit_once(':')
+            .map_or(self.addr.as_str(), |(host, _)| host);
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
+}
+
+/// TLS client settings for a syslog collector: trust `ca_file` (PEM), or the system's roots.
+pub fn syslog_tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            for cert in CertificateDer::pem_file_iter(path)
+                .with_context(|| format!("cannot read syslog CA `{}`", path.display()))?
+            {
+                roots
+                    .add(cert.with_context(|| format!("invalid PEM in `{}`", path.display()))?)
+                    .context("syslog CA certificate rejected")?;
+            }
+            if roots.is_empty() {
+                return Err(anyhow!("no certificate in `{}`", path.display()));
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// An open stream connection to a syslog collector (TCP or TLS).
+type SyslogConn = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
+
+async fn syslog_connect(
+    target: &SyslogTarget,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<SyslogConn> {
+    let tcp = tokio::net::TcpStream::connect(&target.addr)
+        .await
+        .with_context(|| format!("syslog collector {}", target.addr))?;
+    tcp.set_nodelay(true)?;
+    if target.transport != SyslogTransport::Tls {
+        return Ok(Box::new(tcp));
+    }
+    let config = tls.ok_or_else(|| anyhow!("no TLS settings for the syslog collector"))?;
+    let name = rustls::pki_types::ServerName::try_from(target.host().to_owned())
+        .with_context(|| format!("syslog collector name `{}`", target.host()))?;
+    let stream = tokio_rustls::TlsConnector::from(Arc::clone(config))
+        .connect(name, tcp)
+        .await
+        .with_context(|| format!("syslog collector {}: TLS", target.addr))?;
+    Ok(Box::new(stream))
 }
 
 /// `kv_records` kind of the sink cursors.
@@ -97,7 +170,10 @@ pub fn spawn(rt: Arc<Runtime>, signer: CheckpointSigner, options: AuditOptions) 
         tokio::spawn(sink_task(Arc::clone(&rt), Sink::Webhook(url)));
     }
     if let Some(target) = options.syslog.clone() {
-        tokio::spawn(sink_task(Arc::clone(&rt), Sink::Syslog(target)));
+        tokio::spawn(sink_task(
+            Arc::clone(&rt),
+            Sink::Syslog(target, options.syslog_tls.clone()),
+        ));
     }
     tokio::spawn(resume_probe(rt));
 }
@@ -204,14 +280,14 @@ async fn witness_task(url: String, mut rx: tokio::sync::mpsc::Receiver<Checkpoin
 #[derive(Debug, Clone)]
 enum Sink {
     Webhook(String),
-    Syslog(SyslogTarget),
+    Syslog(SyslogTarget, Option<Arc<rustls::ClientConfig>>),
 }
 
 impl Sink {
     fn cursor_id(&self, instance: &str) -> String {
         match self {
             Self::Webhook(_) => format!("webhook:{instance}"),
-            Self::Syslog(_) => format!("syslog:{instance}"),
+            Self::Syslog(..) => format!("syslog:{instance}"),
         }
     }
 }
@@ -229,8 +305,8 @@ async fn sink_task(rt: Arc<Runtime>, sink: Sink) {
         .timeout(Duration::from_secs(10))
         .build()
         .ok();
-    // The open TCP connection to a syslog collector, kept between batches.
-    let mut tcp: Option<tokio::net::TcpStream> = None;
+    // The open TCP or TLS connection to a syslog collector, kept between batches.
+    let mut tcp: Option<SyslogConn> = None;
     let mut delay = Duration::from_millis(200);
     loop {
         match deliver_once(&rt, &sink, &cursor_id, client.as_ref(), &mut tcp).await {
@@ -260,7 +336,7 @@ async fn deliver_once(
     sink: &Sink,
     cursor_id: &str,
     client: Option<&reqwest::Client>,
-    tcp: &mut Option<tokio::net::TcpStream>,
+    tcp: &mut Option<SyslogConn>,
 ) -> Result<bool> {
     let cursor = match rt.store.kv_get(CURSOR_KIND, cursor_id).await? {
         Some(record) => record
@@ -298,7 +374,7 @@ async fn deliver_once(
                 return Err(anyhow!("webhook answered {}", resp.status()));
             }
         }
-        Sink::Syslog(target) if target.transport == SyslogTransport::Udp => {
+        Sink::Syslog(target, _) if target.transport == SyslogTransport::Udp => {
             let socket = tokio::net::UdpSocket::bind("0.0.0.0:0").await?;
             socket.connect(&target.addr).await?;
             for (time_ms, line) in &lines {
@@ -307,7 +383,7 @@ async fn deliver_once(
                     .await?;
             }
         }
-        Sink::Syslog(target) => {
+        Sink::Syslog(target, tls) => {
             let mut frames = Vec::new();
             for (time_ms, line) in &lines {
                 let message = syslog_line(*time_ms, &rt.instance_id, line);
@@ -316,14 +392,12 @@ async fn deliver_once(
             let stream = match tcp {
                 Some(stream) => stream,
                 None => {
-                    let stream = tokio::time::timeout(
-                        SYSLOG_TIMEOUT,
-                        tokio::net::TcpStream::connect(&target.addr),
-                    )
-                    .await
-                    .map_err(|_| anyhow!("syslog collector {}: connect timed out", target.addr))?
-                    .with_context(|| format!("syslog collector {}", target.addr))?;
-                    stream.set_nodelay(true)?;
+                    let stream =
+                        tokio::time::timeout(SYSLOG_TIMEOUT, syslog_connect(target, tls.as_ref()))
+                            .await
+                            .map_err(|_| {
+                                anyhow!("syslog collector {}: connect timed out", target.addr)
+                            })??;
                     tcp.insert(stream)
                 }
             };
@@ -397,8 +471,15 @@ mod tests {
             SyslogTarget::parse("tcp://[::1]:601"),
             Ok(target(SyslogTransport::Tcp, "[::1]:601"))
         );
+        assert_eq!(
+            SyslogTarget::parse("tcp://[::1]:601").unwrap().host(),
+            "::1"
+        );
+        let tls = SyslogTarget::parse("tls://logs.example:6514").unwrap();
+        assert_eq!(tls, target(SyslogTransport::Tls, "logs.example:6514"));
+        assert_eq!(tls.host(), "logs.example");
         for bad in [
-            "tls://h:6514",
+            "relp://h:2514",
             "h",
             "h:",
             ":514",

@@ -727,6 +727,13 @@ fn serve_options(args: &ServeArgs) -> Result<crate::serve::ServeOptions> {
     if let Some(v) = raw.vault.allow_reveal {
         settings.allow_reveal = v;
     }
+    let syslog = raw
+        .audit
+        .syslog_addr
+        .as_deref()
+        .map(crate::audit_tasks::SyslogTarget::parse)
+        .transpose()
+        .map_err(|e| anyhow!("[audit] syslog_addr: {e}"))?;
     let log_json = args.log_json || raw.log.format.as_deref() == Some("json");
     crate::logging::init(log_json, raw.log.level.as_deref().unwrap_or("info"));
     Ok(crate::serve::ServeOptions {
@@ -753,13 +760,16 @@ fn serve_options(args: &ServeArgs) -> Result<crate::serve::ServeOptions> {
             checkpoint_file: raw.audit.checkpoint_file.clone(),
             witness_url: raw.audit.witness_url.clone(),
             sink_url: raw.audit.sink_url.clone(),
-            syslog: raw
-                .audit
-                .syslog_addr
-                .as_deref()
-                .map(crate::audit_tasks::SyslogTarget::parse)
-                .transpose()
-                .map_err(|e| anyhow!("[audit] syslog_addr: {e}"))?,
+            syslog_tls: match &syslog {
+                Some(target) if target.transport == crate::audit_tasks::SyslogTransport::Tls => {
+                    Some(
+                        crate::audit_tasks::syslog_tls_config(raw.audit.syslog_ca_file.as_deref())
+                            .context("[audit] syslog_ca_file")?,
+                    )
+                }
+                _ => None,
+            },
+            syslog,
         },
         monitor: raw
             .monitor

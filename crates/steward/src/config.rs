@@ -151,9 +151,12 @@ pub struct RawAudit {
     /// Deliver every record at least once to this webhook (POST, JSON lines).
     pub sink_url: Option<String>,
     /// Deliver every record at least once to this syslog collector, as RFC 5424 messages:
-    /// `tcp://HOST:PORT` (octet-counted frames, RFC 6587), `udp://HOST:PORT` or `HOST:PORT`
-    /// (UDP, no acknowledgement).
+    /// `tls://HOST:PORT` (TLS, RFC 5425), `tcp://HOST:PORT` (octet-counted frames,
+    /// RFC 6587), `udp://HOST:PORT` or `HOST:PORT` (UDP, no acknowledgement).
     pub syslog_addr: Option<String>,
+    /// PEM CA certificates that sign a `tls://` syslog collector's certificate (default:
+    /// the system's trust roots).
+    pub syslog_ca_file: Option<PathBuf>,
 }
 
 /// `[approvals]`.
@@ -343,8 +346,19 @@ pub fn parse(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
             }
         }
     }
-    if let Some(addr) = &raw.audit.syslog_addr {
-        crate::audit_tasks::SyslogTarget::parse(addr).map_err(|e| locate("syslog_addr", e))?;
+    let syslog = match &raw.audit.syslog_addr {
+        Some(addr) => Some(
+            crate::audit_tasks::SyslogTarget::parse(addr).map_err(|e| locate("syslog_addr", e))?,
+        ),
+        None => None,
+    };
+    if raw.audit.syslog_ca_file.is_some()
+        && syslog.is_none_or(|t| t.transport != crate::audit_tasks::SyslogTransport::Tls)
+    {
+        return Err(locate(
+            "syslog_ca_file",
+            "`syslog_ca_file` needs a `tls://` syslog_addr".to_owned(),
+        ));
     }
     if raw.approvals.webhook_secret_env.is_some() && raw.approvals.webhook_url.is_none() {
         return Err(locate(
@@ -432,11 +446,11 @@ mod tests {
         assert!(parse(Path::new("s.toml"), ok).is_ok());
         let e = parse(
             Path::new("s.toml"),
-            "version = 1\n[audit]\nsyslog_addr = \"tls://logs:6514\"\n",
+            "version = 1\n[audit]\nsyslog_addr = \"relp://logs:2514\"\n",
         )
         .unwrap_err();
         assert_eq!(e.line, 3, "{e}");
-        assert!(e.message.contains("neither `udp` nor `tcp`"), "{e}");
+        assert!(e.message.contains("not `udp`, `tcp` or `tls`"), "{e}");
         let e = parse(
             Path::new("s.toml"),
             "version = 1\n[audit]\nsyslog_addr = \"logs\"\n",

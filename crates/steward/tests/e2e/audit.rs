@@ -528,6 +528,112 @@ fn create_identities(d: &Deployment, prefix: &str) {
     }
 }
 
+/// Reads octet-counted syslog frames (RFC 6587: `<length> <message>`, back to back) until
+/// the connection ends, recording each message's record sequence number.
+fn read_syslog_frames(mut stream: impl Read, seqs: &Mutex<BTreeSet<u64>>, frames: &Mutex<usize>) {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        data.extend_from_slice(&buf[..n]);
+        while let Some(space) = data.iter().position(|b| *b == b' ') {
+            let len: usize = std::str::from_utf8(&data[..space])
+                .unwrap()
+                .parse()
+                .unwrap_or_else(|e| panic!("bad frame length: {e}"));
+            if data.len() < space + 1 + len {
+                break;
+            }
+            let message = String::from_utf8(data[space + 1..space + 1 + len].to_vec()).unwrap();
+            data.drain(..space + 1 + len);
+            seqs.lock().unwrap().insert(syslog_seq(&message));
+            *frames.lock().unwrap() += 1;
+        }
+    }
+}
+
+/// Over TLS (RFC 5425) the collector's certificate is verified against `syslog_ca_file`;
+/// a collector whose certificate does not chain to it gets nothing.
+#[test]
+fn syslog_sink_over_tls_verifies_the_collector() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let pki = tempfile::tempdir().unwrap();
+    crate::tls::make_pki(pki.path());
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(pki.path().join("server.pem"))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = PrivateKeyDer::from_pem_file(pki.path().join("server.key")).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seqs = Arc::new(Mutex::new(BTreeSet::new()));
+    let frames = Arc::new(Mutex::new(0usize));
+    let handshakes_failed = Arc::new(Mutex::new(0usize));
+    {
+        let (seqs, frames, failed) = (
+            Arc::clone(&seqs),
+            Arc::clone(&frames),
+            Arc::clone(&handshakes_failed),
+        );
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut tcp) = stream else { return };
+                let mut conn = rustls::ServerConnection::new(Arc::clone(&config)).unwrap();
+                if conn.complete_io(&mut tcp).is_err() {
+                    *failed.lock().unwrap() += 1;
+                    continue;
+                }
+                read_syslog_frames(rustls::StreamOwned::new(conn, tcp), &seqs, &frames);
+            }
+        });
+    }
+
+    // Trusting another CA: the handshake fails and nothing is delivered.
+    let other = tempfile::tempdir().unwrap();
+    crate::tls::make_pki(other.path());
+    let config_with = |ca: &Path| {
+        format!(
+            "version = 1\n[audit]\nsyslog_addr = \"tls://{addr}\"\nsyslog_ca_file = \"{}\"\n",
+            ca.display()
+        )
+    };
+    let d = Deployment::start(Some(&config_with(&other.path().join("ca.pem"))), None);
+    create_identities(&d, "tls-wrong-ca");
+    let start = Instant::now();
+    while *handshakes_failed.lock().unwrap() == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no TLS attempt reached the collector"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        seqs.lock().unwrap().is_empty(),
+        "delivered without a verified collector"
+    );
+    drop(d);
+
+    // Trusting the collector's CA: every record arrives, framed as over TCP.
+    let d = Deployment::start(Some(&config_with(&pki.path().join("ca.pem"))), None);
+    create_identities(&d, "tls");
+    wait_syslog(&d, &seqs);
+    assert!(*frames.lock().unwrap() >= audit_records(&d) as usize);
+}
+
 /// Every record reaches a syslog collector as an RFC 5424 message: one datagram each over
 /// UDP, octet-counted frames (RFC 6587) over TCP, where a collector that is not up yet gets
 /// every record once it listens.
@@ -575,30 +681,8 @@ fn syslog_sink_delivers_every_record_over_udp_and_tcp() {
         let (seqs, frames) = (Arc::clone(&seqs), Arc::clone(&frames));
         std::thread::spawn(move || {
             for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                let mut data = Vec::new();
-                let mut buf = [0u8; 8192];
-                while let Ok(n) = stream.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    data.extend_from_slice(&buf[..n]);
-                    // Octet counting: `<length> <message>`, back to back.
-                    while let Some(space) = data.iter().position(|b| *b == b' ') {
-                        let len: usize = std::str::from_utf8(&data[..space])
-                            .unwrap()
-                            .parse()
-                            .unwrap_or_else(|e| panic!("bad frame length: {e}"));
-                        if data.len() < space + 1 + len {
-                            break;
-                        }
-                        let message =
-                            String::from_utf8(data[space + 1..space + 1 + len].to_vec()).unwrap();
-                        data.drain(..space + 1 + len);
-                        seqs.lock().unwrap().insert(syslog_seq(&message));
-                        *frames.lock().unwrap() += 1;
-                    }
-                }
+                let Ok(stream) = stream else { return };
+                read_syslog_frames(stream, &seqs, &frames);
             }
         });
     }
