@@ -41,7 +41,7 @@ use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use steward_audit::{
@@ -52,6 +52,7 @@ use steward_store::models::AuditRow;
 use tokio::sync::{Notify, watch};
 
 use crate::audit_sink::{SqlAuditStore, store_err, to_row_with_event};
+use crate::lock;
 
 const MAGIC: &str = "steward-audit-journal v1";
 /// Fixed part of a frame body: seq, time, previous hash, hash.
@@ -137,10 +138,6 @@ struct Shared {
     flush_wake: Notify,
     head: Mutex<StoreHead>,
     config: JournalConfig,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// An [`AuditStore`] that makes records durable in the journal and indexes them into a

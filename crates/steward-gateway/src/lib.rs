@@ -32,10 +32,16 @@ pub mod ssrf;
 pub mod stream;
 pub mod upstream;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use axum::Router;
 use axum::routing::{any, post};
+
+/// Locks `m`, also after a panic elsewhere poisoned it: the guarded maps and files stay
+/// consistent between statements, so a poisoned lock carries no half-made state.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// Agent-facing routes: the token endpoint and the HTTP gateway.
 pub fn router(rt: Arc<runtime::Runtime>) -> Router {

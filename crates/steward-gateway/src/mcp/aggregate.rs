@@ -20,6 +20,7 @@ use steward_policy::{DenyReason, Effect, IdentityAttrs, Request};
 use super::jsonrpc::{self, RpcError, canonical};
 use super::pins;
 use super::upstream::{McpUpstream, NoteRelay, UpstreamError};
+use crate::lock;
 use crate::pipeline::{self, CallMeta, Caller, ResolvedCall};
 use crate::problem::Problem;
 use crate::runtime::{Runtime, RuntimeError, sha256_hex};
@@ -63,7 +64,7 @@ pub fn service_state(
     rt: &Arc<Runtime>,
     service: &ServiceRuntime,
 ) -> Result<Arc<ServiceState>, UpstreamError> {
-    let mut map = rt.mcp.services.lock().unwrap_or_else(|p| p.into_inner());
+    let mut map = lock(&rt.mcp.services);
     if let Some(state) = map.get(&service.spec.name)
         && state.spec == service.spec
     {

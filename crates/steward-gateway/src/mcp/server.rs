@@ -435,7 +435,7 @@ async fn post(rt: Arc<Runtime>, peer: SocketAddr, req: Request<Body>) -> Respons
         };
         match rt.mcp.sessions.check(sid, &caller.identity.id, rt.now_ms()) {
             // Log messages are relayed once the session asked with `logging/setLevel`.
-            Ok(session) => log_floor = session.log_level,
+            Ok(level) => log_floor = level,
             Err(r) => return session_rejected(&rt, &caller, r).await,
         }
     } else {
@@ -730,6 +730,43 @@ impl NoteShaper {
     }
 }
 
+/// What happens next in a call that may send notifications.
+enum Step {
+    /// An event for the client, before the result.
+    Event(Value),
+    /// The call's result.
+    Done(Result<Value, RpcError>),
+}
+
+/// Waits for the next event to send or the call's result. Queued notifications go first:
+/// the upstream sent them before its result. `call` must not be polled after `Done`.
+async fn next_step<F>(
+    notes: &mut tokio::sync::mpsc::Receiver<Note>,
+    call: &mut std::pin::Pin<Box<F>>,
+    interval: &mut Option<tokio::time::Interval>,
+    shaper: &mut NoteShaper,
+) -> Step
+where
+    F: std::future::Future<Output = Result<Value, RpcError>>,
+{
+    loop {
+        tokio::select! {
+            biased;
+            Some(note) = notes.recv() => {
+                if let Some(event) = shaper.shape(note) {
+                    return Step::Event(event);
+                }
+            }
+            result = call.as_mut() => return Step::Done(result),
+            _ = tick(interval), if shaper.ticking() => {
+                if let Some(event) = shaper.tick() {
+                    return Step::Event(event);
+                }
+            }
+        }
+    }
+}
+
 /// The next hold tick; never, without an interval.
 async fn tick(interval: &mut Option<tokio::time::Interval>) {
     match interval {
@@ -794,7 +831,7 @@ async fn tools_call(
         }
         resp
     };
-    let log_floor = wants.log_floor.filter(|_| wants.sse);
+    let log_floor = wants.log_floor;
     let streamable = wants.sse && (progress_token.is_some() || log_floor.is_some());
     if !streamable {
         let result = aggregate::call_tool(&rt, &caller, &params, &meta, None).await;
@@ -821,23 +858,9 @@ async fn tools_call(
         let rt = Arc::clone(&rt);
         async move { aggregate::call_tool(&rt, &caller, &params, &meta, Some(relay)).await }
     });
-    let first = loop {
-        tokio::select! {
-            // Notifications first: the upstream sent them before its result, and they
-            // are queued before the result arrives.
-            biased;
-            Some(note) = notes.recv() => {
-                if let Some(event) = shaper.shape(note) {
-                    break event;
-                }
-            }
-            result = &mut call => return json_answer(result, &id, &rid),
-            _ = tick(&mut interval), if shaper.ticking() => {
-                if let Some(event) = shaper.tick() {
-                    break event;
-                }
-            }
-        }
+    let first = match next_step(&mut notes, &mut call, &mut interval, &mut shaper).await {
+        Step::Done(result) => return json_answer(result, &id, &rid),
+        Step::Event(event) => event,
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(16);
     tokio::spawn(async move {
@@ -855,19 +878,9 @@ async fn tools_call(
         };
         offer(&first);
         let result = loop {
-            tokio::select! {
-                biased;
-                Some(note) = notes.recv() => {
-                    if let Some(event) = shaper.shape(note) {
-                        offer(&event);
-                    }
-                }
-                result = &mut call => break result,
-                _ = tick(&mut interval), if shaper.ticking() => {
-                    if let Some(event) = shaper.tick() {
-                        offer(&event);
-                    }
-                }
+            match next_step(&mut notes, &mut call, &mut interval, &mut shaper).await {
+                Step::Event(event) => offer(&event),
+                Step::Done(result) => break result,
             }
         };
         // What the upstream said before its result goes out before the result.

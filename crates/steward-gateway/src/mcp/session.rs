@@ -9,6 +9,7 @@ use std::sync::Mutex;
 
 use base64::Engine;
 
+use crate::lock;
 use crate::runtime::random_bytes;
 
 /// Sessions idle longer than this are forgotten.
@@ -41,6 +42,29 @@ pub enum SessionRejection {
     WrongIdentity,
 }
 
+/// The session `id` if it is live and belongs to `identity_id`, touched; an expired one is
+/// dropped.
+fn live<'m>(
+    map: &'m mut HashMap<String, Session>,
+    id: &str,
+    identity_id: &str,
+    now: i64,
+) -> Result<&'m mut Session, SessionRejection> {
+    let last_seen = map.get(id).ok_or(SessionRejection::Unknown)?.last_seen;
+    if now.saturating_sub(last_seen) >= IDLE_EXPIRY_MS {
+        map.remove(id);
+        return Err(SessionRejection::Unknown);
+    }
+    let session = map.get_mut(id).ok_or(SessionRejection::Unknown)?;
+    // INVARIANT: the identity comes from the verified token; a session id alone never
+    // grants anything, and another identity's id is refused rather than adopted.
+    if session.identity_id != identity_id {
+        return Err(SessionRejection::WrongIdentity);
+    }
+    session.last_seen = now;
+    Ok(session)
+}
+
 /// The live sessions of this instance.
 #[derive(Debug, Default)]
 pub struct Sessions {
@@ -58,7 +82,7 @@ impl Sessions {
             last_seen: now,
             log_level: None,
         };
-        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = lock(&self.inner);
         map.retain(|_, s| now.saturating_sub(s.last_seen) < IDLE_EXPIRY_MS);
         if map.len() >= MAX_SESSIONS
             && let Some(oldest) = map
@@ -72,26 +96,16 @@ impl Sessions {
         id
     }
 
-    /// Checks that `id` is live and belongs to `identity_id`, and touches it.
+    /// Checks that `id` is live and belongs to `identity_id`, and touches it; returns the
+    /// least severe log level it relays (see [`Session::log_level`]).
     pub fn check(
         &self,
         id: &str,
         identity_id: &str,
         now: i64,
-    ) -> Result<Session, SessionRejection> {
-        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let session = map.get_mut(id).ok_or(SessionRejection::Unknown)?;
-        if now.saturating_sub(session.last_seen) >= IDLE_EXPIRY_MS {
-            map.remove(id);
-            return Err(SessionRejection::Unknown);
-        }
-        // INVARIANT: the identity comes from the verified token; a session id alone never
-        // grants anything, and another identity's id is refused rather than adopted.
-        if session.identity_id != identity_id {
-            return Err(SessionRejection::WrongIdentity);
-        }
-        session.last_seen = now;
-        Ok(session.clone())
+    ) -> Result<Option<usize>, SessionRejection> {
+        let mut map = lock(&self.inner);
+        Ok(live(&mut map, id, identity_id, now)?.log_level)
     }
 
     /// Sets the least severe log level relayed to a session owned by `identity_id`.
@@ -102,25 +116,22 @@ impl Sessions {
         level: usize,
         now: i64,
     ) -> Result<(), SessionRejection> {
-        self.check(id, identity_id, now)?;
-        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(session) = map.get_mut(id) {
-            session.log_level = Some(level);
-        }
+        let mut map = lock(&self.inner);
+        live(&mut map, id, identity_id, now)?.log_level = Some(level);
         Ok(())
     }
 
     /// Ends a session owned by `identity_id`.
     pub fn remove(&self, id: &str, identity_id: &str, now: i64) -> Result<(), SessionRejection> {
-        self.check(id, identity_id, now)?;
-        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = lock(&self.inner);
+        live(&mut map, id, identity_id, now)?;
         map.remove(id);
         Ok(())
     }
 
     /// Number of live sessions.
     pub fn len(&self) -> usize {
-        self.inner.lock().map(|m| m.len()).unwrap_or(0)
+        lock(&self.inner).len()
     }
 
     /// Whether there are no live sessions.
@@ -139,13 +150,13 @@ mod tests {
         let id = sessions.create("idn_a", "2025-11-25", 0);
         assert_eq!(id.len(), 43, "256 bits, base64url without padding");
         assert!(sessions.check(&id, "idn_a", 1).is_ok());
-        assert_eq!(sessions.check(&id, "idn_a", 1).unwrap().log_level, None);
+        assert_eq!(sessions.check(&id, "idn_a", 1), Ok(None));
         assert_eq!(
             sessions.set_log_level(&id, "idn_b", 4, 1).unwrap_err(),
             SessionRejection::WrongIdentity
         );
         sessions.set_log_level(&id, "idn_a", 4, 1).unwrap();
-        assert_eq!(sessions.check(&id, "idn_a", 1).unwrap().log_level, Some(4));
+        assert_eq!(sessions.check(&id, "idn_a", 1), Ok(Some(4)));
         assert_eq!(
             sessions.check(&id, "idn_b", 1).unwrap_err(),
             SessionRejection::WrongIdentity

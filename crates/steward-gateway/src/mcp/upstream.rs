@@ -38,6 +38,7 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::{oneshot, watch};
 
 use super::jsonrpc::{self, Id, Message, RpcError};
+use crate::lock;
 use crate::runtime::Runtime;
 use crate::service::{McpTransport, ServiceSpec, UpstreamAuth};
 
@@ -288,11 +289,7 @@ struct ProgressRoute<'a> {
 impl Drop for ProgressRoute<'_> {
     fn drop(&mut self) {
         if let Some(token) = self.token.take() {
-            self.conn
-                .progress
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&token);
+            lock(&self.conn.progress).remove(&token);
         }
     }
 }
@@ -323,10 +320,7 @@ impl StdioConn {
     ) -> Result<(Value, Wire), UpstreamError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, tx);
+        lock(&self.pending).insert(id, tx);
         let mut route = ProgressRoute {
             conn: self,
             token: None,
@@ -334,10 +328,7 @@ impl StdioConn {
         let params = match relay.filter(|r| r.progress) {
             Some(relay) => {
                 let token = progress_token(id);
-                self.progress
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(token.clone(), relay.clone());
+                lock(&self.progress).insert(token.clone(), relay.clone());
                 let params = with_progress_token(params, &token);
                 route.token = Some(token);
                 params
@@ -352,10 +343,7 @@ impl StdioConn {
         let sent = match self.send(&msg.to_json()).await {
             Ok(sent) => sent,
             Err(e) => {
-                self.pending
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id);
+                lock(&self.pending).remove(&id);
                 return Err(e);
             }
         };
@@ -364,10 +352,7 @@ impl StdioConn {
             Ok(Ok((Err(e), _))) => Err(UpstreamError::Rpc(e)),
             Ok(Err(_)) => Err(UpstreamError::Unavailable("the server exited".into())),
             Err(_) => {
-                self.pending
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id);
+                lock(&self.pending).remove(&id);
                 let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": id}});
                 let _ = self.send(&cancel).await;
                 Err(UpstreamError::Timeout)
@@ -376,14 +361,8 @@ impl StdioConn {
     }
 
     fn fail_all(&self) {
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
-        self.progress
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        lock(&self.pending).clear();
+        lock(&self.progress).clear();
     }
 }
 
@@ -636,12 +615,7 @@ async fn dispatch_from_server(
             id: Id::Number(n),
             result,
         } => {
-            if let Some(tx) = conn
-                .pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&n)
-            {
+            if let Some(tx) = lock(&conn.pending).remove(&n) {
                 let _ = tx.send((Ok(result), len));
             }
         }
@@ -649,12 +623,7 @@ async fn dispatch_from_server(
             id: Some(Id::Number(n)),
             error,
         } => {
-            if let Some(tx) = conn
-                .pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&n)
-            {
+            if let Some(tx) = lock(&conn.pending).remove(&n) {
                 let _ = tx.send((Err(error), len));
             }
         }
@@ -676,13 +645,8 @@ async fn dispatch_from_server(
             tools_stale.store(true, Ordering::Relaxed);
         }
         Message::Notification { method, params } if method == "notifications/progress" => {
-            let relay = progress_token_of(&params).and_then(|token| {
-                conn.progress
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(token)
-                    .cloned()
-            });
+            let relay = progress_token_of(&params)
+                .and_then(|token| lock(&conn.progress).get(token).cloned());
             if let Some(relay) = relay {
                 relay.offer(method, params);
             }
@@ -760,7 +724,7 @@ impl HttpConn {
                 Ok(Ok(Posted::SessionExpired)) => {
                     // The server forgot the session: initialize again, once.
                     *self.init.lock().await = false;
-                    *self.session.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    *lock(&self.session) = None;
                     self.tools_stale.store(true, Ordering::Relaxed);
                 }
             }
@@ -847,11 +811,7 @@ impl HttpConn {
                     .boxed_unsync(),
             )
             .map_err(|e| UpstreamError::Unavailable(e.to_string()))?;
-        let session = self
-            .session
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let session = lock(&self.session).clone();
         if let Some(session) = session
             && let Ok(v) = HeaderValue::from_str(&session)
         {
@@ -871,7 +831,7 @@ impl HttpConn {
             .get("mcp-session-id")
             .and_then(|v| v.to_str().ok())
         {
-            *self.session.lock().unwrap_or_else(|p| p.into_inner()) = Some(session.to_owned());
+            *lock(&self.session) = Some(session.to_owned());
         }
         if status == http::StatusCode::ACCEPTED {
             return Ok(Posted::Accepted);
