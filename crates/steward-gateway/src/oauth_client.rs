@@ -1,13 +1,13 @@
 //! Upstream OAuth 2.0 client credentials: fetch, cache and refresh before expiry.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use crate::runtime::{Runtime, RuntimeError};
-use crate::service::{ServiceRuntime, UpstreamAuth};
+use crate::service::{ServiceRuntime, ServiceSpec, UpstreamAuth};
 
 /// Cached upstream tokens: (token, refresh-at ms) by service and grant (a service whose
 /// token URL, client, secret or scope changes starts afresh), and one fetch at a time per
@@ -33,17 +33,17 @@ impl UpstreamTokens {
     }
 
     fn gate(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = self.fetching.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = crate::lock(&self.fetching);
         Arc::clone(map.entry(key.to_owned()).or_default())
     }
 
     /// Forgets `service`'s cached token (the upstream refused it), so the next call fetches
     /// a new one.
     pub fn forget(&self, service: &ServiceRuntime) {
-        if let Some(key) = cache_key(service)
+        if let Some(key) = &service.oauth_key
             && let Ok(mut map) = self.tokens.lock()
         {
-            map.remove(&key);
+            map.remove(key);
         }
     }
 }
@@ -56,8 +56,8 @@ struct Grant<'s> {
     scope: Option<&'s str>,
 }
 
-fn grant(service: &ServiceRuntime) -> Option<Grant<'_>> {
-    match &service.spec.auth {
+fn grant(spec: &ServiceSpec) -> Option<Grant<'_>> {
+    match &spec.auth {
         UpstreamAuth::Oauth2ClientCredentials {
             token_url,
             client_id,
@@ -73,11 +73,14 @@ fn grant(service: &ServiceRuntime) -> Option<Grant<'_>> {
     }
 }
 
-fn cache_key(service: &ServiceRuntime) -> Option<String> {
-    let g = grant(service)?;
+/// The token cache key of a service with a client-credentials grant: its name and every
+/// grant field, so a changed grant never reuses a token fetched for the old one. Computed
+/// once per service definition ([`ServiceRuntime::oauth_key`]).
+pub(crate) fn cache_key(spec: &ServiceSpec) -> Option<String> {
+    let g = grant(spec)?;
     Some(format!(
         "{}\0{}\0{}\0{}\0{}",
-        service.spec.name,
+        spec.name,
         g.token_url,
         g.client_id,
         g.secret,
@@ -105,17 +108,17 @@ pub async fn access_token(
             scope,
         }),
         Some(key),
-    ) = (grant(service), cache_key(service))
+    ) = (grant(&service.spec), service.oauth_key.as_deref())
     else {
         return Err(RuntimeError::Invalid("service does not use oauth2".into()));
     };
-    if let Some(token) = rt.upstream_tokens.fresh(&key, rt.now_ms()) {
+    if let Some(token) = rt.upstream_tokens.fresh(key, rt.now_ms()) {
         return Ok(token);
     }
-    let gate = rt.upstream_tokens.gate(&key);
+    let gate = rt.upstream_tokens.gate(key);
     let _one_fetch = gate.lock().await;
     // Another call may have fetched it while this one waited.
-    if let Some(token) = rt.upstream_tokens.fresh(&key, rt.now_ms()) {
+    if let Some(token) = rt.upstream_tokens.fresh(key, rt.now_ms()) {
         return Ok(token);
     }
     let requested_at = rt.now_ms();
@@ -181,7 +184,7 @@ pub async fn access_token(
     let refresh_at = requested_at + lifetime_ms * 8 / 10;
     let token = Zeroizing::new(parsed.access_token);
     if let Ok(mut map) = rt.upstream_tokens.tokens.lock() {
-        map.insert(key, (token.clone(), refresh_at));
+        map.insert(key.to_owned(), (token.clone(), refresh_at));
     }
     Ok(token)
 }

@@ -414,6 +414,8 @@ pub struct ServiceRuntime {
     /// With a client certificate: the client built for the certificate secret's current
     /// version (rebuilt when the secret rotates).
     pub mtls_client: std::sync::Mutex<Option<(u32, crate::upstream::UpstreamClient)>>,
+    /// With an OAuth2 client-credentials grant: its upstream-token cache key.
+    pub oauth_key: Option<String>,
 }
 
 /// All services by name.
@@ -465,6 +467,7 @@ impl ServiceTable {
             .unwrap_or_else(|| format!("mcp://{}", spec.name));
         let base = url::Url::parse(&base_text).map_err(|e| RuntimeError::Invalid(e.to_string()))?;
         Ok(ServiceRuntime {
+            oauth_key: crate::oauth_client::cache_key(&spec),
             spec,
             catalog,
             base,
