@@ -1,10 +1,9 @@
 //! Audit background tasks: the checkpoint scheduler (sign the writer head every N records
 //! or T seconds; store it, append it to a file, POST it to a witness), the streaming sink
 //! (webhook or syslog over UDP, TCP or TLS, at least once, from a stored cursor), and the
-//! probe that brings
-//! the audit path back to healthy once the store can write again.
+//! probe that brings the audit path back to healthy once the store can write again.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -49,7 +48,7 @@ pub enum SyslogTransport {
 /// `HOST:PORT` (UDP).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyslogTarget {
-    /// UDP or TCP.
+    /// UDP, TCP or TLS.
     pub transport: SyslogTransport,
     /// `HOST:PORT`.
     pub addr: String,
@@ -91,39 +90,6 @@ impl SyslogTarget {
             .map_or(self.addr.as_str(), |(host, _)| host);
         host.trim_start_matches('[').trim_end_matches(']')
     }
-}
-
-/// TLS client settings for a syslog collector: trust `ca_file` (PEM), or the system's roots.
-pub fn syslog_tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            for cert in CertificateDer::pem_file_iter(path)
-                .with_context(|| format!("cannot read syslog CA `{}`", path.display()))?
-            {
-                roots
-                    .add(cert.with_context(|| format!("invalid PEM in `{}`", path.display()))?)
-                    .context("syslog CA certificate rejected")?;
-            }
-            if roots.is_empty() {
-                return Err(anyhow!("no certificate in `{}`", path.display()));
-            }
-        }
-        None => {
-            for cert in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(cert);
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
 }
 
 /// An open stream connection to a syslog collector (TCP or TLS).

@@ -763,7 +763,7 @@ fn serve_options(args: &ServeArgs) -> Result<crate::serve::ServeOptions> {
             syslog_tls: match &syslog {
                 Some(target) if target.transport == crate::audit_tasks::SyslogTransport::Tls => {
                     Some(
-                        crate::audit_tasks::syslog_tls_config(raw.audit.syslog_ca_file.as_deref())
+                        crate::tls::syslog_client_config(raw.audit.syslog_ca_file.as_deref())
                             .context("[audit] syslog_ca_file")?,
                     )
                 }

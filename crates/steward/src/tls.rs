@@ -1,4 +1,5 @@
-//! The listener's TLS: rustls on aws-lc-rs, with optional client-certificate verification.
+//! TLS on rustls/aws-lc-rs: the listener's (with optional client-certificate verification)
+//! and the client settings for a TLS syslog collector.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,14 +30,7 @@ pub fn server_config(
         .context("TLS protocol versions")?;
     let builder = match client_ca {
         Some(ca) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in CertificateDer::pem_file_iter(ca)
-                .with_context(|| format!("cannot read client CA `{}`", ca.display()))?
-            {
-                roots
-                    .add(c.with_context(|| format!("invalid PEM in `{}`", ca.display()))?)
-                    .context("client CA certificate rejected")?;
-            }
+            let roots = roots_from_pem(ca, "client CA")?;
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(roots),
                 provider,
@@ -51,5 +45,42 @@ pub fn server_config(
         .with_single_cert(certs, key)
         .context("certificate and key do not match")?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The CA certificates in PEM file `path` (`what` names it in errors); at least one.
+fn roots_from_pem(path: &Path, what: &str) -> Result<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("cannot read {what} `{}`", path.display()))?
+    {
+        roots
+            .add(cert.with_context(|| format!("invalid PEM in `{}`", path.display()))?)
+            .with_context(|| format!("{what} certificate rejected"))?;
+    }
+    if roots.is_empty() {
+        bail!("no certificate in `{}`", path.display());
+    }
+    Ok(roots)
+}
+
+/// TLS client settings for a syslog collector: trust `ca_file` (PEM), or the system's roots.
+pub fn syslog_client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>> {
+    let roots = match ca_file {
+        Some(path) => roots_from_pem(path, "syslog CA")?,
+        None => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+            roots
+        }
+    };
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     Ok(Arc::new(config))
 }
