@@ -313,26 +313,29 @@ fn upstream_mutual_tls_presents_the_vault_client_certificate() {
     .unwrap();
     let base = format!("https://127.0.0.1:{up_port}");
     let ca = pki.path().join("ca.pem");
-    let common = [
-        "--base-url",
-        base.as_str(),
-        "--allow-private",
-        "--ca-bundle",
-        ca.to_str().unwrap(),
-        "--openapi",
-        spec.to_str().unwrap(),
-        "--auth",
-        "bearer",
-        "--secret",
-        "upstream-token",
-    ];
-    let mut with_cert = vec!["service", "add", "mtls"];
-    with_cert.extend_from_slice(&common);
-    with_cert.extend_from_slice(&["--client-cert-secret", "upstream-mtls"]);
-    d.ok(&with_cert, None);
-    let mut without = vec!["service", "add", "nocert"];
-    without.extend_from_slice(&common);
-    d.ok(&without, None);
+    // `service add NAME` for the upstream, with `auth` arguments after these.
+    let add = |name: &'static str, auth: &[&str]| {
+        let mut args = vec![
+            "service",
+            "add",
+            name,
+            "--base-url",
+            base.as_str(),
+            "--allow-private",
+            "--ca-bundle",
+            ca.to_str().unwrap(),
+            "--openapi",
+            spec.to_str().unwrap(),
+        ];
+        args.extend_from_slice(auth);
+        d.ok(&args, None);
+    };
+    let bearer_auth = ["--auth", "bearer", "--secret", "upstream-token"];
+    add(
+        "mtls",
+        &[&bearer_auth[..], &["--client-cert-secret", "upstream-mtls"]].concat(),
+    );
+    add("nocert", &bearer_auth);
     d.policy("permit(principal, action, resource);");
     let bearer = format!("Bearer {}", d.agent);
     let auth = [("Authorization", bearer.as_str())];
@@ -350,18 +353,9 @@ fn upstream_mutual_tls_presents_the_vault_client_certificate() {
     // The OAuth token endpoint sees the same client certificate (mutual-TLS client
     // authentication), and the token it issued is what the upstream receives.
     let token_url = format!("{base}/token");
-    d.ok(
+    add(
+        "mtls-oauth",
         &[
-            "service",
-            "add",
-            "mtls-oauth",
-            "--base-url",
-            base.as_str(),
-            "--allow-private",
-            "--ca-bundle",
-            ca.to_str().unwrap(),
-            "--openapi",
-            spec.to_str().unwrap(),
             "--auth",
             "oauth2",
             "--token-url",
@@ -373,7 +367,6 @@ fn upstream_mutual_tls_presents_the_vault_client_certificate() {
             "--client-cert-secret",
             "upstream-mtls",
         ],
-        None,
     );
     let (status, text) = http(
         "GET",
