@@ -516,6 +516,12 @@ async fn index_loop(sql: SqlAuditStore, shared: Arc<Shared>) {
     let mut backoff = Duration::from_millis(50);
     let mut pending: Vec<AuditRow> = Vec::new();
     let batch = shared.config.index_batch.max(1);
+    // An SQLite file gets its own bulk-insert connection; PostgreSQL and in-memory
+    // databases go through the pool.
+    let fast = sql
+        .store()
+        .sqlite_audit_index()
+        .map(|index| Arc::new(Mutex::new(index)));
     loop {
         if pending.is_empty() {
             let notified = shared.wake.notified();
@@ -544,7 +550,31 @@ async fn index_loop(sql: SqlAuditStore, shared: Arc<Shared>) {
                 shared.flush.store(false, Ordering::Release);
             }
         }
-        match sql.store().audit_append(&pending).await {
+        let result = match &fast {
+            Some(index) => {
+                let index = Arc::clone(index);
+                let rows = std::mem::take(&mut pending);
+                match tokio::task::spawn_blocking(move || {
+                    let result = lock(&index).append(&rows);
+                    (rows, result)
+                })
+                .await
+                {
+                    Ok((rows, result)) => {
+                        pending = rows;
+                        result
+                    }
+                    Err(e) => {
+                        // The rows stay in the journal for the next start to replay; this
+                        // instance stops indexing, so writers fail closed at `max_lag`.
+                        tracing::error!(error = %e, "audit indexer failed; indexing stopped");
+                        return;
+                    }
+                }
+            }
+            None => sql.store().audit_append(&pending).await,
+        };
+        match result {
             Ok(()) => {
                 backoff = Duration::from_millis(50);
                 let next = pending

@@ -1,5 +1,6 @@
 //! Connecting to SQLite or PostgreSQL and configuring each for durability.
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 use crate::StoreError;
+use crate::audit_index::SqliteAuditIndex;
 
 /// Which database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +40,16 @@ impl Backend {
     }
 }
 
+/// The file an `sqlite:` URL names, or `None` for an in-memory database or another backend.
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
+    let file = options.get_filename();
+    let memory = url.starts_with("sqlite::memory:")
+        || url.contains("mode=memory")
+        || file.to_string_lossy().starts_with("file:sqlx-in-memory");
+    (!memory && Backend::from_url(url).ok() == Some(Backend::Sqlite)).then(|| file.to_path_buf())
+}
+
 /// Hides the password of a database URL for logs: `postgres://u:***@h/db`.
 pub fn mask_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -57,6 +69,8 @@ pub fn mask_url(url: &str) -> String {
 pub struct Store {
     pub(crate) pool: AnyPool,
     pub(crate) backend: Backend,
+    /// The SQLite database file, when the store is one (not in-memory).
+    sqlite_file: Option<PathBuf>,
 }
 
 impl Store {
@@ -101,7 +115,17 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", mask_url(url))))?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            sqlite_file: sqlite_file(url),
+        })
+    }
+
+    /// A dedicated bulk writer for the audit index, when the store is an SQLite file
+    /// (an in-memory database is only reachable through the pool).
+    pub fn sqlite_audit_index(&self) -> Option<SqliteAuditIndex> {
+        self.sqlite_file.clone().map(SqliteAuditIndex::new)
     }
 
     /// Starts a transaction that will write. On SQLite it takes the write lock at once

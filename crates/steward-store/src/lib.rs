@@ -7,6 +7,7 @@
 
 #![deny(missing_docs)]
 
+pub mod audit_index;
 mod backend;
 mod error;
 mod migrate;

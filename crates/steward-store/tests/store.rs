@@ -499,3 +499,55 @@ async fn vault_rotation_queries_postgres() {
         vault_rotation_story(&store).await;
     }
 }
+
+fn audit_rows(instance: &str, seqs: std::ops::RangeInclusive<i64>) -> Vec<AuditRow> {
+    seqs.map(|seq| AuditRow {
+        instance_id: instance.into(),
+        seq,
+        time_ms: 1_000 + seq,
+        prev_hash: vec![0; 32],
+        hash: vec![seq as u8; 32],
+        kind: "decision".into(),
+        actor_id: Some(format!("idn_{}", seq % 3)),
+        operation: Some("github:issues.create".into()),
+        decision: Some("allow".into()),
+        request_id: Some(format!("req{seq}")),
+        event: format!("{{\"n\":{seq}}}"),
+    })
+    .collect()
+}
+
+#[tokio::test]
+async fn sqlite_bulk_audit_index_is_atomic_and_visible_to_the_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(&dir).await;
+    let mut index = store
+        .sqlite_audit_index()
+        .expect("a file database has a bulk index");
+    let rows = audit_rows("i1", 1..=500);
+    index.append(&rows).unwrap();
+    // The pooled connections read exactly what the bulk connection wrote.
+    let back = store.audit_range("i1", 1, 1_000).await.unwrap();
+    assert_eq!(back, rows);
+
+    // A batch colliding with a stored sequence number leaves nothing behind...
+    let mut bad = audit_rows("i1", 501..=510);
+    bad[9].seq = 500;
+    let err = index.append(&bad).unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert_eq!(store.audit_head("i1").await.unwrap().unwrap().seq, 500);
+    // ...and the writer carries on with the next good batch.
+    index.append(&audit_rows("i1", 501..=510)).unwrap();
+    assert_eq!(store.audit_head("i1").await.unwrap().unwrap().seq, 510);
+
+    // The pool and the bulk connection can both write: neither is locked out.
+    store.audit_append(&audit_rows("i2", 1..=3)).await.unwrap();
+    index.append(&audit_rows("i2", 4..=6)).unwrap();
+    assert_eq!(store.audit_range("i2", 1, 10).await.unwrap().len(), 6);
+}
+
+#[tokio::test]
+async fn in_memory_sqlite_has_no_bulk_audit_index() {
+    let store = Store::open("sqlite::memory:").await.unwrap();
+    assert!(store.sqlite_audit_index().is_none());
+}

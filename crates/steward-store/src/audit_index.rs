@@ -1,0 +1,110 @@
+//! A dedicated SQLite connection that bulk-inserts audit rows, outside sqlx's `Any` driver.
+//!
+//! The audit journal's indexer is the one writer that inserts tens of thousands of rows a
+//! second. Through the pooled `Any` driver each row costs a value conversion per column, a
+//! hand-off to the connection's worker thread and a statement built per batch size; here
+//! one prepared single-row `INSERT` is bound and stepped per row inside one transaction,
+//! on the caller's (blocking) thread. Same database file, same pragmas, same table.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, params};
+
+use crate::StoreError;
+use crate::models::AuditRow;
+
+const INSERT: &str = "INSERT INTO audit_log (instance_id, seq, time_ms, prev_hash, hash, kind, \
+                      actor_id, operation, decision, request_id, event) \
+                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+
+/// Appends audit rows to an SQLite database file in one transaction per call.
+///
+/// Blocking: call it from a blocking thread. A failed append leaves nothing behind (the
+/// transaction rolls back) and the next call reopens the connection, so a database that
+/// was full or read-only is written again once it can be.
+pub struct SqliteAuditIndex {
+    path: PathBuf,
+    conn: Option<Connection>,
+}
+
+impl std::fmt::Debug for SqliteAuditIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteAuditIndex")
+            .field("path", &self.path)
+            .field("open", &self.conn.is_some())
+            .finish()
+    }
+}
+
+fn unavailable(path: &Path, e: &rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(format!("{}: {e}", path.display()))
+}
+
+impl SqliteAuditIndex {
+    /// An index writer for the database file at `path` (which must already be migrated).
+    /// Connects lazily, on the first append.
+    pub fn new(path: PathBuf) -> Self {
+        Self { path, conn: None }
+    }
+
+    fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        // INVARIANT: the same durability as every pooled connection (see `backend.rs`):
+        // WAL with FULL sync, so a committed index row survives power loss and the journal
+        // may be emptied once everything in it is committed here.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "cache_size", -16384)?;
+        Ok(conn)
+    }
+
+    /// Inserts `rows` in one transaction: all of them or none.
+    pub fn append(&mut self, rows: &[AuditRow]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            slot => {
+                slot.insert(Self::connect(&self.path).map_err(|e| unavailable(&self.path, &e))?)
+            }
+        };
+        let result = insert_all(conn, rows);
+        if let Err(e) = &result {
+            // A connection that failed mid-write (disk full, I/O error) is not trusted
+            // again: the next append starts from a fresh one.
+            self.conn = None;
+            return Err(unavailable(&self.path, e));
+        }
+        Ok(())
+    }
+}
+
+fn insert_all(conn: &mut Connection, rows: &[AuditRow]) -> Result<(), rusqlite::Error> {
+    // IMMEDIATE: take the write lock up front and wait for it under `busy_timeout`.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    {
+        let mut insert = tx.prepare_cached(INSERT)?;
+        for r in rows {
+            insert.execute(params![
+                r.instance_id,
+                r.seq,
+                r.time_ms,
+                r.prev_hash,
+                r.hash,
+                r.kind,
+                r.actor_id,
+                r.operation,
+                r.decision,
+                r.request_id,
+                r.event,
+            ])?;
+        }
+    }
+    tx.commit()
+}
