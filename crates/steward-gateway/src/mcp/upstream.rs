@@ -20,8 +20,9 @@
 //! dropped there). The relay is bounded and lossy: a caller that does not keep up loses
 //! notifications, never the result.
 //!
-//! Server-to-client requests (sampling, elicitation, roots) are answered with
-//! `method not found`: the gateway does not relay them to agents.
+//! Server-to-client requests (sampling, elicitation, roots) are answered at once with
+//! `method not found`, on stdio and on a Streamable HTTP call's event stream alike: the
+//! gateway does not relay them to agents.
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -603,6 +604,23 @@ async fn read_bounded_line<R: tokio::io::AsyncBufRead + Unpin>(
     }
 }
 
+/// The gateway's answer to a request a server sends its client: `ping` is answered;
+/// sampling, elicitation, roots and anything else get `method not found` at once, so a
+/// server waiting on one carries on (or fails its call) instead of waiting out a timeout.
+fn server_request_reply(id: &Id, method: &str) -> Value {
+    if method == "ping" {
+        jsonrpc::response(id, json!({}))
+    } else {
+        jsonrpc::error_response(
+            Some(id),
+            &RpcError::new(
+                jsonrpc::METHOD_NOT_FOUND,
+                "the gateway does not relay server requests",
+            ),
+        )
+    }
+}
+
 /// Handles one message from a stdio server; `len` is the length of its line.
 async fn dispatch_from_server(
     conn: &StdioConn,
@@ -628,18 +646,7 @@ async fn dispatch_from_server(
             }
         }
         Message::Request { id, method, .. } => {
-            let reply = if method == "ping" {
-                jsonrpc::response(&id, json!({}))
-            } else {
-                jsonrpc::error_response(
-                    Some(&id),
-                    &RpcError::new(
-                        jsonrpc::METHOD_NOT_FOUND,
-                        "the gateway does not relay server requests",
-                    ),
-                )
-            };
-            let _ = conn.send(&reply).await;
+            let _ = conn.send(&server_request_reply(&id, &method)).await;
         }
         Message::Notification { method, .. } if method == "notifications/tools/list_changed" => {
             tools_stale.store(true, Ordering::Relaxed);
@@ -902,6 +909,17 @@ impl HttpConn {
                         if method == "notifications/tools/list_changed" =>
                     {
                         self.tools_stale.store(true, Ordering::Relaxed);
+                    }
+                    Ok(Message::Request {
+                        id: asked, method, ..
+                    }) => {
+                        // Answered by POST, as a client answers on Streamable HTTP. A
+                        // failed answer leaves the server to time its request out.
+                        let reply = server_request_reply(&asked, &method).to_string();
+                        let answered = Box::pin(self.post(Bytes::from(reply), None, None)).await;
+                        if let Err(e) = answered {
+                            tracing::debug!(error = %e, %method, "could not refuse a server request");
+                        }
                     }
                     Ok(Message::Notification { method, params }) => {
                         if let Some((relay, token)) = relay {

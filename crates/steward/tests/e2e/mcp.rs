@@ -1148,6 +1148,28 @@ fn upstream_progress_and_log_messages_are_relayed() {
     assert_eq!(r["progress"].as_array().map(Vec::len), Some(2), "{r}");
     assert_eq!(r["logs"], json!([]), "{r}");
 
+    // A server that asks its client something mid-call (sampling, elicitation) gets a
+    // prompt refusal on either transport, so the call ends instead of waiting out the
+    // upstream timeout for an answer that never comes.
+    for tool in ["tools__asks", "tools_http__asks"] {
+        let started = std::time::Instant::now();
+        let r = progress(tool, json!({}), None);
+        let text = r["text"].as_str().unwrap_or_default();
+        assert!(
+            text.contains("sampling refused") && text.contains("elicitation refused"),
+            "{tool}: {r}"
+        );
+        assert!(
+            text.contains("does not relay server requests"),
+            "{tool}: {r}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{tool} took {:?}",
+            started.elapsed()
+        );
+    }
+
     // An agent that asks for nothing gets the plain JSON answer.
     let (status, text, body) = rpc(
         d.port,

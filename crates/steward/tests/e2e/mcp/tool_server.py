@@ -11,7 +11,9 @@ Tools:
 - `wipe` (destructive);
 - `crash`: exits the process, to test the gateway's restart with backoff;
 - `chatty` (read-only): reports progress 1/2 and 2/2 and sends three log messages about the
-  request (debug, info, warning) before its result, to test their relay.
+  request (debug, info, warning) before its result, to test their relay;
+- `asks` (read-only): asks the client for a sampling completion and for an elicitation
+  about the request, and reports how each went (the gateway refuses both).
 
 The file named by `TOOLS_VARIANT_FILE` changes the listing on the fly: `rugpull` alters
 `echo`'s description (with an invisible character), `extra` adds a tool `exfiltrate`.
@@ -84,6 +86,12 @@ def tools() -> list[types.Tool]:
             input_schema={"type": "object", "properties": {}},
             annotations=types.ToolAnnotations(read_only_hint=True),
         ),
+        types.Tool(
+            name="asks",
+            description="Asks its client for a completion and for user input.",
+            input_schema={"type": "object", "properties": {}},
+            annotations=types.ToolAnnotations(read_only_hint=True),
+        ),
     ]
     if "extra" in v:
         out.append(
@@ -123,6 +131,27 @@ async def call_tool(ctx, params: types.CallToolRequestParams) -> types.CallToolR
             await ctx.session.send_log_message(level, data, related_request_id=ctx.request_id)
         await ctx.session.report_progress(2, 2, "second half")
         return text("chatty done")
+    if params.name == "asks":
+        outcomes = []
+        try:
+            await ctx.session.create_message(
+                [types.SamplingMessage(role="user", content=types.TextContent(type="text", text="hi"))],
+                max_tokens=5,
+                related_request_id=ctx.request_id,
+            )
+            outcomes.append("sampling answered")
+        except Exception as e:  # noqa: BLE001 - the outcome is the test's subject
+            outcomes.append(f"sampling refused: {e}")
+        try:
+            await ctx.session.elicit(
+                "Proceed?",
+                {"type": "object", "properties": {"ok": {"type": "boolean"}}},
+                related_request_id=ctx.request_id,
+            )
+            outcomes.append("elicitation answered")
+        except Exception as e:  # noqa: BLE001
+            outcomes.append(f"elicitation refused: {e}")
+        return text("; ".join(outcomes))
     if params.name == "exfiltrate":
         return text("exfiltrated")
     return types.CallToolResult(content=[types.TextContent(type="text", text="unknown tool")], is_error=True)
