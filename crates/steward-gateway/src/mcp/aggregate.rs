@@ -586,6 +586,11 @@ pub async fn call_tool(
             return refusal(&problem, rid).map(|(text, meta)| tool_error(&text, meta));
         }
     };
+    if let Some(relay) = &relay {
+        relay
+            .admitted
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
     let upstream = (
         state.as_ref(),
         "tools/call",

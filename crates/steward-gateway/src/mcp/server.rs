@@ -841,9 +841,11 @@ async fn tools_call(
     // Notifications may come: run the call, answer with JSON if the result comes first,
     // switch to an event stream at the first thing to say before it.
     let (note_tx, mut notes) = tokio::sync::mpsc::channel::<Note>(64);
+    let admitted = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let relay = NoteRelay {
         tx: note_tx,
         progress: progress_token.is_some(),
+        admitted: Arc::clone(&admitted),
     };
     let mut shaper = NoteShaper::new(progress_token, log_floor);
     // Hold ticks only for a call that may wait for a human.
@@ -863,12 +865,16 @@ async fn tools_call(
         Step::Event(event) => event,
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(16);
+    let held_rid = rid.clone();
     tokio::spawn(async move {
-        // The call is always driven to its end, so a call that reached the upstream gets
-        // its outcome record even when the agent stops reading or goes away. Notifications
-        // never wait for a slow agent: when its stream is full they are dropped.
+        // An admitted call is always driven to its end, so a call that reached the
+        // upstream gets its outcome record even when the agent stops reading or goes away.
+        // A call still held for a human is dropped when its agent goes away: approving it
+        // later must not run a call nobody is waiting for (the approval stays usable by a
+        // retry). Notifications never wait for a slow agent: when its stream is full they
+        // are dropped.
         let mut open = true;
-        let mut offer = |event: &Value| {
+        let mut offer = |tx: &tokio::sync::mpsc::Sender<_>, event: &Value| {
             if open
                 && let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) =
                     tx.try_send(Ok(sse_event(event)))
@@ -876,17 +882,31 @@ async fn tools_call(
                 open = false;
             }
         };
-        offer(&first);
+        offer(&tx, &first);
+        let mut watch_agent = true;
         let result = loop {
-            match next_step(&mut notes, &mut call, &mut interval, &mut shaper).await {
-                Step::Event(event) => offer(&event),
-                Step::Done(result) => break result,
+            tokio::select! {
+                step = next_step(&mut notes, &mut call, &mut interval, &mut shaper) => match step {
+                    Step::Event(event) => offer(&tx, &event),
+                    Step::Done(result) => break result,
+                },
+                () = tx.closed(), if watch_agent => {
+                    if admitted.load(std::sync::atomic::Ordering::Acquire) {
+                        watch_agent = false;
+                    } else {
+                        tracing::info!(
+                            request_id = %held_rid,
+                            "the agent left while its call was held; the call was dropped"
+                        );
+                        return;
+                    }
+                }
             }
         };
         // What the upstream said before its result goes out before the result.
         while let Ok(note) = notes.try_recv() {
             if let Some(event) = shaper.shape(note) {
-                offer(&event);
+                offer(&tx, &event);
             }
         }
         if open {

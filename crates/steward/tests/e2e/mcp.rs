@@ -163,6 +163,37 @@ fn header_value(text: &str, name: &str) -> Option<String> {
     })
 }
 
+/// POSTs one MCP request on its own connection, reads up to the first event of its event
+/// stream (which must be a progress notification) and hangs up: an agent that goes away.
+fn post_and_leave(port: u16, headers: &[(&str, &str)], body: &Value) {
+    use std::io::{BufRead, BufReader, Write};
+    let body = body.to_string();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(&body);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "stream ended");
+        if line.starts_with("data: ") {
+            assert!(line.contains("notifications/progress"), "{line}");
+            return;
+        }
+    }
+}
+
 fn sha256_hex(data: &[u8]) -> String {
     hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data).as_ref())
 }
@@ -1300,39 +1331,13 @@ fn upstream_progress_and_log_messages_are_relayed() {
         (count, found)
     };
     let (before, _) = outcomes();
-    {
-        use std::io::{BufRead, BufReader, Write};
-        let body = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {
+    post_and_leave(
+        d.port,
+        &headers,
+        &json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {
             "name": "everything_http__trigger-long-running-operation",
-            "arguments": {"duration": 3, "steps": 6}, "_meta": {"progressToken": 9}}})
-        .to_string();
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", d.port)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut request = format!(
-            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n",
-            d.port,
-            body.len()
-        );
-        for (name, value) in headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        request.push_str("\r\n");
-        request.push_str(&body);
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            assert!(reader.read_line(&mut line).unwrap() > 0, "stream ended");
-            if line.starts_with("data: ") {
-                assert!(line.contains("notifications/progress"), "{line}");
-                break;
-            }
-        }
-        drop(reader);
-    }
+            "arguments": {"duration": 3, "steps": 6}, "_meta": {"progressToken": 9}}}),
+    );
     let start = Instant::now();
     loop {
         let (count, found) = outcomes();
@@ -1379,4 +1384,75 @@ fn upstream_progress_and_log_messages_are_relayed() {
             );
         }
     }
+
+    // An agent that goes away while its call waits for a human: approving the request
+    // afterwards runs nothing, and the approval still serves the agent's retry, once.
+    d.policy(
+        "permit(principal, action, resource);\n\
+         @approval(\"echo needs a human\")\n\
+         forbid(principal, action == Action::\"tools_http:echo\", resource);\n",
+    );
+    let echo_outcomes = || {
+        let found = json(
+            d.port,
+            &d.admin,
+            &["audit", "search", "--operation", "tools_http:echo"],
+        );
+        found["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["event"]["kind"] == "outcome")
+            .count()
+    };
+    let before = echo_outcomes();
+    let arguments = json!({"message": "held then abandoned"});
+    post_and_leave(
+        d.port,
+        &headers,
+        &json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {
+            "name": "tools_http__echo", "arguments": arguments,
+            "_meta": {"progressToken": 11, "steward/wait": 30}}}),
+    );
+    // Steward notices the agent is gone when its hold ticks (every 2 s) can no longer be
+    // written; a human deciding takes longer than that.
+    std::thread::sleep(Duration::from_secs(6));
+    let pending = json(
+        d.port,
+        &d.admin,
+        &["approvals", "list", "--status", "pending"],
+    );
+    let approval = pending["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["operation"] == "tools_http:echo")
+        .unwrap_or_else(|| panic!("no pending approval for the held call: {pending}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    d.ok(
+        &["approvals", "approve", &approval, "--reason", "checked"],
+        None,
+    );
+    // Long enough for a held call still waiting to see the decision (it polls) and run.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        echo_outcomes(),
+        before,
+        "the abandoned held call ran after its approval"
+    );
+    let (status, text, body) = rpc(
+        d.port,
+        &headers,
+        &json!({"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": {
+            "name": "tools_http__echo", "arguments": arguments,
+            "_meta": {"steward/approval": approval}}}),
+    );
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        body["result"]["content"][0]["text"], "held then abandoned",
+        "{text}"
+    );
+    assert_eq!(echo_outcomes(), before + 1, "the approved retry ran once");
 }
