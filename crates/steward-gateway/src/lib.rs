@@ -20,6 +20,7 @@ pub mod oauth;
 pub mod oauth_client;
 pub mod openapi;
 pub mod path;
+pub mod peer;
 pub mod pg_roles;
 pub mod pipeline;
 pub mod problem;

@@ -14,6 +14,7 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use metrics_exporter_prometheus::PrometheusHandle;
 use steward_gateway::framing::FramingGuard;
+use steward_gateway::peer::PeerSocket;
 use steward_gateway::runtime::Runtime;
 use tower::Service;
 
@@ -145,7 +146,8 @@ pub async fn serve(
         // The framing guard ends the stream right before a refused head; earlier requests
         // on the connection must still be answered (hyper would otherwise drop them as
         // cut short). The cost: a client that disconnects mid-call is noticed when the
-        // response is written, not while the call runs.
+        // response is written, not while the call runs (except a call held for a human,
+        // which watches the socket itself: `steward_gateway::peer`).
         .half_close(true);
     builder.http2().timer(hyper_util::rt::TokioTimer::new());
     builder.http2().max_concurrent_streams(256);
@@ -164,6 +166,18 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                // A second handle on the socket, for calls held for a human to notice a
+                // hang-up (see `steward_gateway::peer`).
+                let (stream, watch) = match stream.into_std().map(|s| {
+                    let watch = s.try_clone().ok().map(PeerSocket::new);
+                    (tokio::net::TcpStream::from_std(s), watch)
+                }) {
+                    Ok((Ok(stream), watch)) => (stream, watch),
+                    Ok((Err(e), _)) | Err(e) => {
+                        tracing::warn!(error = %e, %peer, "could not register the connection");
+                        continue;
+                    }
+                };
                 let app = app.clone();
                 let builder = Arc::clone(&builder);
                 let acceptor = acceptor.clone();
@@ -171,6 +185,9 @@ pub async fn serve(
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                         req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                        if let Some(watch) = &watch {
+                            req.extensions_mut().insert(watch.clone());
+                        }
                         let mut app = app.clone();
                         async move { app.call(req.map(axum::body::Body::new)).await }
                     });

@@ -481,6 +481,7 @@ pub fn call_meta(
         approval_id: text("steward/approval", "steward-approval"),
         wait: (wait_secs > 0)
             .then(|| Duration::from_secs(wait_secs).min(Duration::from_millis(max_wait_ms))),
+        peer: None,
     }
 }
 

@@ -485,7 +485,8 @@ async fn post(rt: Arc<Runtime>, peer: SocketAddr, req: Request<Body>) -> Respons
                 log_floor,
                 sse: accepts_sse(&parts.headers),
             };
-            tools_call(rt, caller, id, params, &parts.headers, wants).await
+            let peer = parts.extensions.get::<crate::peer::PeerSocket>().cloned();
+            tools_call(rt, caller, id, params, &parts.headers, wants, peer).await
         }
         "resources/subscribe" | "resources/unsubscribe" => {
             match aggregate::relay_subscription(&rt, &caller, &method, &params).await {
@@ -788,6 +789,7 @@ async fn tools_call(
     params: Map<String, Value>,
     headers: &HeaderMap,
     wants: Wants,
+    peer: Option<crate::peer::PeerSocket>,
 ) -> Response {
     let rid = pipeline::request_id();
     let tool_name = params
@@ -795,13 +797,14 @@ async fn tools_call(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    let meta = aggregate::call_meta(
+    let mut meta = aggregate::call_meta(
         &params,
         headers,
         &rid,
         aggregate::default_wait_secs(&rt, &tool_name),
         rt.settings.max_approval_wait_ms,
     );
+    meta.peer = peer;
     let progress_token = params
         .get("_meta")
         .and_then(|m| m.get("progressToken"))

@@ -671,6 +671,63 @@ fn owner_approval_when_configured_prefer_wait_and_approve_similar() {
     );
     assert_eq!(env.approval(&held)["status"], "used");
 
+    // An agent that hangs up while its request is held: a later approval runs nothing
+    // (the approval stays unused, for the agent's retry).
+    let held = {
+        use std::io::Write;
+        let body = r#"{"amount":800,"currency":"EUR"}"#;
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", env.port)).unwrap();
+        write!(
+            conn,
+            "POST /gw/httpbin/post HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nPrefer: wait=25\r\nContent-Length: {}\r\n\r\n{body}",
+            env.agent,
+            body.len()
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let id = loop {
+            let pending = json(
+                env.port,
+                &env.admin,
+                &["approvals", "list", "--status", "pending"],
+            );
+            if let Some(a) = pending["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["body"]["args"]["amount"] == 800)
+            {
+                break a["id"].as_str().unwrap().to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no approval for the held request"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        drop(conn);
+        id
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    ok(
+        env.port,
+        &bob,
+        &["approvals", "approve", &held, "--reason", "late"],
+        None,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        env.approval(&held)["status"],
+        "approved",
+        "an abandoned held request must not run when approved"
+    );
+    assert!(
+        env.audit_for(&held).iter().all(|e| e["kind"] != "outcome"),
+        "{:?}",
+        env.audit_for(&held)
+    );
+
     // Approve similar for T: a time-bound grant for the same identity, operation and arguments.
     let refund = r#"{"amount":300,"currency":"EUR","card":"c-1"}"#;
     let id = env.pending_refund(refund);

@@ -1414,9 +1414,8 @@ fn upstream_progress_and_log_messages_are_relayed() {
             "name": "tools_http__echo", "arguments": arguments,
             "_meta": {"progressToken": 11, "steward/wait": 30}}}),
     );
-    // Steward notices the agent is gone when its hold ticks (every 2 s) can no longer be
-    // written; a human deciding takes longer than that.
-    std::thread::sleep(Duration::from_secs(6));
+    // Steward watches the held call's connection and notices the hang-up at once.
+    std::thread::sleep(Duration::from_secs(1));
     let pending = json(
         d.port,
         &d.admin,
