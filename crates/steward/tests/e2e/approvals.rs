@@ -203,6 +203,31 @@ impl Env {
         (status, body_of(&raw))
     }
 
+    /// The id of the pending approval a held refund of `amount` created, once it exists.
+    fn held_approval(&self, amount: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let pending = json(
+                self.port,
+                &self.admin,
+                &["approvals", "list", "--status", "pending"],
+            );
+            if let Some(a) = pending["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["body"]["args"]["amount"] == amount)
+            {
+                return a["id"].as_str().unwrap().to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the held request never created an approval"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn approval(&self, id: &str) -> Value {
         json(self.port, &self.admin, &["approvals", "show", id])
     }
@@ -631,27 +656,7 @@ fn owner_approval_when_configured_prefer_wait_and_approve_similar() {
             (status, raw, started.elapsed())
         })
     };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let held = loop {
-        let pending = json(
-            env.port,
-            &env.admin,
-            &["approvals", "list", "--status", "pending"],
-        );
-        if let Some(a) = pending["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["body"]["args"]["amount"] == 700)
-        {
-            break a["id"].as_str().unwrap().to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the held request never created an approval"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let held = env.held_approval(700);
     std::thread::sleep(Duration::from_millis(300));
     assert!(
         !waiting.is_finished(),
@@ -685,27 +690,7 @@ fn owner_approval_when_configured_prefer_wait_and_approve_similar() {
             body.len()
         )
         .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let id = loop {
-            let pending = json(
-                env.port,
-                &env.admin,
-                &["approvals", "list", "--status", "pending"],
-            );
-            if let Some(a) = pending["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|a| a["body"]["args"]["amount"] == 800)
-            {
-                break a["id"].as_str().unwrap().to_owned();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no approval for the held request"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        };
+        let id = env.held_approval(800);
         drop(conn);
         id
     };
