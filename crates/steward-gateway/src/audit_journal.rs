@@ -27,7 +27,20 @@
 //!   verification) call [`AuditStore::settle`] first, which waits until the index has
 //!   caught up with everything durable at the time of the call.
 //! - Once everything in the journal is indexed and the file has grown past
-//!   `rotate_bytes`, it is emptied (SQL committed those rows with `synchronous=FULL`).
+//!   `rotate_bytes`, writing starts over after the header (SQL committed those rows with
+//!   `synchronous=FULL`). The frames left behind are stale: every one of them has a
+//!   sequence number the index already holds, so replay skips them, and the first frame
+//!   overwritten in part ends the valid prefix.
+//!
+//! # Preallocation
+//!
+//! The file is extended ahead of the writes, `prealloc_bytes` at a time, by writing zeros
+//! and syncing the new size once. A batch then overwrites blocks that already exist, and
+//! its `fdatasync` flushes data only: no size or block-map update to write as well, which
+//! on ext4 roughly halves the cost of each sync (the same reason databases zero-fill their
+//! write-ahead log). A full disk fails the extension, and so the batch, as before: the
+//! preallocated room still being empty, at most `prealloc_bytes` of records are written
+//! into it first.
 //!
 //! # Frame format
 //!
@@ -73,8 +86,11 @@ pub struct JournalConfig {
     /// reader is waiting in `settle`, or a full batch is queued). Row insertion costs far
     /// less per row in large transactions: fewer WAL pages rewritten, one sync.
     pub index_delay: Duration,
-    /// The file is emptied once fully indexed and larger than this.
+    /// Writing starts over after the header once everything is indexed and the frames
+    /// take more than this.
     pub rotate_bytes: u64,
+    /// Zeros written ahead of the frames at a time (see "Preallocation").
+    pub prealloc_bytes: u64,
 }
 
 impl Default for JournalConfig {
@@ -85,6 +101,7 @@ impl Default for JournalConfig {
             index_batch: 4096,
             index_delay: Duration::from_millis(100),
             rotate_bytes: 64 * 1024 * 1024,
+            prealloc_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -119,6 +136,8 @@ struct JournalFile {
     len: u64,
     /// Length of the header line.
     header_len: u64,
+    /// Size of the file: everything past `len` is zeros or stale frames.
+    capacity: u64,
     /// Sequence number after the last frame in the file.
     next_seq: u64,
     /// A failed write may have left bytes past `len`; cut them before the next write.
@@ -338,6 +357,7 @@ impl JournaledAuditStore {
                 file,
                 len,
                 header_len: len,
+                capacity: len,
                 next_seq: next,
                 dirty: false,
             }),
@@ -400,25 +420,55 @@ fn frame_row(instance_id: &str, frame: Frame) -> Result<AuditRow, String> {
     to_row_with_event(instance_id, &record, text).map_err(|e| e.to_string())
 }
 
-/// Appends `buf` at the durable end and syncs; on failure cuts the file back.
-fn write_durable(journal: &mut JournalFile, buf: &[u8]) -> std::io::Result<()> {
-    if journal.dirty {
-        journal.file.set_len(journal.len)?;
-        journal.file.sync_data()?;
-        journal.dirty = false;
+/// Zeros for preallocation, written a slice at a time.
+static ZEROS: [u8; 256 * 1024] = [0; 256 * 1024];
+
+/// Cuts the file back to its durable length (a failed write may have left frames of a
+/// batch that was never acknowledged past it).
+fn cut(journal: &mut JournalFile) -> std::io::Result<()> {
+    journal.file.set_len(journal.len)?;
+    journal.file.sync_all()?;
+    journal.capacity = journal.len;
+    journal.dirty = false;
+    Ok(())
+}
+
+/// Extends the file with zeros to at least `end`, in steps of `step`, and syncs the size.
+fn preallocate(journal: &mut JournalFile, end: u64, step: u64) -> std::io::Result<()> {
+    let step = step.max(1);
+    let target = end.div_ceil(step).saturating_mul(step);
+    let mut at = journal.capacity;
+    while at < target {
+        let n = usize::try_from(target - at).map_or(ZEROS.len(), |n| n.min(ZEROS.len()));
+        journal
+            .file
+            .write_all_at(ZEROS.get(..n).unwrap_or(&ZEROS), at)?;
+        at += n as u64;
     }
-    let result = journal
-        .file
-        .write_all_at(buf, journal.len)
-        .and_then(|()| journal.file.sync_data());
+    journal.file.sync_all()?;
+    journal.capacity = target;
+    Ok(())
+}
+
+/// Writes `buf` at the durable end and syncs; on failure cuts the file back.
+fn write_durable(journal: &mut JournalFile, buf: &[u8], prealloc: u64) -> std::io::Result<()> {
+    if journal.dirty {
+        cut(journal)?;
+    }
+    let end = journal.len + buf.len() as u64;
+    let result = if end > journal.capacity {
+        preallocate(journal, end, prealloc)
+    } else {
+        Ok(())
+    }
+    .and_then(|()| journal.file.write_all_at(buf, journal.len))
+    .and_then(|()| journal.file.sync_data());
     if let Err(e) = result {
         journal.dirty = true;
-        if journal.file.set_len(journal.len).is_ok() {
-            journal.dirty = false;
-        }
+        let _ = cut(journal);
         return Err(e);
     }
-    journal.len += buf.len() as u64;
+    journal.len = end;
     Ok(())
 }
 
@@ -474,7 +524,8 @@ impl AuditStore for JournaledAuditStore {
                         journal.next_seq
                     )));
                 }
-                write_durable(&mut journal, &buf).map_err(|e| {
+                let prealloc = shared.config.prealloc_bytes;
+                write_durable(&mut journal, &buf, prealloc).map_err(|e| {
                     AuditStoreError::new(format!("audit journal {}: {e}", shared.path.display()))
                 })?;
                 journal.next_seq = next;
@@ -600,18 +651,9 @@ fn maybe_rotate(shared: &Shared, indexed: u64) {
     if journal.next_seq != indexed || journal.len < shared.config.rotate_bytes {
         return;
     }
-    let header_len = journal.header_len;
-    let result = journal
-        .file
-        .set_len(header_len)
-        .and_then(|()| journal.file.sync_data());
-    match result {
-        Ok(()) => journal.len = header_len,
-        Err(e) => {
-            journal.dirty = true;
-            tracing::warn!(error = %e, "could not empty the audit journal");
-        }
-    }
+    // Every frame in the file is indexed: writing starts over after the header and the
+    // preallocated blocks are reused (see "Preallocation"). Nothing to write or sync.
+    journal.len = journal.header_len;
 }
 
 #[cfg(test)]

@@ -101,7 +101,17 @@ async fn crashed_journal(dir: &std::path::Path, count: u64) -> Vec<u8> {
     for n in 0..count {
         writer.append(event(n), n as i64).await.unwrap();
     }
-    std::fs::read(&path).unwrap()
+    // The file is preallocated: keep the header and the frames, not the zeros after them.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let header = bytes.iter().position(|b| *b == b'\n').unwrap() + 1;
+    let (frames, valid) = steward_gateway::audit_journal::scan_frames(&bytes[header..]);
+    assert_eq!(frames as u64, count);
+    assert!(
+        bytes[header + valid..].iter().all(|b| *b == 0),
+        "only zeros follow the frames"
+    );
+    bytes.truncate(header + valid);
+    bytes
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,4 +265,56 @@ async fn a_failing_index_fails_appends_closed_once_lag_is_exhausted_and_recovers
     assert!(report.is_ok(), "{report}");
     let (written, indexed) = journaled.progress();
     assert_eq!(written, indexed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_written_over_in_place_replays_only_what_the_index_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = store(dir.path()).await;
+    let path = dir.path().join("audit.journal");
+    let config = JournalConfig {
+        rotate_bytes: 2048,
+        prealloc_bytes: 4096,
+        index_delay: std::time::Duration::from_millis(1),
+        ..JournalConfig::default()
+    };
+    let sql = SqlAuditStore::new(db.clone(), "gw-1");
+    let journaled = JournaledAuditStore::open(sql, &path, config.clone())
+        .await
+        .unwrap();
+    let dyn_store: Arc<dyn AuditStore> = Arc::new(journaled);
+    let first = AuditWriter::start(
+        dyn_store,
+        WriterConfig {
+            instance_id: "gw-1".to_owned(),
+            ..WriterConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    for n in 0..40 {
+        first.append(event(n), n as i64).await.unwrap();
+        first.settled().await.unwrap();
+    }
+    drop(first);
+    // 40 frames of about 300 bytes: the file was written over from the start, not grown.
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert!(size <= 3 * 4096, "the journal grew to {size} bytes");
+    let bytes = std::fs::read(&path).unwrap();
+    let header = bytes.iter().position(|b| *b == b'\n').unwrap() + 1;
+    let (frames, _) = steward_gateway::audit_journal::scan_frames(&bytes[header..]);
+    assert!(frames < 40, "{frames} frames: nothing was written over");
+
+    // The last record never reached the index (a crash between the journal and SQL): the
+    // next open replays it from the current frames and skips the stale ones after them.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    db.raw_execute("DELETE FROM audit_log WHERE seq = 39")
+        .await
+        .unwrap();
+    let reopened = writer(&db, &path, "gw-1").await;
+    assert_eq!(rows(&db, "gw-1").await, (0..40).collect::<Vec<_>>());
+    assert_eq!(reopened.append(event(40), 40).await.unwrap().seq, 40);
+    reopened.settled().await.unwrap();
+    let report = verify_chain(&db, "gw-1", &[]).await.unwrap();
+    assert!(report.is_ok(), "{report}");
 }
