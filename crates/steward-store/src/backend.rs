@@ -107,6 +107,11 @@ impl Store {
                         // 16 MiB of page cache per connection (SQLite's default is 2 MiB):
                         // the audit index reads back fewer pages while it grows.
                         conn.execute("PRAGMA cache_size=-16384").await?;
+                        conn.execute(sqlx::AssertSqlSafe(format!(
+                            "PRAGMA wal_autocheckpoint={}",
+                            crate::audit_index::WAL_AUTOCHECKPOINT_PAGES
+                        )))
+                        .await?;
                         conn.execute("PRAGMA foreign_keys=ON").await?;
                     }
                     Ok(())
