@@ -220,6 +220,12 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         );
     }
     prepare_data_dir(&opts.data_dir)?;
+    // Each connection holds two descriptors (the second lets a call held for a human
+    // notice a hang-up), so take the hard limit rather than a soft default of 1024.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open file limit"),
+    }
     let tls_config = match &opts.tls {
         Some((cert, key, ca)) => Some(crate::tls::server_config(cert, key, ca.as_deref())?),
         None => None,
