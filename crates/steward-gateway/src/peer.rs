@@ -6,6 +6,10 @@
 //! human approving it would run a call nobody awaits. The listener therefore keeps a
 //! second handle on each accepted socket; a held call watches it for the peer's FIN or a
 //! reset, without reading (the request bytes stay hyper's).
+//!
+//! A client that shuts down only its sending side after its request (rare for HTTP
+//! clients) is taken for gone as well: its held call ends with a 408 problem instead of
+//! waiting for the human.
 
 use std::sync::Arc;
 
