@@ -763,8 +763,14 @@ fn serve_options(args: &ServeArgs) -> Result<crate::serve::ServeOptions> {
             syslog_tls: match &syslog {
                 Some(target) if target.transport == crate::audit_tasks::SyslogTransport::Tls => {
                     Some(
-                        crate::tls::syslog_client_config(raw.audit.syslog_ca_file.as_deref())
-                            .context("[audit] syslog_ca_file")?,
+                        crate::tls::syslog_client_config(
+                            raw.audit.syslog_ca_file.as_deref(),
+                            raw.audit
+                                .syslog_client_cert_file
+                                .as_deref()
+                                .zip(raw.audit.syslog_client_key_file.as_deref()),
+                        )
+                        .context("[audit] syslog TLS settings")?,
                     )
                 }
                 _ => None,

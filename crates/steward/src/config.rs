@@ -157,6 +157,11 @@ pub struct RawAudit {
     /// PEM CA certificates that sign a `tls://` syslog collector's certificate (default:
     /// the system's trust roots).
     pub syslog_ca_file: Option<PathBuf>,
+    /// PEM certificate (chain) Steward presents to a `tls://` syslog collector that
+    /// authenticates its senders; needs `syslog_client_key_file`.
+    pub syslog_client_cert_file: Option<PathBuf>,
+    /// PEM private key of `syslog_client_cert_file`.
+    pub syslog_client_key_file: Option<PathBuf>,
 }
 
 /// `[approvals]`.
@@ -352,12 +357,33 @@ pub fn parse(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
         ),
         None => None,
     };
-    if raw.audit.syslog_ca_file.is_some()
-        && syslog.is_none_or(|t| t.transport != crate::audit_tasks::SyslogTransport::Tls)
-    {
+    let syslog_tls = syslog
+        .as_ref()
+        .is_some_and(|t| t.transport == crate::audit_tasks::SyslogTransport::Tls);
+    for (key, set) in [
+        ("syslog_ca_file", raw.audit.syslog_ca_file.is_some()),
+        (
+            "syslog_client_cert_file",
+            raw.audit.syslog_client_cert_file.is_some(),
+        ),
+        (
+            "syslog_client_key_file",
+            raw.audit.syslog_client_key_file.is_some(),
+        ),
+    ] {
+        if set && !syslog_tls {
+            return Err(locate(key, format!("`{key}` needs a `tls://` syslog_addr")));
+        }
+    }
+    if raw.audit.syslog_client_cert_file.is_some() != raw.audit.syslog_client_key_file.is_some() {
+        let key = if raw.audit.syslog_client_cert_file.is_some() {
+            "syslog_client_cert_file"
+        } else {
+            "syslog_client_key_file"
+        };
         return Err(locate(
-            "syslog_ca_file",
-            "`syslog_ca_file` needs a `tls://` syslog_addr".to_owned(),
+            key,
+            "`syslog_client_cert_file` and `syslog_client_key_file` go together".to_owned(),
         ));
     }
     if raw.approvals.webhook_secret_env.is_some() && raw.approvals.webhook_url.is_none() {
@@ -463,6 +489,22 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message.contains("witness_url"), "{e}");
+        // A client certificate is for a TLS collector, and comes with its key.
+        let e = parse(
+            Path::new("s.toml"),
+            "version = 1\n[audit]\nsyslog_addr = \"tcp://logs:601\"\nsyslog_client_cert_file = \"c.pem\"\nsyslog_client_key_file = \"c.key\"\n",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("needs a `tls://`"), "{e}");
+        assert_eq!(e.line, 4, "{e}");
+        let e = parse(
+            Path::new("s.toml"),
+            "version = 1\n[audit]\nsyslog_addr = \"tls://logs:6514\"\nsyslog_client_cert_file = \"c.pem\"\n",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("go together"), "{e}");
+        let both = "version = 1\n[audit]\nsyslog_addr = \"tls://logs:6514\"\nsyslog_client_cert_file = \"c.pem\"\nsyslog_client_key_file = \"c.key\"\n";
+        assert!(parse(Path::new("s.toml"), both).is_ok());
     }
 
     #[test]

@@ -15,15 +15,7 @@ pub fn server_config(
     key: &Path,
     client_ca: Option<&Path>,
 ) -> Result<Arc<rustls::ServerConfig>> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .with_context(|| format!("cannot read TLS certificate `{}`", cert.display()))?
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("invalid PEM in `{}`", cert.display()))?;
-    if certs.is_empty() {
-        bail!("no certificate found in `{}`", cert.display());
-    }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("cannot read TLS private key `{}`", key.display()))?;
+    let (certs, key) = cert_and_key(cert, key)?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -64,8 +56,30 @@ fn roots_from_pem(path: &Path, what: &str) -> Result<rustls::RootCertStore> {
     Ok(roots)
 }
 
-/// TLS client settings for a syslog collector: trust `ca_file` (PEM), or the system's roots.
-pub fn syslog_client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>> {
+/// A certificate chain and its private key from PEM files.
+fn cert_and_key(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("cannot read TLS certificate `{}`", cert.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("invalid PEM in `{}`", cert.display()))?;
+    if certs.is_empty() {
+        bail!("no certificate found in `{}`", cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("cannot read TLS private key `{}`", key.display()))?;
+    Ok((certs, key))
+}
+
+/// TLS client settings for a syslog collector: trust `ca_file` (PEM), or the system's
+/// roots; with `client`, present that certificate and key (PEM files) to a collector that
+/// authenticates its senders.
+pub fn syslog_client_config(
+    ca_file: Option<&Path>,
+    client: Option<(&Path, &Path)>,
+) -> Result<Arc<rustls::ClientConfig>> {
     let roots = match ca_file {
         Some(path) => roots_from_pem(path, "syslog CA")?,
         None => {
@@ -80,7 +94,15 @@ pub fn syslog_client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::Client
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let config = match client {
+        Some((cert, key)) => {
+            let (certs, key) = cert_and_key(cert, key)?;
+            config
+                .with_client_auth_cert(certs, key)
+                .context("client certificate and key do not match")?
+        }
+        None => config.with_no_client_auth(),
+    };
     Ok(Arc::new(config))
 }

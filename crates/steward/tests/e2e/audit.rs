@@ -554,8 +554,10 @@ fn read_syslog_frames(mut stream: impl Read, seqs: &Mutex<BTreeSet<u64>>, frames
     }
 }
 
-/// Over TLS (RFC 5425) the collector's certificate is verified against `syslog_ca_file`;
-/// a collector whose certificate does not chain to it gets nothing.
+/// Over TLS (RFC 5425) the collector's certificate is verified against `syslog_ca_file`:
+/// a collector whose certificate does not chain to it gets nothing. A collector that
+/// authenticates its senders gets records only from a Steward that presents
+/// `syslog_client_cert_file`.
 #[test]
 fn syslog_sink_over_tls_verifies_the_collector() {
     use rustls::pki_types::pem::PemObject;
@@ -570,11 +572,22 @@ fn syslog_sink_over_tls_verifies_the_collector() {
             .unwrap();
     let key = PrivateKeyDer::from_pem_file(pki.path().join("server.key")).unwrap();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    // The collector authenticates its senders: a client certificate from the same CA.
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_file_iter(pki.path().join("ca.pem")).unwrap() {
+        roots.add(ca.unwrap()).unwrap();
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
     let config = Arc::new(
         rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()
-            .with_no_client_auth()
+            .with_client_cert_verifier(verifier)
             .with_single_cert(certs, key)
             .unwrap(),
     );
@@ -605,30 +618,59 @@ fn syslog_sink_over_tls_verifies_the_collector() {
     // Trusting another CA: the handshake fails and nothing is delivered.
     let other = tempfile::tempdir().unwrap();
     crate::tls::make_pki(other.path());
-    let config_with = |ca: &Path| {
-        format!(
+    let config_with = |ca: &Path, client: Option<&Path>| {
+        let mut config = format!(
             "version = 1\n[audit]\nsyslog_addr = \"tls://{addr}\"\nsyslog_ca_file = \"{}\"\n",
             ca.display()
-        )
-    };
-    let d = Deployment::start(Some(&config_with(&other.path().join("ca.pem"))), None);
-    create_identities(&d, "tls-wrong-ca");
-    let start = Instant::now();
-    while *handshakes_failed.lock().unwrap() == 0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "no TLS attempt reached the collector"
         );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        if let Some(dir) = client {
+            config.push_str(&format!(
+                "syslog_client_cert_file = \"{}\"\nsyslog_client_key_file = \"{}\"\n",
+                dir.join("client.pem").display(),
+                dir.join("client.key").display()
+            ));
+        }
+        config
+    };
+    let wait_failed_handshakes = |at_least: usize| {
+        let start = Instant::now();
+        while *handshakes_failed.lock().unwrap() < at_least {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no TLS attempt reached the collector"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let d = Deployment::start(
+        Some(&config_with(&other.path().join("ca.pem"), Some(pki.path()))),
+        None,
+    );
+    create_identities(&d, "tls-wrong-ca");
+    wait_failed_handshakes(1);
     assert!(
         seqs.lock().unwrap().is_empty(),
         "delivered without a verified collector"
     );
     drop(d);
 
-    // Trusting the collector's CA: every record arrives, framed as over TCP.
-    let d = Deployment::start(Some(&config_with(&pki.path().join("ca.pem"))), None);
+    // The right CA but no client certificate: the collector refuses the sender.
+    let failed_before = *handshakes_failed.lock().unwrap();
+    let d = Deployment::start(Some(&config_with(&pki.path().join("ca.pem"), None)), None);
+    create_identities(&d, "tls-no-client-cert");
+    wait_failed_handshakes(failed_before + 1);
+    assert!(
+        seqs.lock().unwrap().is_empty(),
+        "accepted without a client certificate"
+    );
+    drop(d);
+
+    // Trusting the collector's CA and presenting the client certificate: every record
+    // arrives, framed as over TCP.
+    let d = Deployment::start(
+        Some(&config_with(&pki.path().join("ca.pem"), Some(pki.path()))),
+        None,
+    );
     create_identities(&d, "tls");
     wait_syslog(&d, &seqs);
     assert!(*frames.lock().unwrap() >= audit_records(&d) as usize);
