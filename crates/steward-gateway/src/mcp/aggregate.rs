@@ -19,7 +19,7 @@ use steward_policy::{DenyReason, Effect, IdentityAttrs, Request};
 
 use super::jsonrpc::{self, RpcError, canonical};
 use super::pins;
-use super::upstream::{McpUpstream, NoteRelay, UpstreamError};
+use super::upstream::{McpUpstream, NoteRelay, UpstreamError, Wire};
 use crate::lock;
 use crate::pipeline::{self, CallMeta, Caller, ResolvedCall};
 use crate::problem::Problem;
@@ -411,7 +411,10 @@ pub(super) async fn forward(
         .request_relayed(method, params, timeout(rt), relay)
         .await;
     let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let wire = result.as_ref().map(|(_, wire)| *wire).unwrap_or_default();
+    let wire = match &result {
+        Ok((_, wire)) | Err(UpstreamError::Rpc(_, wire)) => *wire,
+        Err(_) => Wire::default(),
+    };
     let result = result.map(|(value, _)| value);
     let outcome = |status: Option<i64>, outcome_unknown: bool| Outcome {
         status,
@@ -429,7 +432,7 @@ pub(super) async fn forward(
                 json!({"mcp": {"method": method, "is_error": is_error}}),
             )
         }
-        Err(UpstreamError::Rpc(e)) => (
+        Err(UpstreamError::Rpc(e, _)) => (
             outcome(Some(502), false),
             json!({"mcp": {"method": method, "rpc_error": e.code}}),
         ),
@@ -600,7 +603,7 @@ pub async fn call_tool(
     Ok(
         match forward(rt, caller, &call, meta, &admitted, upstream, relay.as_ref()).await? {
             Ok(value) => value,
-            Err(UpstreamError::Rpc(e)) => return Err(e),
+            Err(UpstreamError::Rpc(e, _)) => return Err(e),
             Err(UpstreamError::Timeout) => tool_error(
                 "The upstream tool timed out; whether it ran is unknown.",
                 json!({"steward/request_id": rid}),
@@ -657,7 +660,7 @@ pub async fn relay_subscription(
             .await
         {
             Ok(_) => return Ok(json!({})),
-            Err(UpstreamError::Rpc(e)) => last = e,
+            Err(UpstreamError::Rpc(e, _)) => last = e,
             Err(e) => {
                 tracing::debug!(mcp.service = %service.spec.name, error = %e, "resource subscription not relayed");
             }

@@ -134,7 +134,7 @@ pub async fn list(rt: &Arc<Runtime>, caller: &Caller, method: &str) -> Value {
         let items = match aggregate::list_all(rt, &state, method, key).await {
             Ok(items) => items,
             // A server without prompts or resources answers "method not found".
-            Err(UpstreamError::Rpc(e)) if e.code == jsonrpc::METHOD_NOT_FOUND => continue,
+            Err(UpstreamError::Rpc(e, _)) if e.code == jsonrpc::METHOD_NOT_FOUND => continue,
             Err(e) => {
                 tracing::warn!(mcp.service = %service.spec.name, error = %e, "MCP {method} failed");
                 continue;
@@ -380,7 +380,7 @@ async fn relay(
         })?;
     match aggregate::forward(rt, caller, call, meta, &admitted, upstream, None).await? {
         Ok(value) => Ok(value),
-        Err(UpstreamError::Rpc(e)) => Err(e),
+        Err(UpstreamError::Rpc(e, _)) => Err(e),
         Err(_) => Err(RpcError::new(
             jsonrpc::INTERNAL_ERROR,
             "the upstream MCP server is unavailable; try again later",

@@ -69,9 +69,9 @@ pub enum UpstreamError {
     /// No answer in time.
     #[error("upstream timed out")]
     Timeout,
-    /// The server answered with a JSON-RPC error.
+    /// The server answered with a JSON-RPC error (and the bytes of that exchange).
     #[error("upstream error {}: {}", .0.code, .0.message)]
-    Rpc(RpcError),
+    Rpc(RpcError, Wire),
     /// The server's answer broke the protocol.
     #[error("upstream protocol error: {0}")]
     Protocol(String),
@@ -354,7 +354,7 @@ impl StdioConn {
         };
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok((Ok(v), received))) => Ok((v, wire(sent, received))),
-            Ok(Ok((Err(e), _))) => Err(UpstreamError::Rpc(e)),
+            Ok(Ok((Err(e), received))) => Err(UpstreamError::Rpc(e, wire(sent, received))),
             Ok(Err(_)) => Err(UpstreamError::Unavailable("the server exited".into())),
             Err(_) => {
                 lock(&self.pending).remove(&id);
@@ -726,7 +726,9 @@ impl HttpConn {
                 Err(_) => return Err(UpstreamError::Timeout),
                 Ok(Err(e)) => return Err(e),
                 Ok(Ok(Posted::Reply(Ok(v), received))) => return Ok((v, wire(sent, received))),
-                Ok(Ok(Posted::Reply(Err(e), _))) => return Err(UpstreamError::Rpc(e)),
+                Ok(Ok(Posted::Reply(Err(e), received))) => {
+                    return Err(UpstreamError::Rpc(e, wire(sent, received)));
+                }
                 Ok(Ok(Posted::Accepted)) => {
                     return Err(UpstreamError::Protocol(
                         "a request was answered with 202".into(),
@@ -761,7 +763,7 @@ impl HttpConn {
             Err(_) => return Err(UpstreamError::Timeout),
             Ok(Err(e)) => return Err(e),
             Ok(Ok(Posted::Reply(Ok(_), _))) => {}
-            Ok(Ok(Posted::Reply(Err(e), _))) => return Err(UpstreamError::Rpc(e)),
+            Ok(Ok(Posted::Reply(Err(e), _))) => return Err(UpstreamError::Rpc(e, Wire::default())),
             Ok(Ok(_)) => {
                 return Err(UpstreamError::Protocol(
                     "initialize was not answered".into(),

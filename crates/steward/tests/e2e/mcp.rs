@@ -1385,6 +1385,38 @@ fn upstream_progress_and_log_messages_are_relayed() {
         }
     }
 
+    // An upstream's JSON-RPC error reaches the agent as that error, and its outcome
+    // record still carries the bytes exchanged.
+    for (tool, operation) in [
+        ("tools__echo", "tools:echo"),
+        ("tools_http__echo", "tools_http:echo"),
+    ] {
+        let (_, text, body) = rpc(
+            d.port,
+            &headers,
+            &json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {
+                "name": tool, "arguments": {"message": "rpc-error"}}}),
+        );
+        assert_eq!(body["error"]["code"], -32602, "{tool}: {text}");
+        let found = json(
+            d.port,
+            &d.admin,
+            &["audit", "search", "--operation", operation],
+        );
+        let outcome = found["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["event"]["kind"] == "outcome")
+            .map(|i| &i["event"]["outcome"])
+            .find(|o| o["status"] == 502)
+            .unwrap_or_else(|| panic!("{operation}: no outcome for the RPC error: {found}"));
+        assert!(
+            outcome["bytes_in"].as_u64() > Some(40) && outcome["bytes_out"].as_u64() > Some(40),
+            "{operation}: {outcome}"
+        );
+    }
+
     // An agent that goes away while its call waits for a human: approving the request
     // afterwards runs nothing, and the approval still serves the agent's retry, once.
     d.policy(

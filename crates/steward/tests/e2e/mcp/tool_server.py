@@ -6,7 +6,8 @@ Usage: tool_server.py              (stdio)
 Tools:
 - `secret_digest` (read-only): SHA-256 of the `UPSTREAM_API_KEY` environment variable, so a
   test can prove the vault credential reached the tool without the value leaving it;
-- `echo` (read-only): returns its message;
+- `echo` (read-only): returns its message; the message `rpc-error` gets a JSON-RPC error
+  (-32602) instead of a result;
 - `transfer` (write): pretends to move `amount` to `to`;
 - `wipe` (destructive);
 - `crash`: exits the process, to test the gateway's restart with backoff;
@@ -28,6 +29,7 @@ import anyio
 import mcp_types as types
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
+from mcp.shared.exceptions import MCPError
 
 # `send_log_message` is deprecated from 2026-07-28 on; the gateway speaks 2025-06-18 upstream.
 warnings.simplefilter("ignore")
@@ -118,6 +120,8 @@ async def call_tool(ctx, params: types.CallToolRequestParams) -> types.CallToolR
         value = os.environ.get("UPSTREAM_API_KEY", "")
         return text("sha256:" + hashlib.sha256(value.encode()).hexdigest() if value else "no credential")
     if params.name == "echo":
+        if args.get("message") == "rpc-error":
+            raise MCPError(-32602, "echo refuses this message")
         return text(str(args.get("message", "")))
     if params.name == "transfer":
         return text(f"transferred {args.get('amount')} to {args.get('to')}")
