@@ -562,7 +562,7 @@ impl AuditStore for JournaledAuditStore {
 
 /// Moves queued rows into SQL in large transactions (letting each grow for up to
 /// `index_delay` unless a reader is waiting), retrying with backoff while the database
-/// cannot write, and empties the journal once it is fully indexed and large.
+/// cannot write, and starts the journal over once it is fully indexed and large.
 async fn index_loop(sql: SqlAuditStore, shared: Arc<Shared>) {
     let mut backoff = Duration::from_millis(50);
     let mut pending: Vec<AuditRow> = Vec::new();
