@@ -37,10 +37,11 @@
 //! The file is extended ahead of the writes, `prealloc_bytes` at a time, by writing zeros
 //! and syncing the new size once. A batch then overwrites blocks that already exist, and
 //! its `fdatasync` flushes data only: no size or block-map update to write as well, which
-//! on ext4 roughly halves the cost of each sync (the same reason databases zero-fill their
-//! write-ahead log). A full disk fails the extension, and so the batch, as before: the
-//! preallocated room still being empty, at most `prealloc_bytes` of records are written
-//! into it first.
+//! cut the cost of each sync by about a third on the ext4 volumes measured (the reason
+//! databases zero-fill their write-ahead log). The batch that crosses the end pays for
+//! the extension (a few milliseconds); once the file has wrapped it stops growing. On a
+//! full disk the extension fails, and so does that batch, as an append would: only the
+//! records that fit in room already zeroed (at most `prealloc_bytes`) are written first.
 //!
 //! # Frame format
 //!
