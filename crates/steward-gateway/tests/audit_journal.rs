@@ -41,12 +41,24 @@ async fn store(dir: &std::path::Path) -> Store {
 }
 
 async fn writer(store: &Store, journal: &std::path::Path, instance: &str) -> AuditWriter {
+    journaled_writer(store, journal, instance, JournalConfig::default())
+        .await
+        .1
+}
+
+/// A writer over a journal opened with `config`, and the journal itself.
+async fn journaled_writer(
+    store: &Store,
+    journal: &std::path::Path,
+    instance: &str,
+    config: JournalConfig,
+) -> (JournaledAuditStore, AuditWriter) {
     let sql = SqlAuditStore::new(store.clone(), instance);
-    let journaled = JournaledAuditStore::open(sql, journal, JournalConfig::default())
+    let journaled = JournaledAuditStore::open(sql, journal, config)
         .await
         .unwrap();
-    let dyn_store: Arc<dyn AuditStore> = Arc::new(journaled);
-    AuditWriter::start(
+    let dyn_store: Arc<dyn AuditStore> = Arc::new(journaled.clone());
+    let writer = AuditWriter::start(
         dyn_store,
         WriterConfig {
             instance_id: instance.to_owned(),
@@ -54,7 +66,8 @@ async fn writer(store: &Store, journal: &std::path::Path, instance: &str) -> Aud
         },
     )
     .await
-    .unwrap()
+    .unwrap();
+    (journaled, writer)
 }
 
 async fn rows(store: &Store, instance: &str) -> Vec<i64> {
@@ -186,26 +199,14 @@ async fn a_journal_that_does_not_continue_the_chain_is_refused() {
 async fn a_failing_index_fails_appends_closed_once_lag_is_exhausted_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let db = store(dir.path()).await;
-    let sql = SqlAuditStore::new(db.clone(), "gw-1");
     let config = JournalConfig {
         max_lag: 8,
         lag_timeout: std::time::Duration::from_millis(300),
         index_delay: std::time::Duration::from_millis(5),
         ..JournalConfig::default()
     };
-    let journaled = JournaledAuditStore::open(sql, &dir.path().join("audit.journal"), config)
-        .await
-        .unwrap();
-    let dyn_store: Arc<dyn AuditStore> = Arc::new(journaled.clone());
-    let writer = AuditWriter::start(
-        dyn_store,
-        WriterConfig {
-            instance_id: "gw-1".to_owned(),
-            ..WriterConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (journaled, writer) =
+        journaled_writer(&db, &dir.path().join("audit.journal"), "gw-1", config).await;
     writer.append(event(0), 0).await.unwrap();
     writer.settled().await.unwrap();
 
@@ -278,20 +279,7 @@ async fn a_journal_written_over_in_place_replays_only_what_the_index_lacks() {
         index_delay: std::time::Duration::from_millis(1),
         ..JournalConfig::default()
     };
-    let sql = SqlAuditStore::new(db.clone(), "gw-1");
-    let journaled = JournaledAuditStore::open(sql, &path, config.clone())
-        .await
-        .unwrap();
-    let dyn_store: Arc<dyn AuditStore> = Arc::new(journaled);
-    let first = AuditWriter::start(
-        dyn_store,
-        WriterConfig {
-            instance_id: "gw-1".to_owned(),
-            ..WriterConfig::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (_, first) = journaled_writer(&db, &path, "gw-1", config).await;
     for n in 0..40 {
         first.append(event(n), n as i64).await.unwrap();
         first.settled().await.unwrap();
