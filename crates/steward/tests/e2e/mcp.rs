@@ -1313,24 +1313,26 @@ fn upstream_progress_and_log_messages_are_relayed() {
         "{text}"
     );
 
-    // An agent that goes away mid-call: the call still runs to its end upstream and gets
-    // its outcome record.
-    let operation = "everything_http:trigger-long-running-operation";
-    let outcomes = || {
+    // The `outcome` of every outcome record of `operation`.
+    let outcomes = |operation: &str| -> Vec<Value> {
         let found = json(
             d.port,
             &d.admin,
             &["audit", "search", "--operation", operation],
         );
-        let count = found["items"]
+        found["items"]
             .as_array()
             .unwrap()
             .iter()
             .filter(|i| i["event"]["kind"] == "outcome")
-            .count();
-        (count, found)
+            .map(|i| i["event"]["outcome"].clone())
+            .collect()
     };
-    let (before, _) = outcomes();
+
+    // An agent that goes away mid-call: the call still runs to its end upstream and gets
+    // its outcome record.
+    let operation = "everything_http:trigger-long-running-operation";
+    let before = outcomes(operation).len();
     post_and_leave(
         d.port,
         &headers,
@@ -1340,13 +1342,13 @@ fn upstream_progress_and_log_messages_are_relayed() {
     );
     let start = Instant::now();
     loop {
-        let (count, found) = outcomes();
-        if count > before {
+        let found = outcomes(operation);
+        if found.len() > before {
             break;
         }
         assert!(
             start.elapsed() < Duration::from_secs(15),
-            "no outcome record for the abandoned call: {found}"
+            "no outcome record for the abandoned call: {found:?}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -1364,20 +1366,9 @@ fn upstream_progress_and_log_messages_are_relayed() {
     // Outcome records carry the sizes of the messages exchanged with the upstream (over
     // Streamable HTTP and over stdio).
     for operation in ["tools_http:chatty", "tools:chatty"] {
-        let found = json(
-            d.port,
-            &d.admin,
-            &["audit", "search", "--operation", operation],
-        );
-        let outcomes: Vec<&Value> = found["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|i| i["event"]["kind"] == "outcome")
-            .collect();
-        assert!(!outcomes.is_empty(), "{found}");
-        for record in outcomes {
-            let outcome = &record["event"]["outcome"];
+        let found = outcomes(operation);
+        assert!(!found.is_empty(), "{operation}: no outcome records");
+        for outcome in found {
             assert!(
                 outcome["bytes_in"].as_u64() > Some(40) && outcome["bytes_out"].as_u64() > Some(40),
                 "{operation}: {outcome}"
@@ -1398,19 +1389,11 @@ fn upstream_progress_and_log_messages_are_relayed() {
                 "name": tool, "arguments": {"message": "rpc-error"}}}),
         );
         assert_eq!(body["error"]["code"], -32602, "{tool}: {text}");
-        let found = json(
-            d.port,
-            &d.admin,
-            &["audit", "search", "--operation", operation],
-        );
-        let outcome = found["items"]
-            .as_array()
-            .unwrap()
+        let found = outcomes(operation);
+        let outcome = found
             .iter()
-            .filter(|i| i["event"]["kind"] == "outcome")
-            .map(|i| &i["event"]["outcome"])
             .find(|o| o["status"] == 502)
-            .unwrap_or_else(|| panic!("{operation}: no outcome for the RPC error: {found}"));
+            .unwrap_or_else(|| panic!("{operation}: no outcome for the RPC error: {found:?}"));
         assert!(
             outcome["bytes_in"].as_u64() > Some(40) && outcome["bytes_out"].as_u64() > Some(40),
             "{operation}: {outcome}"
@@ -1424,19 +1407,7 @@ fn upstream_progress_and_log_messages_are_relayed() {
          @approval(\"echo needs a human\")\n\
          forbid(principal, action == Action::\"tools_http:echo\", resource);\n",
     );
-    let echo_outcomes = || {
-        let found = json(
-            d.port,
-            &d.admin,
-            &["audit", "search", "--operation", "tools_http:echo"],
-        );
-        found["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|i| i["event"]["kind"] == "outcome")
-            .count()
-    };
+    let echo_outcomes = || outcomes("tools_http:echo").len();
     let before = echo_outcomes();
     let arguments = json!({"message": "held then abandoned"});
     post_and_leave(
