@@ -392,7 +392,9 @@ async fn proxy(
         traceparent: header_str(&parts.headers, "traceparent"),
         approval_id: header_str(&parts.headers, "steward-approval"),
         wait: prefer_wait(&parts.headers),
-        peer: parts.extensions.get::<crate::peer::PeerSocket>().cloned(),
+        hangup: crate::peer::Hangup::new(
+            parts.extensions.get::<crate::peer::PeerSocket>().cloned(),
+        ),
     };
 
     // Authorize and write the durable decision record.

@@ -14,6 +14,68 @@
 use std::sync::Arc;
 
 use tokio::io::Interest;
+use tokio::sync::watch;
+
+/// What tells a call held for a human that its agent went away: the agent's socket
+/// closing, or, for an answer streamed from a spawned task, that stream being dropped.
+/// The default never fires. Only the hold listens (see `pipeline`): once admitted, a call
+/// runs to its end whatever the agent does, so its outcome is recorded.
+#[derive(Debug, Clone, Default)]
+pub struct Hangup {
+    socket: Option<PeerSocket>,
+    stream: Option<Arc<watch::Sender<bool>>>,
+}
+
+/// Raised by whoever holds the agent's response stream when it is dropped.
+#[derive(Debug, Clone)]
+pub struct StreamClosed(Arc<watch::Sender<bool>>);
+
+impl StreamClosed {
+    /// The agent's response stream is gone.
+    pub fn raise(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl Hangup {
+    /// Watches the agent's socket, when the listener provided one.
+    pub fn new(socket: Option<PeerSocket>) -> Self {
+        Self {
+            socket,
+            stream: None,
+        }
+    }
+
+    /// Also fires when the returned handle is raised.
+    pub fn watch_stream(&mut self) -> StreamClosed {
+        let tx = Arc::new(watch::channel(false).0);
+        self.stream = Some(Arc::clone(&tx));
+        StreamClosed(tx)
+    }
+
+    /// Resolves once the agent is gone; pends forever when nothing says so.
+    pub async fn gone(&self) {
+        let socket = async {
+            match &self.socket {
+                Some(socket) => socket.gone().await,
+                None => std::future::pending().await,
+            }
+        };
+        let stream = async {
+            let Some(tx) = &self.stream else {
+                return std::future::pending().await;
+            };
+            let mut rx = tx.subscribe();
+            if rx.wait_for(|closed| *closed).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            () = socket => {}
+            () = stream => {}
+        }
+    }
+}
 
 /// A second handle on an agent's TCP connection, carried in the request's extensions.
 #[derive(Debug, Clone)]
@@ -79,6 +141,21 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), peer.gone())
             .await
             .expect("the hang-up was not noticed");
+    }
+
+    #[tokio::test]
+    async fn a_hangup_fires_on_a_raised_stream_and_never_by_default() {
+        let idle = Hangup::default();
+        let waited = tokio::time::timeout(Duration::from_millis(200), idle.gone()).await;
+        assert!(waited.is_err());
+        let mut hangup = Hangup::new(None);
+        let closed = hangup.watch_stream();
+        let waited = tokio::time::timeout(Duration::from_millis(200), hangup.gone()).await;
+        assert!(waited.is_err(), "fired before the stream closed");
+        closed.raise();
+        tokio::time::timeout(Duration::from_secs(1), hangup.gone())
+            .await
+            .expect("the closed stream was not noticed");
     }
 
     #[tokio::test]

@@ -75,9 +75,9 @@ pub struct CallMeta {
     pub approval_id: Option<String>,
     /// `Prefer: wait=N`.
     pub wait: Option<Duration>,
-    /// The agent's connection, watched while the call is held: a held call whose agent
-    /// hung up ends without running, whatever a human decides later.
-    pub peer: Option<crate::peer::PeerSocket>,
+    /// Watched while the call is held: a held call whose agent hung up ends without
+    /// running, whatever a human decides later.
+    pub hangup: crate::peer::Hangup,
 }
 
 /// A call that may proceed.
@@ -384,26 +384,22 @@ async fn approval_gate(
     let approval = requested.map_err(|e| e.to_problem().request_id(rid))?;
     if let Some(wait) = meta.wait {
         let wait = wait.min(Duration::from_millis(rt.settings.max_approval_wait_ms));
-        let decided = crate::approvals::wait_for_decision(rt, &approval.id, wait);
-        let decided = match &meta.peer {
-            Some(peer) => tokio::select! {
-                decided = decided => decided,
-                () = peer.gone() => {
-                    tracing::info!(
-                        request_id = %rid,
-                        approval_id = %approval.id,
-                        "the agent hung up while its call was held; the call was dropped"
-                    );
-                    return Err(Problem::new(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "client_closed_request",
-                        "The client went away while the call was held",
-                    )
-                    .with("approval_id", approval.id.clone())
-                    .request_id(rid));
-                }
-            },
-            None => decided.await,
+        let decided = tokio::select! {
+            decided = crate::approvals::wait_for_decision(rt, &approval.id, wait) => decided,
+            () = meta.hangup.gone() => {
+                tracing::info!(
+                    request_id = %rid,
+                    approval_id = %approval.id,
+                    "the agent hung up while its call was held; the call was dropped"
+                );
+                return Err(Problem::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "client_closed_request",
+                    "The client went away while the call was held",
+                )
+                .with("approval_id", approval.id.clone())
+                .request_id(rid));
+            }
         };
         if let Some(status) = decided {
             if status == "approved" {

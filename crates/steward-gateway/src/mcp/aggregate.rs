@@ -484,7 +484,7 @@ pub fn call_meta(
         approval_id: text("steward/approval", "steward-approval"),
         wait: (wait_secs > 0)
             .then(|| Duration::from_secs(wait_secs).min(Duration::from_millis(max_wait_ms))),
-        peer: None,
+        hangup: crate::peer::Hangup::default(),
     }
 }
 
@@ -590,11 +590,6 @@ pub async fn call_tool(
             return refusal(&problem, rid).map(|(text, meta)| tool_error(&text, meta));
         }
     };
-    if let Some(relay) = &relay {
-        relay
-            .admitted
-            .store(true, std::sync::atomic::Ordering::Release);
-    }
     let upstream = (
         state.as_ref(),
         "tools/call",

@@ -804,7 +804,7 @@ async fn tools_call(
         aggregate::default_wait_secs(&rt, &tool_name),
         rt.settings.max_approval_wait_ms,
     );
-    meta.peer = peer;
+    meta.hangup = crate::peer::Hangup::new(peer);
     let progress_token = params
         .get("_meta")
         .and_then(|m| m.get("progressToken"))
@@ -844,12 +844,13 @@ async fn tools_call(
     // Notifications may come: run the call, answer with JSON if the result comes first,
     // switch to an event stream at the first thing to say before it.
     let (note_tx, mut notes) = tokio::sync::mpsc::channel::<Note>(64);
-    let admitted = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let relay = NoteRelay {
         tx: note_tx,
         progress: progress_token.is_some(),
-        admitted: Arc::clone(&admitted),
     };
+    // The answer is streamed from a spawned task that outlives the agent's connection; a
+    // hold listens for that stream being dropped too.
+    let stream_closed = meta.hangup.watch_stream();
     let mut shaper = NoteShaper::new(progress_token, log_floor);
     // Hold ticks only for a call that may wait for a human.
     let mut interval = if meta.wait.is_some() {
@@ -868,14 +869,11 @@ async fn tools_call(
         Step::Event(event) => event,
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(16);
-    let held_rid = rid.clone();
     tokio::spawn(async move {
-        // An admitted call is always driven to its end, so a call that reached the
-        // upstream gets its outcome record even when the agent stops reading or goes away.
-        // A call still held for a human is dropped when its agent goes away: approving it
-        // later must not run a call nobody is waiting for (the approval stays usable by a
-        // retry). Notifications never wait for a slow agent: when its stream is full they
-        // are dropped.
+        // The call is always driven to its end, so a call that reached the upstream gets
+        // its outcome record even when the agent stops reading or goes away; a call still
+        // held for a human ends there, refused, once told the stream is gone. Notifications
+        // never wait for a slow agent: when its stream is full they are dropped.
         let mut open = true;
         let mut offer = |tx: &tokio::sync::mpsc::Sender<_>, event: &Value| {
             if open
@@ -894,15 +892,8 @@ async fn tools_call(
                     Step::Done(result) => break result,
                 },
                 () = tx.closed(), if watch_agent => {
-                    if admitted.load(std::sync::atomic::Ordering::Acquire) {
-                        watch_agent = false;
-                    } else {
-                        tracing::info!(
-                            request_id = %held_rid,
-                            "the agent left while its call was held; the call was dropped"
-                        );
-                        return;
-                    }
+                    watch_agent = false;
+                    stream_closed.raise();
                 }
             }
         };

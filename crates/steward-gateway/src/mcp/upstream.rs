@@ -99,10 +99,6 @@ pub struct NoteRelay {
     pub tx: tokio::sync::mpsc::Sender<Note>,
     /// Ask the upstream for progress: a progress token is attached to the request.
     pub progress: bool,
-    /// Set once the call is admitted (allowed, or approved after a hold) and goes to the
-    /// upstream. Before that, a call whose agent went away may be dropped; after it, the
-    /// call runs to its end so its outcome is recorded.
-    pub admitted: Arc<AtomicBool>,
 }
 
 impl NoteRelay {
