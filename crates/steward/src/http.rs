@@ -2,6 +2,7 @@
 //! and drains in-flight requests on SIGINT/SIGTERM within a grace period.
 
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -166,23 +167,18 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                // A second handle on the socket, for calls held for a human to notice a
-                // hang-up (see `steward_gateway::peer`).
-                let (stream, watch) = match stream.into_std().map(|s| {
-                    let watch = s.try_clone().ok().map(PeerSocket::new);
-                    (tokio::net::TcpStream::from_std(s), watch)
-                }) {
-                    Ok((Ok(stream), watch)) => (stream, watch),
-                    Ok((Err(e), _)) | Err(e) => {
-                        tracing::warn!(error = %e, %peer, "could not register the connection");
-                        continue;
-                    }
-                };
                 let app = app.clone();
                 let builder = Arc::clone(&builder);
                 let acceptor = acceptor.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
+                    // A second descriptor for the socket (one `dup`), for calls held for a
+                    // human to notice a hang-up (see `steward_gateway::peer`).
+                    let watch = stream
+                        .as_fd()
+                        .try_clone_to_owned()
+                        .ok()
+                        .map(|fd| PeerSocket::new(std::net::TcpStream::from(fd)));
                     let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                         req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
                         if let Some(watch) = &watch {
