@@ -269,6 +269,28 @@ fn truncate(text: &str, max: usize) -> String {
     text.chars().take(max).collect()
 }
 
+/// The wire form of a request, serialized straight from borrowed parts (no `Value` tree
+/// is built, and the parameters are not copied).
+pub fn request_bytes(
+    id: i64,
+    method: &str,
+    params: &Map<String, Value>,
+) -> Result<Vec<u8>, serde_json::Error> {
+    #[derive(serde::Serialize)]
+    struct Request<'a> {
+        jsonrpc: &'static str,
+        id: i64,
+        method: &'a str,
+        params: &'a Map<String, Value>,
+    }
+    serde_json::to_vec(&Request {
+        jsonrpc: "2.0",
+        id,
+        method,
+        params,
+    })
+}
+
 impl Message {
     /// The message as JSON.
     pub fn to_json(&self) -> Value {
@@ -413,5 +435,20 @@ mod tests {
             let m = parse(text.as_bytes()).unwrap();
             assert_eq!(from_value(m.to_json()).unwrap(), m);
         }
+    }
+
+    #[test]
+    fn request_bytes_are_the_request_message() {
+        let params = json!({"name": "a__b", "arguments": {"n": 1, "s": "é\"x"}});
+        let Value::Object(params) = params else {
+            unreachable!()
+        };
+        let bytes = request_bytes(9, "tools/call", &params).unwrap();
+        let expected = Message::Request {
+            id: Id::Number(9),
+            method: "tools/call".into(),
+            params,
+        };
+        assert_eq!(parse(&bytes).unwrap(), expected);
     }
 }

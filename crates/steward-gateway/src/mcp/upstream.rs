@@ -113,17 +113,25 @@ fn progress_token(id: i64) -> String {
     format!("steward-{id}")
 }
 
-/// `params` with `_meta.progressToken` set to `token`.
-fn with_progress_token(params: Value, token: &str) -> Map<String, Value> {
-    let mut map = params_map(params);
-    let meta = map.entry("_meta").or_insert_with(|| json!({}));
+/// Sets `_meta.progressToken` of `params` to `token`.
+fn set_progress_token(params: &mut Map<String, Value>, token: &str) {
+    let meta = params.entry("_meta").or_insert_with(|| json!({}));
     if !meta.is_object() {
         *meta = json!({});
     }
     if let Some(meta) = meta.as_object_mut() {
         meta.insert("progressToken".into(), Value::String(token.to_owned()));
     }
-    map
+}
+
+/// The wire bytes of request `id`.
+fn encode_request(
+    id: i64,
+    method: &str,
+    params: &Map<String, Value>,
+) -> Result<Vec<u8>, UpstreamError> {
+    jsonrpc::request_bytes(id, method, params)
+        .map_err(|e| UpstreamError::Protocol(format!("request: {e}")))
 }
 
 fn progress_token_of(params: &Map<String, Value>) -> Option<&str> {
@@ -298,7 +306,11 @@ impl Drop for ProgressRoute<'_> {
 impl StdioConn {
     /// Writes one message as a line; returns its length.
     async fn send(&self, message: &Value) -> Result<usize, UpstreamError> {
-        let mut line = message.to_string().into_bytes();
+        self.send_line(message.to_string().into_bytes()).await
+    }
+
+    /// Writes one message (`line`, without its newline).
+    async fn send_line(&self, mut line: Vec<u8>) -> Result<usize, UpstreamError> {
         line.push(b'\n');
         let mut stdin = self.stdin.lock().await;
         stdin
@@ -326,22 +338,15 @@ impl StdioConn {
             conn: self,
             token: None,
         };
-        let params = match relay.filter(|r| r.progress) {
-            Some(relay) => {
-                let token = progress_token(id);
-                lock(&self.progress).insert(token.clone(), relay.clone());
-                let params = with_progress_token(params, &token);
-                route.token = Some(token);
-                params
-            }
-            None => params_map(params),
-        };
-        let msg = Message::Request {
-            id: Id::Number(id),
-            method: method.to_owned(),
-            params,
-        };
-        let sent = match self.send(&msg.to_json()).await {
+        let mut params = params_map(params);
+        if let Some(relay) = relay.filter(|r| r.progress) {
+            let token = progress_token(id);
+            lock(&self.progress).insert(token.clone(), relay.clone());
+            set_progress_token(&mut params, &token);
+            route.token = Some(token);
+        }
+        let sent = match async { self.send_line(encode_request(id, method, &params)?).await }.await
+        {
             Ok(sent) => sent,
             Err(e) => {
                 lock(&self.pending).remove(&id);
@@ -703,20 +708,16 @@ impl HttpConn {
         timeout: Duration,
         relay: Option<&NoteRelay>,
     ) -> Result<(Value, Wire), UpstreamError> {
+        let mut params = params_map(params);
         for _attempt in 0..2 {
             self.ensure_initialized(timeout).await?;
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             let token = relay.filter(|r| r.progress).map(|_| progress_token(id));
-            let msg = Message::Request {
-                id: Id::Number(id),
-                method: method.to_owned(),
-                params: match &token {
-                    Some(token) => with_progress_token(params.clone(), token),
-                    None => params_map(params.clone()),
-                },
-            };
+            if let Some(token) = &token {
+                set_progress_token(&mut params, token);
+            }
             let relay = relay.map(|r| (r, token.as_deref()));
-            let body = Bytes::from(msg.to_json().to_string());
+            let body = Bytes::from(encode_request(id, method, &params)?);
             let sent = body.len();
             match tokio::time::timeout(timeout, self.post(body, Some(id), relay)).await {
                 Err(_) => return Err(UpstreamError::Timeout),
