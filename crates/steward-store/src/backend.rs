@@ -101,15 +101,25 @@ impl Store {
                     if backend == Backend::Sqlite {
                         // INVARIANT: every SQLite connection runs WAL with FULL sync so a
                         // committed audit record survives power loss.
+                        // First: it only takes effect on a file with no pages yet (a new
+                        // database), before WAL mode writes the header.
+                        conn.execute(sqlx::AssertSqlSafe(format!(
+                            "PRAGMA page_size={}",
+                            crate::audit_index::PAGE_SIZE
+                        )))
+                        .await?;
                         conn.execute("PRAGMA journal_mode=WAL").await?;
                         conn.execute("PRAGMA synchronous=FULL").await?;
                         conn.execute("PRAGMA busy_timeout=10000").await?;
                         // 16 MiB of page cache per connection (SQLite's default is 2 MiB):
                         // the audit index reads back fewer pages while it grows.
                         conn.execute("PRAGMA cache_size=-16384").await?;
+                        let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+                            .fetch_one(&mut *conn)
+                            .await?;
                         conn.execute(sqlx::AssertSqlSafe(format!(
                             "PRAGMA wal_autocheckpoint={}",
-                            crate::audit_index::WAL_AUTOCHECKPOINT_PAGES
+                            crate::audit_index::wal_autocheckpoint_pages(page_size)
                         )))
                         .await?;
                         conn.execute("PRAGMA foreign_keys=ON").await?;

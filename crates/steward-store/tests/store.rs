@@ -48,10 +48,17 @@ async fn postgres_store() -> Option<Store> {
             .unwrap()
             .as_nanos()
     );
-    admin
+    // PostgreSQL refuses concurrent CREATE DATABASE from the same template ("source
+    // database is being accessed by other users"); tests run in parallel, so retry briefly.
+    let mut attempt = 0;
+    while let Err(e) = admin
         .raw_execute(&format!("CREATE DATABASE {name}"))
         .await
-        .expect("create database");
+    {
+        attempt += 1;
+        assert!(attempt < 20, "create database: {e}");
+        tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+    }
     admin.close().await;
     let url = match base.rsplit_once('/') {
         Some((prefix, _db)) => format!("{prefix}/{name}"),
@@ -377,6 +384,36 @@ async fn sqlite_runs_wal_with_full_sync() {
     assert_eq!(store.pragma("journal_mode").await.unwrap(), "wal");
     // FULL is 2.
     assert_eq!(store.pragma("synchronous").await.unwrap(), "2");
+    // A new file gets 32 KiB pages, and checkpoints every 16 MiB of WAL in them.
+    assert_eq!(store.pragma("page_size").await.unwrap(), "32768");
+    assert_eq!(store.pragma("wal_autocheckpoint").await.unwrap(), "512");
+}
+
+#[tokio::test]
+async fn an_existing_database_keeps_its_page_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steward.db");
+    {
+        // A file created before the page size changed: 4 KiB pages, already in WAL mode.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "page_size", 4096).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.execute_batch("CREATE TABLE before_upgrade (x INTEGER)")
+            .unwrap();
+    }
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let store = Store::open(&url).await.unwrap();
+    assert_eq!(store.pragma("page_size").await.unwrap(), "4096");
+    // The checkpoint interval is the same 16 MiB, in that file's pages.
+    assert_eq!(store.pragma("wal_autocheckpoint").await.unwrap(), "4096");
+    // And the bulk audit index writes to it.
+    let mut index = store.sqlite_audit_index().unwrap();
+    let rows = audit_rows("gw-1", 0..=2);
+    tokio::task::spawn_blocking(move || index.append(&rows))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.audit_head("gw-1").await.unwrap().unwrap().seq, 2);
 }
 
 /// Bulk import, batched compare-and-swap re-wrap, paging and the internal-key CAS writes

@@ -666,18 +666,25 @@ fn fresh_postgres_db() -> Option<String> {
         .map(|(s, _)| s.to_owned())
         .unwrap_or(base.clone());
     let name = format!("steward_e2e_{}_{}", std::process::id(), free_port());
-    let created = Command::new("psql")
-        .args([
-            &format!("{server}/postgres"),
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-qc",
-            &format!("CREATE DATABASE {name}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    // PostgreSQL refuses concurrent CREATE DATABASE from the same template, and tests run
+    // in parallel: a few attempts before calling the server unreachable.
+    let created = (0..10).any(|attempt| {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(100 * attempt));
+        }
+        Command::new("psql")
+            .args([
+                &format!("{server}/postgres"),
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-qc",
+                &format!("CREATE DATABASE {name}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
     if !created {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
