@@ -169,7 +169,17 @@ async fn steward_round(
         queue_capacity: 8192,
         instance_id: "gw-bench".to_owned(),
     };
-    let Ok(writer) = AuditWriter::start(audit_store, config).await else {
+    // As `steward serve` starts it: the journal's writer on its own thread.
+    let writer = match kind {
+        Path::Journal => {
+            let Ok(spawn) = steward_gateway::audit_journal::spawn_writer_thread() else {
+                return 0.0;
+            };
+            AuditWriter::start_with(audit_store, config, spawn).await
+        }
+        Path::Sql => AuditWriter::start(audit_store, config).await,
+    };
+    let Ok(writer) = writer else {
         return 0.0;
     };
     let start = Instant::now();

@@ -71,6 +71,27 @@ pub enum EventKind {
     Other(String),
 }
 
+impl EventKind {
+    /// The serialized name (`decision`, `admin_mutation`, ...; an unknown kind as written).
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Decision => "decision",
+            Self::Outcome => "outcome",
+            Self::AdminMutation => "admin_mutation",
+            Self::SecretUse => "secret_use",
+            Self::SecretRotation => "secret_rotation",
+            Self::ApprovalRequested => "approval_requested",
+            Self::ApprovalDecision => "approval_decision",
+            Self::Suspension => "suspension",
+            Self::Reinstatement => "reinstatement",
+            Self::Alert => "alert",
+            Self::TokenIssued => "token_issued",
+            Self::Lease => "lease",
+            Self::Other(name) => name,
+        }
+    }
+}
+
 /// Who acted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -440,6 +461,30 @@ pub mod hex32 {
 
 #[cfg(test)]
 pub(crate) mod tests {
+
+    #[test]
+    fn kind_names_are_the_serialized_names() {
+        let kinds = [
+            EventKind::Decision,
+            EventKind::Outcome,
+            EventKind::AdminMutation,
+            EventKind::SecretUse,
+            EventKind::SecretRotation,
+            EventKind::ApprovalRequested,
+            EventKind::ApprovalDecision,
+            EventKind::Suspension,
+            EventKind::Reinstatement,
+            EventKind::Alert,
+            EventKind::TokenIssued,
+            EventKind::Lease,
+            EventKind::Other("custom_kind".to_owned()),
+        ];
+        for kind in kinds {
+            let serialized = serde_json::to_value(&kind).unwrap();
+            assert_eq!(serialized.as_str(), Some(kind.name()), "{kind:?}");
+        }
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -88,18 +88,19 @@ pub trait AuditStore: Send + Sync {
         records: &'a [AuditRecord],
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
-    /// Like [`AuditStore::append_batch`], with each event's canonical bytes
-    /// ([`crate::event::canonical_event_bytes`], the event's JSON form) already serialized
-    /// by the writer for the hash, so a store can persist them without serializing the
-    /// event a second time. `event_bytes[i]` belongs to `records[i]`. The default ignores
-    /// them.
-    fn append_batch_encoded<'a>(
-        &'a self,
-        records: &'a [AuditRecord],
-        event_bytes: &'a [Vec<u8>],
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let _ = event_bytes;
-        self.append_batch(records)
+    /// Like [`AuditStore::append_batch`], taking the records by value with each event's
+    /// canonical bytes ([`crate::event::canonical_event_bytes`], the event's JSON form)
+    /// already serialized by the writer for the hash: a store can persist those bytes
+    /// without serializing the event again, and keep the records (for an index written
+    /// later, on another thread) without copying them. The default ignores the bytes.
+    fn append_batch_encoded(
+        &self,
+        batch: Vec<EncodedRecord>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let records: Vec<AuditRecord> = batch.into_iter().map(|e| e.record).collect();
+            self.append_batch(&records).await
+        })
     }
 
     /// The current durable head. Stores may persist the frontier with each batch, or
@@ -112,6 +113,16 @@ pub trait AuditStore: Send + Sync {
     fn settle(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async { Ok(()) })
     }
+}
+
+/// A record as the writer hands it to [`AuditStore::append_batch_encoded`]: with its
+/// event's canonical bytes, the bytes its hash covers.
+#[derive(Debug, Clone)]
+pub struct EncodedRecord {
+    /// The record.
+    pub record: AuditRecord,
+    /// [`crate::event::canonical_event_bytes`] of `record.event`.
+    pub event_bytes: Vec<u8>,
 }
 
 /// Writer tuning.
@@ -210,11 +221,34 @@ impl AuditWriter {
         store: Arc<dyn AuditStore>,
         config: WriterConfig,
     ) -> Result<Self, AuditError> {
+        Self::start_with(store, config, |task| {
+            tokio::spawn(task);
+        })
+        .await
+    }
+
+    /// Like [`AuditWriter::start`], but hands the writer task to `spawn`, which decides
+    /// where it runs (the server gives the journal's writer a thread of its own, so that a
+    /// batch goes from the queue to the disk without crossing threads).
+    ///
+    /// If `spawn` drops the task instead of running it, every append fails with
+    /// [`AuditError::WriterClosed`] (fail closed).
+    pub async fn start_with(
+        store: Arc<dyn AuditStore>,
+        config: WriterConfig,
+        spawn: impl FnOnce(BoxFuture<'static, ()>),
+    ) -> Result<Self, AuditError> {
         let state = store.head().await?;
         let (head_tx, head_rx) = watch::channel(WriterHead::of(&state));
         let (sender, receiver) = mpsc::channel(config.queue_capacity.max(1));
         let instance_id: Arc<str> = Arc::from(config.instance_id.as_str());
-        tokio::spawn(run(Arc::clone(&store), receiver, config, state, head_tx));
+        spawn(Box::pin(run(
+            Arc::clone(&store),
+            receiver,
+            config,
+            state,
+            head_tx,
+        )));
         Ok(Self {
             sender,
             head: head_rx,
@@ -300,44 +334,42 @@ async fn run(
         let mut prev = state.chain_head;
         let mut records = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
-        let mut encoded = Vec::with_capacity(batch.len());
         for request in batch.drain(..) {
             let seq = frontier.size();
             let hash = hash_with_event_bytes(seq, request.time_ms, &prev, &request.event_bytes);
-            records.push(AuditRecord {
-                seq,
-                time_ms: request.time_ms,
-                prev_hash: prev,
-                hash,
-                event: request.event,
+            records.push(EncodedRecord {
+                record: AuditRecord {
+                    seq,
+                    time_ms: request.time_ms,
+                    prev_hash: prev,
+                    hash,
+                    event: request.event,
+                },
+                event_bytes: request.event_bytes,
             });
             prev = hash;
             frontier.append(&hash);
-            replies.push(request.reply);
-            encoded.push(request.event_bytes);
+            replies.push((request.reply, AppendReceipt { seq, hash }));
         }
         if records.is_empty() {
             continue;
         }
 
-        match store.append_batch_encoded(&records, &encoded).await {
+        match store.append_batch_encoded(records).await {
             Ok(()) => {
                 state = StoreHead {
                     chain_head: prev,
                     frontier,
                 };
                 head_tx.send_replace(WriterHead::of(&state));
-                for (record, reply) in records.iter().zip(replies) {
-                    let _ = reply.send(Ok(AppendReceipt {
-                        seq: record.seq,
-                        hash: record.hash,
-                    }));
+                for (reply, receipt) in replies {
+                    let _ = reply.send(Ok(receipt));
                 }
             }
             Err(err) => {
                 // INVARIANT: the head does not advance on failure, so no sequence gap.
                 resync = true;
-                for reply in replies {
+                for (reply, _) in replies {
                     let _ = reply.send(Err(AuditError::Store(err.clone())));
                 }
             }

@@ -11,8 +11,8 @@
 
 use serde::{Deserialize, Serialize};
 use steward_audit::{
-    AuditRecord, AuditStore, BoxFuture, Checkpoint, Hash, LogVerifier, MerkleFrontier,
-    StoreError as AuditStoreError, StoreHead, VerifyReport,
+    AuditRecord, AuditStore, BoxFuture, Checkpoint, EncodedRecord, Hash, LogVerifier,
+    MerkleFrontier, StoreError as AuditStoreError, StoreHead, VerifyReport,
 };
 use steward_store::Store;
 use steward_store::models::AuditRow;
@@ -44,13 +44,6 @@ impl SqlAuditStore {
     }
 }
 
-fn kind_name(r: &AuditRecord) -> Result<String, serde_json::Error> {
-    Ok(serde_json::to_value(&r.event.kind)?
-        .as_str()
-        .unwrap_or_default()
-        .to_owned())
-}
-
 /// Converts a record to its row form.
 pub fn to_row(instance_id: &str, r: &AuditRecord) -> Result<AuditRow, serde_json::Error> {
     let event = serde_json::to_string(&r.event)?;
@@ -70,13 +63,49 @@ pub(crate) fn to_row_with_event(
         time_ms: r.time_ms,
         prev_hash: r.prev_hash.to_vec(),
         hash: r.hash.to_vec(),
-        kind: kind_name(r)?,
+        kind: r.event.kind.name().to_owned(),
         actor_id: Some(r.event.actor.id.clone()),
         operation: r.event.operation.clone(),
         decision: r.event.decision.map(|d| d.as_str().to_owned()),
         request_id: r.event.request_id.clone(),
         event,
     })
+}
+
+/// Converts a record the writer handed over, with its canonical event bytes, to its row
+/// form, moving the bytes and fields instead of copying them.
+pub(crate) fn encoded_row(instance_id: &str, encoded: EncodedRecord) -> AuditRow {
+    let EncodedRecord {
+        record,
+        event_bytes,
+    } = encoded;
+    // Canonical bytes are serde_json output, which is UTF-8. Were they not, the row keeps
+    // a lossy copy, whose hash then fails verification: flagged, never silently changed.
+    let event = String::from_utf8(event_bytes).unwrap_or_else(|e| {
+        tracing::error!(seq = record.seq, "audit event bytes are not UTF-8");
+        String::from_utf8_lossy(e.as_bytes()).into_owned()
+    });
+    let kind = record.event.kind.name().to_owned();
+    let decision = record.event.decision.map(|d| d.as_str().to_owned());
+    let steward_audit::AuditEvent {
+        actor,
+        operation,
+        request_id,
+        ..
+    } = record.event;
+    AuditRow {
+        instance_id: instance_id.to_owned(),
+        seq: i64::try_from(record.seq).unwrap_or(i64::MAX),
+        time_ms: record.time_ms,
+        prev_hash: record.prev_hash.to_vec(),
+        hash: record.hash.to_vec(),
+        kind,
+        actor_id: Some(actor.id),
+        operation,
+        decision,
+        request_id,
+        event,
+    }
 }
 
 /// Converts a stored row back to a record.
@@ -114,22 +143,17 @@ impl AuditStore for SqlAuditStore {
         })
     }
 
-    fn append_batch_encoded<'a>(
-        &'a self,
-        records: &'a [AuditRecord],
-        event_bytes: &'a [Vec<u8>],
-    ) -> BoxFuture<'a, Result<(), AuditStoreError>> {
+    fn append_batch_encoded(
+        &self,
+        batch: Vec<EncodedRecord>,
+    ) -> BoxFuture<'_, Result<(), AuditStoreError>> {
         Box::pin(async move {
-            if event_bytes.len() != records.len() {
-                return Err(AuditStoreError::new("event bytes do not match the batch"));
-            }
             // The canonical event bytes are the event's JSON form: store them as they were
             // hashed instead of serializing the event again.
-            let mut rows = Vec::with_capacity(records.len());
-            for (r, bytes) in records.iter().zip(event_bytes) {
-                let event = std::str::from_utf8(bytes).map_err(store_err)?.to_owned();
-                rows.push(to_row_with_event(&self.instance_id, r, event).map_err(store_err)?);
-            }
+            let rows: Vec<AuditRow> = batch
+                .into_iter()
+                .map(|e| encoded_row(&self.instance_id, e))
+                .collect();
             self.store.audit_append(&rows).await.map_err(store_err)
         })
     }

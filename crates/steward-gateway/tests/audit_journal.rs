@@ -16,7 +16,9 @@ use std::sync::Arc;
 use steward_audit::{
     Actor, ActorKind, AuditEvent, AuditStore, AuditWriter, Decision, EventKind, WriterConfig,
 };
-use steward_gateway::audit_journal::{JournalConfig, JournalError, JournaledAuditStore};
+use steward_gateway::audit_journal::{
+    JournalConfig, JournalError, JournaledAuditStore, spawn_writer_thread,
+};
 use steward_gateway::audit_sink::{SqlAuditStore, verify_chain};
 use steward_store::Store;
 
@@ -58,16 +60,26 @@ async fn journaled_writer(
         .await
         .unwrap();
     let dyn_store: Arc<dyn AuditStore> = Arc::new(journaled.clone());
-    let writer = AuditWriter::start(
+    // As `steward serve` runs it: the writer on its own thread, writing in place.
+    let writer = AuditWriter::start_with(
         dyn_store,
         WriterConfig {
             instance_id: instance.to_owned(),
             ..WriterConfig::default()
         },
+        spawn_writer_thread().unwrap(),
     )
     .await
     .unwrap();
     (journaled, writer)
+}
+
+fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .collect()
 }
 
 async fn rows(store: &Store, instance: &str) -> Vec<i64> {
@@ -100,6 +112,94 @@ async fn settled_appends_are_indexed_and_the_chain_verifies() {
     let report = verify_chain(&db, "gw-1", &[]).await.unwrap();
     assert!(report.is_ok(), "{report}");
     assert_eq!(writer.head().tree_size, 200);
+    assert!(thread_names().iter().any(|n| n == "steward-audit"));
+}
+
+/// The same journal with the writer task on the caller's multi-threaded runtime: writes
+/// go through the blocking pool, with the same result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_on_a_shared_runtime_writes_through_the_blocking_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = store(dir.path()).await;
+    let sql = SqlAuditStore::new(db.clone(), "gw-1");
+    let journaled = JournaledAuditStore::open(
+        sql,
+        &dir.path().join("audit.journal"),
+        JournalConfig::default(),
+    )
+    .await
+    .unwrap();
+    let writer = AuditWriter::start(
+        Arc::new(journaled),
+        WriterConfig {
+            instance_id: "gw-1".to_owned(),
+            ..WriterConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let tasks: Vec<_> = (0..100u64)
+        .map(|n| {
+            let writer = writer.clone();
+            tokio::spawn(async move { writer.append(event(n), n as i64).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    writer.settled().await.unwrap();
+    assert_eq!(rows(&db, "gw-1").await, (0..100).collect::<Vec<_>>());
+    let report = verify_chain(&db, "gw-1", &[]).await.unwrap();
+    assert!(report.is_ok(), "{report}");
+}
+
+/// Records reach the index field for field: the columns the search filters on come from
+/// the event, and the stored event is exactly the bytes the hash covers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexed_rows_carry_the_event_columns_and_hashed_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = store(dir.path()).await;
+    let writer = writer(&db, &dir.path().join("audit.journal"), "gw-1").await;
+    let mut outcome = event(7);
+    outcome.kind = EventKind::Outcome;
+    outcome.decision = None;
+    outcome.operation = None;
+    writer.append(event(3), 1_000).await.unwrap();
+    writer.append(outcome.clone(), 2_000).await.unwrap();
+    writer.settled().await.unwrap();
+    let stored = db.audit_range("gw-1", 0, 10).await.unwrap();
+    assert_eq!(stored.len(), 2);
+    let (first, second) = (&stored[0], &stored[1]);
+    assert_eq!(
+        (
+            first.kind.as_str(),
+            first.actor_id.as_deref(),
+            first.operation.as_deref()
+        ),
+        ("decision", Some("idn_3"), Some("github:issues.create"))
+    );
+    assert_eq!(
+        (
+            first.decision.as_deref(),
+            first.request_id.as_deref(),
+            first.time_ms
+        ),
+        (Some("allow"), Some("req_3"), 1_000)
+    );
+    assert_eq!(
+        (
+            second.kind.as_str(),
+            second.operation.as_deref(),
+            second.decision.as_deref()
+        ),
+        ("outcome", None, None)
+    );
+    assert_eq!(second.prev_hash, first.hash);
+    outcome.instance_id = "gw-1".to_owned();
+    assert_eq!(
+        second.event.as_bytes(),
+        steward_audit::canonical_event_bytes(&outcome).unwrap()
+    );
 }
 
 /// Writes a journal the way a process that crashed before indexing would have left it:

@@ -51,10 +51,7 @@ async fn postgres_store() -> Option<Store> {
     // PostgreSQL refuses concurrent CREATE DATABASE from the same template ("source
     // database is being accessed by other users"); tests run in parallel, so retry briefly.
     let mut attempt = 0;
-    while let Err(e) = admin
-        .raw_execute(&format!("CREATE DATABASE {name}"))
-        .await
-    {
+    while let Err(e) = admin.raw_execute(&format!("CREATE DATABASE {name}")).await {
         attempt += 1;
         assert!(attempt < 20, "create database: {e}");
         tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;

@@ -278,16 +278,21 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     } else {
         Arc::new(sql_audit)
     };
-    let audit = steward_audit::AuditWriter::start(
-        audit_store,
-        steward_audit::WriterConfig {
-            batch_window: opts.audit_batch_window,
-            max_batch: 256,
-            queue_capacity: 8192,
-            instance_id: instance_id.clone(),
-        },
-    )
-    .await
+    let writer_config = steward_audit::WriterConfig {
+        batch_window: opts.audit_batch_window,
+        max_batch: 256,
+        queue_capacity: 8192,
+        instance_id: instance_id.clone(),
+    };
+    // The journal's writer gets its own thread (see `spawn_writer_thread`); the SQL store
+    // stays on the main runtime, where its connection pool lives.
+    let audit = if journal {
+        let spawn = steward_gateway::audit_journal::spawn_writer_thread()
+            .map_err(|e| anyhow!("audit writer thread: {e}"))?;
+        steward_audit::AuditWriter::start_with(audit_store, writer_config, spawn).await
+    } else {
+        steward_audit::AuditWriter::start(audit_store, writer_config).await
+    }
     .map_err(|e| anyhow!("audit log: {e}"))?;
     let (notify_tx, notify_rx) = tokio::sync::mpsc::channel(1024);
     let (monitor_tx, monitor_rx) = tokio::sync::mpsc::channel(1024);
