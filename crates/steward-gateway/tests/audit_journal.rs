@@ -92,13 +92,10 @@ async fn rows(store: &Store, instance: &str) -> Vec<i64> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn settled_appends_are_indexed_and_the_chain_verifies() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = store(dir.path()).await;
-    let journal = dir.path().join("audit.journal");
-    let writer = writer(&db, &journal, "gw-1").await;
-    let tasks: Vec<_> = (0..200u64)
+/// Appends records `0..count` from concurrent tasks, then checks that once settled the
+/// index holds every one of them and the chain verifies.
+async fn append_concurrently_and_check(writer: &AuditWriter, db: &Store, count: u64) {
+    let tasks: Vec<_> = (0..count)
         .map(|n| {
             let writer = writer.clone();
             tokio::spawn(async move { writer.append(event(n), n as i64).await })
@@ -108,9 +105,19 @@ async fn settled_appends_are_indexed_and_the_chain_verifies() {
         task.await.unwrap().unwrap();
     }
     writer.settled().await.unwrap();
-    assert_eq!(rows(&db, "gw-1").await, (0..200).collect::<Vec<_>>());
-    let report = verify_chain(&db, "gw-1", &[]).await.unwrap();
+    let expected: Vec<i64> = (0..count as i64).collect();
+    assert_eq!(rows(db, "gw-1").await, expected);
+    let report = verify_chain(db, "gw-1", &[]).await.unwrap();
     assert!(report.is_ok(), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settled_appends_are_indexed_and_the_chain_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = store(dir.path()).await;
+    let journal = dir.path().join("audit.journal");
+    let writer = writer(&db, &journal, "gw-1").await;
+    append_concurrently_and_check(&writer, &db, 200).await;
     assert_eq!(writer.head().tree_size, 200);
     assert!(thread_names().iter().any(|n| n == "steward-audit"));
 }
@@ -138,19 +145,7 @@ async fn a_writer_on_a_shared_runtime_writes_through_the_blocking_pool() {
     )
     .await
     .unwrap();
-    let tasks: Vec<_> = (0..100u64)
-        .map(|n| {
-            let writer = writer.clone();
-            tokio::spawn(async move { writer.append(event(n), n as i64).await })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap().unwrap();
-    }
-    writer.settled().await.unwrap();
-    assert_eq!(rows(&db, "gw-1").await, (0..100).collect::<Vec<_>>());
-    let report = verify_chain(&db, "gw-1", &[]).await.unwrap();
-    assert!(report.is_ok(), "{report}");
+    append_concurrently_and_check(&writer, &db, 100).await;
 }
 
 /// Records reach the index field for field: the columns the search filters on come from
