@@ -46,30 +46,14 @@ impl SqlAuditStore {
 
 /// Converts a record to its row form.
 pub fn to_row(instance_id: &str, r: &AuditRecord) -> Result<AuditRow, serde_json::Error> {
-    let event = serde_json::to_string(&r.event)?;
-    to_row_with_event(instance_id, r, event)
-}
-
-/// Converts a record to its row form with the event JSON already serialized (the
-/// canonical event bytes the writer hashed).
-pub(crate) fn to_row_with_event(
-    instance_id: &str,
-    r: &AuditRecord,
-    event: String,
-) -> Result<AuditRow, serde_json::Error> {
-    Ok(AuditRow {
-        instance_id: instance_id.to_owned(),
-        seq: i64::try_from(r.seq).unwrap_or(i64::MAX),
-        time_ms: r.time_ms,
-        prev_hash: r.prev_hash.to_vec(),
-        hash: r.hash.to_vec(),
-        kind: r.event.kind.name().to_owned(),
-        actor_id: Some(r.event.actor.id.clone()),
-        operation: r.event.operation.clone(),
-        decision: r.event.decision.map(|d| d.as_str().to_owned()),
-        request_id: r.event.request_id.clone(),
-        event,
-    })
+    let event_bytes = serde_json::to_vec(&r.event)?;
+    Ok(encoded_row(
+        instance_id,
+        EncodedRecord {
+            record: r.clone(),
+            event_bytes,
+        },
+    ))
 }
 
 /// Converts a record the writer handed over, with its canonical event bytes, to its row
