@@ -418,9 +418,7 @@ fn corrupt(path: &Path, detail: &str) -> JournalError {
 fn frame_row(instance_id: &str, frame: Frame) -> Result<AuditRow, String> {
     let event: AuditEvent = serde_json::from_slice(&frame.event)
         .map_err(|e| format!("record {}: {e}", frame.record_seq))?;
-    if std::str::from_utf8(&frame.event).is_err() {
-        return Err(format!("record {} is not UTF-8", frame.record_seq));
-    }
+    // Parsed as JSON, the bytes are UTF-8: the row keeps them as they are.
     let record = AuditRecord {
         seq: frame.record_seq,
         time_ms: frame.time_ms,
@@ -628,6 +626,7 @@ async fn index_loop(sql: SqlAuditStore, shared: Arc<Shared>) {
     let mut pending: Vec<AuditRow> = Vec::new();
     let mut fresh: Vec<EncodedRecord> = Vec::new();
     let batch = shared.config.index_batch.max(1);
+    let instance: Arc<str> = Arc::from(sql.instance_id());
     // An SQLite file gets its own bulk-insert connection; PostgreSQL and in-memory
     // databases go through the pool.
     let fast = sql
@@ -662,19 +661,14 @@ async fn index_loop(sql: SqlAuditStore, shared: Arc<Shared>) {
                 shared.flush.store(false, Ordering::Release);
             }
         }
-        // Records become rows once, off the writer's thread; a retry reuses the rows.
-        let instance = sql.instance_id().to_owned();
-        let to_rows = move |mut rows: Vec<AuditRow>, fresh: Vec<EncodedRecord>| {
-            rows.extend(fresh.into_iter().map(|e| encoded_row(&instance, e)));
-            rows
-        };
         let result = match &fast {
             Some(index) => {
                 let index = Arc::clone(index);
                 let rows = std::mem::take(&mut pending);
                 let fresh = std::mem::take(&mut fresh);
+                let instance = Arc::clone(&instance);
                 match tokio::task::spawn_blocking(move || {
-                    let rows = to_rows(rows, fresh);
+                    let rows = to_rows(&instance, rows, fresh);
                     let result = lock(&index).append(&rows);
                     (rows, result)
                 })
@@ -693,7 +687,11 @@ async fn index_loop(sql: SqlAuditStore, shared: Arc<Shared>) {
                 }
             }
             None => {
-                pending = to_rows(std::mem::take(&mut pending), std::mem::take(&mut fresh));
+                pending = to_rows(
+                    &instance,
+                    std::mem::take(&mut pending),
+                    std::mem::take(&mut fresh),
+                );
                 sql.store().audit_append(&pending).await
             }
         };
@@ -716,6 +714,13 @@ async fn index_loop(sql: SqlAuditStore, shared: Arc<Shared>) {
             }
         }
     }
+}
+
+/// Appends the rows of `fresh` records to `rows` (rows left from a failed attempt):
+/// records become rows once, off the writer's thread, and a retry reuses them.
+fn to_rows(instance: &str, mut rows: Vec<AuditRow>, fresh: Vec<EncodedRecord>) -> Vec<AuditRow> {
+    rows.extend(fresh.into_iter().map(|e| encoded_row(instance, e)));
+    rows
 }
 
 fn maybe_rotate(shared: &Shared, indexed: u64) {

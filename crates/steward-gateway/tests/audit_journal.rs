@@ -111,6 +111,18 @@ async fn append_concurrently_and_check(writer: &AuditWriter, db: &Store, count: 
     assert!(report.is_ok(), "{report}");
 }
 
+/// Checks that the chain goes on at `seq`: the next append gets it, and once settled the
+/// whole chain verifies.
+async fn continues_at(writer: &AuditWriter, db: &Store, seq: u64) {
+    assert_eq!(
+        writer.append(event(seq), seq as i64).await.unwrap().seq,
+        seq
+    );
+    writer.settled().await.unwrap();
+    let report = verify_chain(db, "gw-1", &[]).await.unwrap();
+    assert!(report.is_ok(), "{report}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settled_appends_are_indexed_and_the_chain_verifies() {
     let dir = tempfile::tempdir().unwrap();
@@ -235,10 +247,7 @@ async fn unindexed_frames_are_replayed_at_open() {
     assert_eq!(rows(&db, "gw-1").await, (0..25).collect::<Vec<_>>());
     assert_eq!(writer.head().tree_size, 25);
     // The chain continues where the journal ended.
-    assert_eq!(writer.append(event(99), 99).await.unwrap().seq, 25);
-    writer.settled().await.unwrap();
-    let report = verify_chain(&db, "gw-1", &[]).await.unwrap();
-    assert!(report.is_ok(), "{report}");
+    continues_at(&writer, &db, 25).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,10 +265,7 @@ async fn a_torn_tail_is_cut_and_the_intact_frames_kept() {
 
     let writer = writer(&db, &journal, "gw-1").await;
     assert_eq!(rows(&db, "gw-1").await, (0..9).collect::<Vec<_>>());
-    assert_eq!(writer.append(event(9), 9).await.unwrap().seq, 9);
-    writer.settled().await.unwrap();
-    let report = verify_chain(&db, "gw-1", &[]).await.unwrap();
-    assert!(report.is_ok(), "{report}");
+    continues_at(&writer, &db, 9).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -396,8 +402,5 @@ async fn a_journal_written_over_in_place_replays_only_what_the_index_lacks() {
         .unwrap();
     let reopened = writer(&db, &path, "gw-1").await;
     assert_eq!(rows(&db, "gw-1").await, (0..40).collect::<Vec<_>>());
-    assert_eq!(reopened.append(event(40), 40).await.unwrap().seq, 40);
-    reopened.settled().await.unwrap();
-    let report = verify_chain(&db, "gw-1", &[]).await.unwrap();
-    assert!(report.is_ok(), "{report}");
+    continues_at(&reopened, &db, 40).await;
 }

@@ -99,15 +99,15 @@ impl Store {
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        // INVARIANT: every SQLite connection runs WAL with FULL sync so a
-                        // committed audit record survives power loss.
-                        // First: it only takes effect on a file with no pages yet (a new
-                        // database), before WAL mode writes the header.
+                        // First: the page size only takes effect on a file with no pages
+                        // yet (a new database), before WAL mode writes the header.
                         conn.execute(sqlx::AssertSqlSafe(format!(
                             "PRAGMA page_size={}",
                             crate::audit_index::PAGE_SIZE
                         )))
                         .await?;
+                        // INVARIANT: every SQLite connection runs WAL with FULL sync so a
+                        // committed audit record survives power loss.
                         conn.execute("PRAGMA journal_mode=WAL").await?;
                         conn.execute("PRAGMA synchronous=FULL").await?;
                         conn.execute("PRAGMA busy_timeout=10000").await?;

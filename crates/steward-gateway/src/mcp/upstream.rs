@@ -345,8 +345,11 @@ impl StdioConn {
             set_progress_token(&mut params, &token);
             route.token = Some(token);
         }
-        let sent = match async { self.send_line(encode_request(id, method, &params)?).await }.await
-        {
+        let sent = match encode_request(id, method, &params) {
+            Ok(line) => self.send_line(line).await,
+            Err(e) => Err(e),
+        };
+        let sent = match sent {
             Ok(sent) => sent,
             Err(e) => {
                 lock(&self.pending).remove(&id);
