@@ -32,8 +32,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const MAX_BATCH: usize = 256;
 
+/// Distinct identities the records spread over, as in a deployment with a few hundred
+/// agents (one identity per record would make every identity-keyed write an append).
+const ACTORS: u64 = 200;
+
 fn event(n: u64) -> AuditEvent {
-    let mut actor = Actor::new(ActorKind::Identity, format!("idn_{n:08}"));
+    let mut actor = Actor::new(ActorKind::Identity, format!("idn_{:08}", n % ACTORS));
     actor.name = Some("release-bot".to_owned());
     actor.delegation_chain = vec!["user:alice".to_owned()];
     let mut event = AuditEvent::new(EventKind::Decision, actor);

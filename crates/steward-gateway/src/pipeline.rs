@@ -549,7 +549,7 @@ pub fn observe(
 pub struct RequestId(pub String);
 
 /// A fresh request id: time-ordered with 80 random bits, so the audit log's request-id
-/// index grows at its end (a random key dirtied one index page per record).
+/// index on PostgreSQL grows at its end (a random key dirtied one index page per record).
 pub fn request_id() -> String {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -5,10 +5,16 @@ use sqlx::Row;
 use crate::{Backend, Store, StoreError};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
-const SQLITE: &[&str] = &[include_str!("../migrations/sqlite/0001_init.sql")];
-const POSTGRES: &[&str] = &[include_str!("../migrations/postgres/0001_init.sql")];
+const SQLITE: &[&str] = &[
+    include_str!("../migrations/sqlite/0001_init.sql"),
+    include_str!("../migrations/sqlite/0002_audit_write_path.sql"),
+];
+const POSTGRES: &[&str] = &[
+    include_str!("../migrations/postgres/0001_init.sql"),
+    include_str!("../migrations/postgres/0002_audit_write_path.sql"),
+];
 
 impl Store {
     /// Applies pending migrations in order, each in its own transaction.

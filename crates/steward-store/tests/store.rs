@@ -585,3 +585,87 @@ async fn in_memory_sqlite_has_no_bulk_audit_index() {
     let store = Store::open("sqlite::memory:").await.unwrap();
     assert!(store.sqlite_audit_index().is_none());
 }
+
+#[tokio::test]
+async fn a_version_1_database_loses_the_unused_audit_indexes_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steward.db");
+    {
+        // A database as schema version 1 left it, with audit rows in it.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             INSERT INTO meta (key, value) VALUES ('schema_version', '1');",
+        )
+        .unwrap();
+        conn.execute_batch(include_str!("../migrations/sqlite/0001_init.sql"))
+            .unwrap();
+        for r in audit_rows("gw-1", 1..=9) {
+            conn.execute(
+                "INSERT INTO audit_log (instance_id, seq, time_ms, prev_hash, hash, kind, \
+                 actor_id, operation, decision, request_id, event) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                rusqlite::params![
+                    r.instance_id,
+                    r.seq,
+                    r.time_ms,
+                    r.prev_hash,
+                    r.hash,
+                    r.kind,
+                    r.actor_id,
+                    r.operation,
+                    r.decision,
+                    r.request_id,
+                    r.event
+                ],
+            )
+            .unwrap();
+        }
+    }
+    let sqlite_indexes = |path: std::path::PathBuf| {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit_log' AND sql IS NOT NULL")
+            .unwrap();
+        stmt.query_map([], |row| row.get::<_, String>(0))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+    };
+    assert_eq!(
+        sqlite_indexes(path.clone()),
+        ["audit_log_actor", "audit_log_request"]
+    );
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let store = Store::open(&url).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), 2);
+    assert!(sqlite_indexes(path).is_empty());
+    // Every row is still there, as written.
+    assert_eq!(
+        store.audit_range("gw-1", 1, 100).await.unwrap(),
+        audit_rows("gw-1", 1..=9)
+    );
+    // Search by identity and by request id still finds exactly the matching rows.
+    let by_actor = store
+        .audit_search(&AuditQuery {
+            actor_id: Some("idn_1".into()),
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        by_actor.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        [1, 4, 7]
+    );
+    let by_request = store
+        .audit_search(&AuditQuery {
+            request_id: Some("req5".into()),
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_request.len(), 1);
+    assert_eq!(by_request[0].seq, 5);
+}
