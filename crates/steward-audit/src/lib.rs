@@ -47,6 +47,6 @@ pub use verify::{
     verify_log,
 };
 pub use writer::{
-    AppendReceipt, AuditStore, AuditWriter, BoxFuture, EncodedRecord, MemoryStore, StoreHead,
-    WriterConfig, WriterHead,
+    AppendReceipt, AuditStore, AuditWriter, BoxFuture, EncodedRecord, IndexColumns, MemoryStore,
+    StoreHead, WriterConfig, WriterHead,
 };

@@ -68,7 +68,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use steward_audit::{
-    AuditEvent, AuditRecord, AuditStore, BoxFuture, EncodedRecord, Hash,
+    AuditEvent, AuditRecord, AuditStore, BoxFuture, EncodedRecord, Hash, IndexColumns,
     StoreError as AuditStoreError, StoreHead, hash_with_event_bytes,
 };
 use steward_store::models::AuditRow;
@@ -249,7 +249,8 @@ pub fn scan_frames(bytes: &[u8]) -> (usize, usize) {
     (frames.len(), valid)
 }
 
-fn encode_frame(out: &mut Vec<u8>, record: &AuditRecord, event: &[u8]) {
+fn encode_frame(out: &mut Vec<u8>, record: &EncodedRecord) {
+    let event = &record.event_bytes;
     let len = u32::try_from(FIXED + event.len()).unwrap_or(u32::MAX);
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&record.seq.to_le_bytes());
@@ -419,17 +420,14 @@ fn frame_row(instance_id: &str, frame: Frame) -> Result<AuditRow, String> {
     let event: AuditEvent = serde_json::from_slice(&frame.event)
         .map_err(|e| format!("record {}: {e}", frame.record_seq))?;
     // Parsed as JSON, the bytes are UTF-8: the row keeps them as they are.
-    let record = AuditRecord {
-        seq: frame.record_seq,
-        time_ms: frame.time_ms,
-        prev_hash: frame.prev_hash,
-        hash: frame.hash,
-        event,
-    };
     Ok(encoded_row(
         instance_id,
         EncodedRecord {
-            record,
+            seq: frame.record_seq,
+            time_ms: frame.time_ms,
+            prev_hash: frame.prev_hash,
+            hash: frame.hash,
+            columns: IndexColumns::take(event),
             event_bytes: frame.event,
         },
     ))
@@ -495,14 +493,9 @@ impl AuditStore for JournaledAuditStore {
         Box::pin(async move {
             let batch = records
                 .iter()
-                .map(|r| {
-                    Ok(EncodedRecord {
-                        event_bytes: steward_audit::canonical_event_bytes(&r.event)
-                            .map_err(store_err)?,
-                        record: r.clone(),
-                    })
-                })
-                .collect::<Result<Vec<_>, AuditStoreError>>()?;
+                .map(EncodedRecord::from_record)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(store_err)?;
             self.append_batch_encoded(batch).await
         })
     }
@@ -515,7 +508,7 @@ impl AuditStore for JournaledAuditStore {
             let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
                 return Ok(());
             };
-            let (expected, next) = (first.record.seq, last.record.seq + 1);
+            let (expected, next) = (first.seq, last.seq + 1);
             // Backpressure: the index may not fall further behind than `max_lag`.
             let lag_floor = expected.saturating_sub(self.shared.config.max_lag);
             if *self.shared.indexed.borrow() < lag_floor {
@@ -523,7 +516,7 @@ impl AuditStore for JournaledAuditStore {
             }
             let mut buf = Vec::with_capacity(batch.iter().map(|e| e.event_bytes.len() + 84).sum());
             for e in &batch {
-                encode_frame(&mut buf, &e.record, &e.event_bytes);
+                encode_frame(&mut buf, e);
             }
             let shared = Arc::clone(&self.shared);
             let write = move || {
@@ -553,7 +546,7 @@ impl AuditStore for JournaledAuditStore {
             // already on its way to the index. The records go as they are: the indexer
             // turns them into rows on its own thread.
             let mut head = lock(&self.shared.head);
-            head.push(batch.iter().map(|e| &e.record));
+            head.push_hashes(batch.iter().map(|e| &e.hash));
             lock(&self.shared.queue).extend(batch);
             drop(head);
             self.shared.wake.notify_one();
@@ -753,10 +746,12 @@ mod tests {
             hash,
             event: event_value,
         };
+        let record = EncodedRecord::from_record(&record).unwrap();
+        assert_eq!(record.event_bytes, event);
         let mut buf = Vec::new();
-        encode_frame(&mut buf, &record, &event);
+        encode_frame(&mut buf, &record);
         let whole = buf.len();
-        encode_frame(&mut buf, &record, &event);
+        encode_frame(&mut buf, &record);
         let (frames, valid) = decode_frames(&buf);
         assert_eq!(frames.len(), 2);
         assert_eq!(valid, buf.len());
@@ -786,17 +781,18 @@ mod tests {
         let mut prev = [0u8; 32];
         for seq in 0..2u64 {
             let hash = hash_with_event_bytes(seq, 5, &prev, &event);
-            let record = AuditRecord {
+            let record = EncodedRecord {
                 seq,
                 time_ms: 5,
                 prev_hash: prev,
                 hash,
-                event: steward_audit::AuditEvent::new(
+                columns: IndexColumns::take(steward_audit::AuditEvent::new(
                     steward_audit::EventKind::Decision,
                     steward_audit::Actor::new(steward_audit::ActorKind::Identity, "i"),
-                ),
+                )),
+                event_bytes: event.clone(),
             };
-            encode_frame(&mut buf, &record, &event);
+            encode_frame(&mut buf, &record);
             prev = hash;
         }
         assert_eq!(scan_frames(&buf), (2, buf.len()));

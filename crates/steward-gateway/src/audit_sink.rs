@@ -45,49 +45,38 @@ impl SqlAuditStore {
 }
 
 /// Converts a record to its row form.
-pub fn to_row(instance_id: &str, r: &AuditRecord) -> Result<AuditRow, serde_json::Error> {
-    let event_bytes = serde_json::to_vec(&r.event)?;
-    Ok(encoded_row(
-        instance_id,
-        EncodedRecord {
-            record: r.clone(),
-            event_bytes,
-        },
-    ))
+pub fn to_row(instance_id: &str, r: &AuditRecord) -> Result<AuditRow, steward_audit::AuditError> {
+    Ok(encoded_row(instance_id, EncodedRecord::from_record(r)?))
 }
 
 /// Converts a record the writer handed over, with its canonical event bytes, to its row
 /// form, moving the bytes and fields instead of copying them.
 pub(crate) fn encoded_row(instance_id: &str, encoded: EncodedRecord) -> AuditRow {
     let EncodedRecord {
-        record,
+        seq,
+        time_ms,
+        prev_hash,
+        hash,
+        columns,
         event_bytes,
     } = encoded;
     // Canonical bytes are serde_json output, which is UTF-8. Were they not, the row keeps
     // a lossy copy, whose hash then fails verification: flagged, never silently changed.
     let event = String::from_utf8(event_bytes).unwrap_or_else(|e| {
-        tracing::error!(seq = record.seq, "audit event bytes are not UTF-8");
+        tracing::error!(seq, "audit event bytes are not UTF-8");
         String::from_utf8_lossy(e.as_bytes()).into_owned()
     });
-    let kind = record.event.kind.name().to_owned();
-    let decision = record.event.decision.map(|d| d.as_str().to_owned());
-    let steward_audit::AuditEvent {
-        actor,
-        operation,
-        request_id,
-        ..
-    } = record.event;
     AuditRow {
         instance_id: instance_id.to_owned(),
-        seq: i64::try_from(record.seq).unwrap_or(i64::MAX),
-        time_ms: record.time_ms,
-        prev_hash: record.prev_hash.to_vec(),
-        hash: record.hash.to_vec(),
-        kind,
-        actor_id: Some(actor.id),
-        operation,
-        decision,
-        request_id,
+        seq: i64::try_from(seq).unwrap_or(i64::MAX),
+        time_ms,
+        prev_hash: prev_hash.to_vec(),
+        hash: hash.to_vec(),
+        kind: columns.kind.name().to_owned(),
+        actor_id: Some(columns.actor_id),
+        operation: columns.operation,
+        decision: columns.decision.map(|d| d.as_str().to_owned()),
+        request_id: columns.request_id,
         event,
     }
 }
