@@ -600,28 +600,11 @@ async fn a_version_1_database_loses_the_unused_audit_indexes_and_keeps_its_rows(
         .unwrap();
         conn.execute_batch(include_str!("../migrations/sqlite/0001_init.sql"))
             .unwrap();
-        for r in audit_rows("gw-1", 1..=9) {
-            conn.execute(
-                "INSERT INTO audit_log (instance_id, seq, time_ms, prev_hash, hash, kind, \
-                 actor_id, operation, decision, request_id, event) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                rusqlite::params![
-                    r.instance_id,
-                    r.seq,
-                    r.time_ms,
-                    r.prev_hash,
-                    r.hash,
-                    r.kind,
-                    r.actor_id,
-                    r.operation,
-                    r.decision,
-                    r.request_id,
-                    r.event
-                ],
-            )
-            .unwrap();
-        }
     }
+    // The rows go in through the indexer's own connection, which needs only the table.
+    steward_store::audit_index::SqliteAuditIndex::new(path.clone())
+        .append(&audit_rows("gw-1", 1..=9))
+        .unwrap();
     let sqlite_indexes = |path: std::path::PathBuf| {
         let conn = rusqlite::Connection::open(path).unwrap();
         let mut stmt = conn
