@@ -512,6 +512,7 @@ impl AuditStore for JournaledAuditStore {
             // Backpressure: the index may not fall further behind than `max_lag`.
             let lag_floor = expected.saturating_sub(self.shared.config.max_lag);
             if *self.shared.indexed.borrow() < lag_floor {
+                metrics::counter!("steward_audit_index_lag_waits_total").increment(1);
                 self.wait_indexed(lag_floor).await?;
             }
             let mut buf = Vec::with_capacity(batch.iter().map(|e| e.event_bytes.len() + 84).sum());
@@ -626,6 +627,7 @@ async fn index_loop(sql: SqlAuditStore, shared: Arc<Shared>) {
         .store()
         .sqlite_audit_index()
         .map(|index| Arc::new(Mutex::new(index)));
+    report_lag(&shared);
     loop {
         if pending.is_empty() {
             let notified = shared.wake.notified();
@@ -697,6 +699,7 @@ async fn index_loop(sql: SqlAuditStore, shared: Arc<Shared>) {
                     .unwrap_or(0);
                 pending.clear();
                 shared.indexed.send_replace(next);
+                report_lag(&shared);
                 maybe_rotate(&shared, next);
             }
             Err(e) => {
@@ -714,6 +717,15 @@ async fn index_loop(sql: SqlAuditStore, shared: Arc<Shared>) {
 fn to_rows(instance: &str, mut rows: Vec<AuditRow>, fresh: Vec<EncodedRecord>) -> Vec<AuditRow> {
     rows.extend(fresh.into_iter().map(|e| encoded_row(instance, e)));
     rows
+}
+
+/// Publishes how many durable records the index does not hold yet
+/// (`steward_audit_index_lag_records`). Appends wait once it reaches `max_lag`, which
+/// `steward_audit_index_lag_waits_total` counts.
+fn report_lag(shared: &Shared) {
+    let written = lock(&shared.head).tree_size();
+    let lag = written.saturating_sub(*shared.indexed.borrow());
+    metrics::gauge!("steward_audit_index_lag_records").set(lag as f64);
 }
 
 fn maybe_rotate(shared: &Shared, indexed: u64) {

@@ -220,6 +220,11 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         );
     }
     prepare_data_dir(&opts.data_dir)?;
+    // First, so that what starting up records (the audit indexer's lag, lease and secret
+    // gauges set by the background tasks) is already counted.
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| anyhow!("metrics: {e}"))?;
     // Each connection holds two descriptors (the second lets a call held for a human
     // notice a hang-up), so take the hard limit rather than a soft default of 1024.
     match rlimit::increase_nofile_limit(u64::MAX) {
@@ -379,9 +384,6 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     crate::background::spawn_vault(Arc::clone(&rt));
     bootstrap(&rt, &opts.listen, tls_config.is_some()).await?;
 
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .map_err(|e| anyhow!("metrics: {e}"))?;
     let app = crate::http::app(Arc::clone(&rt), metrics);
     tracing::info!(listen = %opts.listen, store = rt.store.backend().as_str(), database = %mask_url(&opts.database), instance = %instance_id, tls = tls_config.is_some(), "steward serving");
     eprintln!(

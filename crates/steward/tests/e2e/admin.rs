@@ -504,6 +504,11 @@ fn status_probes_metrics_and_json_logs_with_request_ids() {
     let (code, metrics) = http("GET", &format!("{base}/metrics"), &[], None);
     assert_eq!(code, 200);
     assert!(metrics.contains("steward_auth_failures_total"), "{metrics}");
+    // The journal's indexer reports how far it is behind.
+    assert!(
+        metrics.contains("steward_audit_index_lag_records"),
+        "{metrics}"
+    );
 
     // Every log line is JSON; every request line has the id that the client saw.
     std::thread::sleep(Duration::from_millis(300));
