@@ -705,6 +705,8 @@ async fn index_loop(sql: SqlAuditStore, shared: Arc<Shared>) {
             Err(e) => {
                 tracing::warn!(error = %e, rows = pending.len(), "audit index write failed; retrying");
                 metrics::counter!("steward_audit_index_failures_total").increment(1);
+                // The lag grows while the index cannot write: keep the gauge current.
+                report_lag(&shared);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
