@@ -106,14 +106,11 @@ impl Store {
                             crate::audit_index::PAGE_SIZE
                         )))
                         .await?;
-                        // INVARIANT: every SQLite connection runs WAL with FULL sync so a
-                        // committed audit record survives power loss.
-                        conn.execute("PRAGMA journal_mode=WAL").await?;
-                        conn.execute("PRAGMA synchronous=FULL").await?;
-                        conn.execute("PRAGMA busy_timeout=10000").await?;
-                        // 16 MiB of page cache per connection (SQLite's default is 2 MiB):
-                        // the audit index reads back fewer pages while it grows.
-                        conn.execute("PRAGMA cache_size=-16384").await?;
+                        // INVARIANT: WAL with FULL sync, as on the audit indexer's own
+                        // connection (see `CONNECTION_PRAGMAS`).
+                        for pragma in crate::audit_index::CONNECTION_PRAGMAS {
+                            conn.execute(*pragma).await?;
+                        }
                         let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
                             .fetch_one(&mut *conn)
                             .await?;
