@@ -99,11 +99,16 @@ pub trait AuditStore: Send + Sync {
     /// the event's JSON form, serialized by the caller for the hash) with the columns an
     /// index keeps. A store can persist those bytes without serializing the event again,
     /// and keep the records (for an index written later, on another thread) without
-    /// copying them. The default parses the events back and calls `append_batch`.
-    fn append_batch_encoded(
-        &self,
+    /// copying them. `after` is the head once the batch is appended, as the writer
+    /// computed it while hashing the records: a store that keeps a head in memory takes it
+    /// from there instead of hashing the Merkle frontier a second time. The default parses
+    /// the events back and calls `append_batch`.
+    fn append_batch_encoded<'a>(
+        &'a self,
         batch: Vec<EncodedRecord>,
-    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        after: &'a StoreHead,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let _ = after;
         Box::pin(async move {
             let records = batch
                 .iter()
@@ -460,12 +465,13 @@ async fn run(
             continue;
         }
 
-        match store.append_batch_encoded(records).await {
+        let after = StoreHead {
+            chain_head: prev,
+            frontier,
+        };
+        match store.append_batch_encoded(records, &after).await {
             Ok(()) => {
-                state = StoreHead {
-                    chain_head: prev,
-                    frontier,
-                };
+                state = after;
                 head_tx.send_replace(WriterHead::of(&state));
                 for (reply, receipt) in replies {
                     let _ = reply.send(Ok(receipt));

@@ -71,7 +71,7 @@ use steward_audit::{
     AuditEvent, AuditRecord, AuditStore, BoxFuture, EncodedRecord, Hash, IndexColumns,
     StoreError as AuditStoreError, StoreHead, hash_with_event_bytes,
 };
-use steward_store::models::AuditRow;
+use steward_store::models::{AuditRow, AuditRowRef};
 use tokio::sync::{Notify, watch};
 
 use crate::audit_sink::{SqlAuditStore, encoded_row, store_err};
@@ -496,19 +496,27 @@ impl AuditStore for JournaledAuditStore {
                 .map(EncodedRecord::from_record)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(store_err)?;
-            self.append_batch_encoded(batch).await
+            let mut after = lock(&self.shared.head).clone();
+            after.push(records);
+            self.append_batch_encoded(batch, &after).await
         })
     }
 
-    fn append_batch_encoded(
-        &self,
+    fn append_batch_encoded<'a>(
+        &'a self,
         batch: Vec<EncodedRecord>,
-    ) -> BoxFuture<'_, Result<(), AuditStoreError>> {
+        after: &'a StoreHead,
+    ) -> BoxFuture<'a, Result<(), AuditStoreError>> {
         Box::pin(async move {
             let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
                 return Ok(());
             };
             let (expected, next) = (first.seq, last.seq + 1);
+            if after.tree_size() != next || after.chain_head != last.hash {
+                return Err(AuditStoreError::new(format!(
+                    "the head after records {expected}..{next} does not end with the last of them"
+                )));
+            }
             // Backpressure: the index may not fall further behind than `max_lag`.
             let lag_floor = expected.saturating_sub(self.shared.config.max_lag);
             if *self.shared.indexed.borrow() < lag_floor {
@@ -546,8 +554,9 @@ impl AuditStore for JournaledAuditStore {
             // Queued before the head moves, so everything `settle` sees in the head is
             // already on its way to the index. The records go as they are: the indexer
             // turns them into rows on its own thread.
+            // The writer's head after the batch: its frontier is not hashed again here.
             let mut head = lock(&self.shared.head);
-            head.push_hashes(batch.iter().map(|e| &e.hash));
+            head.clone_from(after);
             lock(&self.shared.queue).extend(batch);
             drop(head);
             self.shared.wake.notify_one();
@@ -617,8 +626,10 @@ pub fn spawn_writer_thread() -> std::io::Result<impl FnOnce(steward_audit::BoxFu
 /// cannot write, and starts the journal over once it is fully indexed and large.
 async fn index_loop(sql: SqlAuditStore, shared: Arc<Shared>) {
     let mut backoff = Duration::from_millis(50);
-    let mut pending: Vec<AuditRow> = Vec::new();
-    let mut fresh: Vec<EncodedRecord> = Vec::new();
+    // Records taken from the queue and not committed yet (kept for a retry).
+    let mut pending: Vec<EncodedRecord> = Vec::new();
+    // Their rows, for the pooled path (PostgreSQL, in-memory databases).
+    let mut rows: Vec<AuditRow> = Vec::new();
     let batch = shared.config.index_batch.max(1);
     let instance: Arc<str> = Arc::from(sql.instance_id());
     // An SQLite file gets its own bulk-insert connection; PostgreSQL and in-memory
@@ -629,7 +640,7 @@ async fn index_loop(sql: SqlAuditStore, shared: Arc<Shared>) {
         .map(|index| Arc::new(Mutex::new(index)));
     report_lag(&shared);
     loop {
-        if pending.is_empty() {
+        if pending.is_empty() && rows.is_empty() {
             let notified = shared.wake.notified();
             let queued = lock(&shared.queue).len();
             if queued == 0 {
@@ -651,26 +662,29 @@ async fn index_loop(sql: SqlAuditStore, shared: Arc<Shared>) {
             }
             let mut queue = lock(&shared.queue);
             let take = queue.len().min(batch);
-            fresh.extend(queue.drain(..take));
+            pending.extend(queue.drain(..take));
             if queue.is_empty() {
                 shared.flush.store(false, Ordering::Release);
             }
         }
+        let next = pending
+            .last()
+            .map(|e| e.seq)
+            .or_else(|| rows.last().and_then(|r| u64::try_from(r.seq).ok()))
+            .map_or(0, |seq| seq + 1);
         let result = match &fast {
             Some(index) => {
                 let index = Arc::clone(index);
-                let rows = std::mem::take(&mut pending);
-                let fresh = std::mem::take(&mut fresh);
+                let records = std::mem::take(&mut pending);
                 let instance = Arc::clone(&instance);
                 match tokio::task::spawn_blocking(move || {
-                    let rows = to_rows(&instance, rows, fresh);
-                    let result = lock(&index).append(&rows);
-                    (rows, result)
+                    let result = lock(&index).append_refs(&borrowed_rows(&instance, &records));
+                    (records, result)
                 })
                 .await
                 {
-                    Ok((rows, result)) => {
-                        pending = rows;
+                    Ok((records, result)) => {
+                        pending = records;
                         result
                     }
                     Err(e) => {
@@ -682,28 +696,22 @@ async fn index_loop(sql: SqlAuditStore, shared: Arc<Shared>) {
                 }
             }
             None => {
-                pending = to_rows(
-                    &instance,
-                    std::mem::take(&mut pending),
-                    std::mem::take(&mut fresh),
-                );
-                sql.store().audit_append(&pending).await
+                // Records become rows once; a retry reuses them.
+                rows.extend(pending.drain(..).map(|e| encoded_row(&instance, e)));
+                sql.store().audit_append(&rows).await
             }
         };
         match result {
             Ok(()) => {
                 backoff = Duration::from_millis(50);
-                let next = pending
-                    .last()
-                    .map(|r| u64::try_from(r.seq).unwrap_or(0) + 1)
-                    .unwrap_or(0);
                 pending.clear();
+                rows.clear();
                 shared.indexed.send_replace(next);
                 report_lag(&shared);
                 maybe_rotate(&shared, next);
             }
             Err(e) => {
-                tracing::warn!(error = %e, rows = pending.len(), "audit index write failed; retrying");
+                tracing::warn!(error = %e, rows = pending.len() + rows.len(), "audit index write failed; retrying");
                 metrics::counter!("steward_audit_index_failures_total").increment(1);
                 // The lag grows while the index cannot write: keep the gauge current.
                 report_lag(&shared);
@@ -714,11 +722,26 @@ async fn index_loop(sql: SqlAuditStore, shared: Arc<Shared>) {
     }
 }
 
-/// Appends the rows of `fresh` records to `rows` (rows left from a failed attempt):
-/// records become rows once, off the writer's thread, and a retry reuses them.
-fn to_rows(instance: &str, mut rows: Vec<AuditRow>, fresh: Vec<EncodedRecord>) -> Vec<AuditRow> {
-    rows.extend(fresh.into_iter().map(|e| encoded_row(instance, e)));
-    rows
+/// The rows of `records`, borrowing every field: nothing is copied or allocated per row.
+fn borrowed_rows<'a>(instance: &'a str, records: &'a [EncodedRecord]) -> Vec<AuditRowRef<'a>> {
+    records
+        .iter()
+        .map(|e| AuditRowRef {
+            instance_id: instance,
+            seq: i64::try_from(e.seq).unwrap_or(i64::MAX),
+            time_ms: e.time_ms,
+            prev_hash: &e.prev_hash,
+            hash: &e.hash,
+            kind: e.columns.kind.name(),
+            actor_id: Some(&e.columns.actor_id),
+            operation: e.columns.operation.as_deref(),
+            decision: e.columns.decision.map(|d| d.as_str()),
+            request_id: e.columns.request_id.as_deref(),
+            // Queued records come from appends, whose canonical bytes are serde_json
+            // output: UTF-8 (replay inserts its rows itself, through `frame_row`).
+            event: &e.event_bytes,
+        })
+        .collect()
 }
 
 /// Publishes how many durable records the index does not hold yet

@@ -116,10 +116,11 @@ impl AuditStore for SqlAuditStore {
         })
     }
 
-    fn append_batch_encoded(
-        &self,
+    fn append_batch_encoded<'a>(
+        &'a self,
         batch: Vec<EncodedRecord>,
-    ) -> BoxFuture<'_, Result<(), AuditStoreError>> {
+        _after: &'a StoreHead,
+    ) -> BoxFuture<'a, Result<(), AuditStoreError>> {
         Box::pin(async move {
             // The canonical event bytes are the event's JSON form: store them as they were
             // hashed instead of serializing the event again.

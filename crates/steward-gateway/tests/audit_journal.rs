@@ -404,3 +404,62 @@ async fn a_journal_written_over_in_place_replays_only_what_the_index_lacks() {
     assert_eq!(rows(&db, "gw-1").await, (0..40).collect::<Vec<_>>());
     continues_at(&reopened, &db, 40).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_head_does_not_end_with_it_is_refused_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = store(dir.path()).await;
+    let journal_path = dir.path().join("audit.journal");
+    let (journal, writer) =
+        journaled_writer(&db, &journal_path, "gw-1", JournalConfig::default()).await;
+    append_concurrently_and_check(&writer, &db, 3).await;
+    let head = journal.head().await.unwrap();
+    assert_eq!(head.tree_size(), 3);
+
+    // Record 3, hashed onto the real head.
+    let mut record_event = event(3);
+    record_event.instance_id = "gw-1".to_owned();
+    let record = steward_audit::AuditRecord {
+        seq: 3,
+        time_ms: 3,
+        prev_hash: head.chain_head,
+        hash: steward_audit::hash_with_event_bytes(
+            3,
+            3,
+            &head.chain_head,
+            &steward_audit::canonical_event_bytes(&record_event).unwrap(),
+        ),
+        event: record_event,
+    };
+    let encoded = || vec![steward_audit::EncodedRecord::from_record(&record).unwrap()];
+    let mut after = head.clone();
+    after.push([&record]);
+
+    // A head that stops short of the batch, and one that ends on another hash.
+    let err = journal
+        .append_batch_encoded(encoded(), &head)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("does not end with"), "{err}");
+    let mut forged = after.clone();
+    forged.chain_head = [7; 32];
+    assert!(
+        journal
+            .append_batch_encoded(encoded(), &forged)
+            .await
+            .is_err()
+    );
+    assert_eq!(journal.head().await.unwrap(), head);
+    assert_eq!(journal.progress().0, 3);
+
+    // The true head goes through, and the chain verifies with the record in it.
+    journal
+        .append_batch_encoded(encoded(), &after)
+        .await
+        .unwrap();
+    assert_eq!(journal.head().await.unwrap(), after);
+    journal.settle().await.unwrap();
+    assert_eq!(rows(&db, "gw-1").await, vec![0, 1, 2, 3]);
+    let report = verify_chain(&db, "gw-1", &[]).await.unwrap();
+    assert!(report.is_ok(), "{report}");
+}

@@ -8,10 +8,11 @@
 
 use std::path::{Path, PathBuf};
 
+use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, params};
 
 use crate::StoreError;
-use crate::models::AuditRow;
+use crate::models::{AuditRow, AuditRowRef};
 
 /// WAL bytes before a commit checkpoints: 16 MiB, not SQLite's 4 MiB (1,000 pages of
 /// 4 KiB). Each index page the audit rows touch is copied to the database once per
@@ -101,6 +102,13 @@ impl SqliteAuditIndex {
 
     /// Inserts `rows` in one transaction: all of them or none.
     pub fn append(&mut self, rows: &[AuditRow]) -> Result<(), StoreError> {
+        let rows: Vec<AuditRowRef<'_>> = rows.iter().map(AuditRow::as_ref).collect();
+        self.append_refs(&rows)
+    }
+
+    /// Inserts `rows` in one transaction: all of them or none. Binds every field as it is
+    /// borrowed (SQLite copies each value once, into its page).
+    pub fn append_refs(&mut self, rows: &[AuditRowRef<'_>]) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -121,7 +129,7 @@ impl SqliteAuditIndex {
     }
 }
 
-fn insert_all(conn: &mut Connection, rows: &[AuditRow]) -> Result<(), rusqlite::Error> {
+fn insert_all(conn: &mut Connection, rows: &[AuditRowRef<'_>]) -> Result<(), rusqlite::Error> {
     // IMMEDIATE: take the write lock up front and wait for it under `busy_timeout`.
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     {
@@ -138,7 +146,8 @@ fn insert_all(conn: &mut Connection, rows: &[AuditRow]) -> Result<(), rusqlite::
                 r.operation,
                 r.decision,
                 r.request_id,
-                r.event,
+                // Text, as the pool's rows are (see `AuditRowRef::event`).
+                ToSqlOutput::Borrowed(ValueRef::Text(r.event)),
             ])?;
         }
     }

@@ -181,6 +181,56 @@ pub struct AuditRow {
     pub event: String,
 }
 
+impl AuditRow {
+    /// The row's fields, borrowed.
+    pub fn as_ref(&self) -> AuditRowRef<'_> {
+        AuditRowRef {
+            instance_id: &self.instance_id,
+            seq: self.seq,
+            time_ms: self.time_ms,
+            prev_hash: &self.prev_hash,
+            hash: &self.hash,
+            kind: &self.kind,
+            actor_id: self.actor_id.as_deref(),
+            operation: self.operation.as_deref(),
+            decision: self.decision.as_deref(),
+            request_id: self.request_id.as_deref(),
+            event: self.event.as_bytes(),
+        }
+    }
+}
+
+/// One audit log row with every field borrowed: what the SQLite audit index binds, so
+/// the indexer inserts records as the writer handed them over, with no copy per row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditRowRef<'a> {
+    /// See [`AuditRow::instance_id`].
+    pub instance_id: &'a str,
+    /// See [`AuditRow::seq`].
+    pub seq: i64,
+    /// See [`AuditRow::time_ms`].
+    pub time_ms: i64,
+    /// See [`AuditRow::prev_hash`].
+    pub prev_hash: &'a [u8],
+    /// See [`AuditRow::hash`].
+    pub hash: &'a [u8],
+    /// See [`AuditRow::kind`].
+    pub kind: &'a str,
+    /// See [`AuditRow::actor_id`].
+    pub actor_id: Option<&'a str>,
+    /// See [`AuditRow::operation`].
+    pub operation: Option<&'a str>,
+    /// See [`AuditRow::decision`].
+    pub decision: Option<&'a str>,
+    /// See [`AuditRow::request_id`].
+    pub request_id: Option<&'a str>,
+    /// The event's canonical JSON, stored as text.
+    ///
+    /// INVARIANT: UTF-8. It is bound as text without being checked again: the bytes are
+    /// serde_json output (the writer's), or were parsed as JSON before (journal replay).
+    pub event: &'a [u8],
+}
+
 /// Filters for audit search; all optional, combined with AND.
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
