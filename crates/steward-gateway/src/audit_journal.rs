@@ -39,7 +39,9 @@
 //! synced and answered on one thread. On a multi-threaded runtime (a writer started with
 //! `AuditWriter::start`) the write goes to the blocking pool instead, which costs two
 //! thread hand-offs per batch. The records themselves are handed to the indexer, which
-//! turns them into rows on its own (blocking) thread.
+//! binds their fields in place on its own (blocking) thread (no row is copied), and the
+//! journal's head is the one the writer computed for the batch (its Merkle frontier is
+//! hashed once, by the writer).
 //!
 //! # Preallocation
 //!
