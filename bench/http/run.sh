@@ -19,8 +19,11 @@ need() { command -v "$1" >/dev/null 2>&1 || { apt-get install -y -qq "$2" >/dev/
 need wrk wrk
 need nginx nginx-light
 
-cargo build --release -p steward >/dev/null
-BIN="$CARGO_TARGET_DIR/release/steward"
+# STEWARD_BIN=PATH measures a given build (for A/B runs) instead of building this tree.
+if [ -z "${STEWARD_BIN:-}" ]; then
+  cargo build --release -p steward >/dev/null
+fi
+BIN="${STEWARD_BIN:-$CARGO_TARGET_DIR/release/steward}"
 
 WORK="$(mktemp -d)"
 cleanup() {

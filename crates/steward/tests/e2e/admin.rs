@@ -847,3 +847,65 @@ fn postgres_backend_serves_and_two_instances_share_revocations() {
             .status();
     }
 }
+
+/// A log consumer that stops reading (a full pipe, a stalled collector) must not stop the
+/// gateway: request threads never write to stderr themselves. Steward's stderr here is a
+/// pipe nobody reads until every request is answered; the pipe holds 64 KiB, the requests
+/// log several times that.
+#[test]
+fn a_stalled_log_reader_does_not_stall_requests() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut steward = Proc(child);
+    wait_ready(port);
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    let requests = 1500;
+    for i in 0..requests {
+        let (code, resp) = http("GET", &format!("{base}/healthz"), &[], None);
+        assert_eq!(
+            code,
+            200,
+            "request {i} after {:?}: {resp}",
+            started.elapsed()
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{requests} requests took {:?}",
+        started.elapsed()
+    );
+    // Now read what was logged: every request's line is there, none dropped (the buffer
+    // holds megabytes), and far more than the pipe could hold while nobody read it.
+    let reader = std::thread::spawn(move || {
+        let mut log = Vec::new();
+        let _ = stderr.read_to_end(&mut log);
+        String::from_utf8_lossy(&log).into_owned()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = steward.0.kill();
+    let _ = steward.0.wait();
+    let log = reader.join().unwrap();
+    let request_lines = log
+        .lines()
+        .filter(|l| l.contains("request") && l.contains("/healthz"))
+        .count();
+    assert!(log.len() > 64 * 1024 * 2, "only {} bytes logged", log.len());
+    assert!(
+        request_lines >= requests,
+        "{request_lines} of {requests} request lines"
+    );
+    assert!(!log.contains("log lines dropped"), "lines were dropped");
+}
