@@ -247,26 +247,23 @@ fn start_output(json: bool) -> Option<Arc<Output>> {
 /// Installs the global subscriber. `RUST_LOG` overrides `level`.
 pub fn init(json: bool, level: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    match start_output(json) {
+        Some(output) => install(filter, json, Buffered(output)),
+        // Without the writer thread, lines go to stderr directly.
+        None => install(filter, json, std::io::stderr),
+    }
+}
+
+fn install<W>(filter: EnvFilter, json: bool, writer: W)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_span_events(FmtSpan::NONE)
         // Colour only for a terminal: escape codes in a log file or collector are noise.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    // Without the writer thread, lines go to stderr directly, as before.
-    let Some(output) = start_output(json) else {
-        let builder = builder.with_writer(std::io::stderr);
-        let _ = if json {
-            builder
-                .json()
-                .with_current_span(true)
-                .with_span_list(false)
-                .try_init()
-        } else {
-            builder.try_init()
-        };
-        return;
-    };
-    let builder = builder.with_writer(Buffered(output));
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(writer);
     // Request ids travel as span fields, so every line inside a request carries one.
     if json {
         let _ = builder
