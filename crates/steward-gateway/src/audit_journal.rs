@@ -32,6 +32,18 @@
 //!   sequence number the index already holds, so replay skips them, and the first frame
 //!   overwritten in part ends the valid prefix.
 //!
+//! # Rotation
+//!
+//! The indexer starts the file over when a commit leaves it fully caught up. Under
+//! sustained load that never happens (the writer has always appended more by then), and
+//! the file grew without bound: 142 MB after 8 s of the HTTP benchmark. So the writer
+//! checks too: the first batch after the file passes `rotate_bytes` asks the indexer to
+//! commit at once and waits until the index holds every record before it (one index
+//! commit, tens of milliseconds, once per `rotate_bytes` of records), then goes right
+//! after the header. If the index does not catch up within `ROTATE_WAIT` (2 s) the file
+//! keeps growing and rotation is tried again a quarter of `rotate_bytes` later: appends
+//! never fail for want of a rotation.
+//!
 //! # Threads
 //!
 //! `steward serve` runs the audit writer on a thread of its own ([`spawn_writer_thread`]),
@@ -84,6 +96,8 @@ const MAGIC: &str = "steward-audit-journal v1";
 const FIXED: usize = 8 + 8 + 32 + 32;
 /// Largest event a frame may carry (a sanity bound for replay of a damaged file).
 const MAX_EVENT: usize = 16 * 1024 * 1024;
+/// How long the writer waits for the index to catch up before starting the file over.
+const ROTATE_WAIT: Duration = Duration::from_secs(2);
 
 /// Journal tuning.
 #[derive(Debug, Clone)]
@@ -154,6 +168,8 @@ struct JournalFile {
     next_seq: u64,
     /// A failed write may have left bytes past `len`; cut them before the next write.
     dirty: bool,
+    /// Length past which the writer starts over after the header (see "Rotation").
+    rotate_at: u64,
 }
 
 struct Shared {
@@ -373,6 +389,7 @@ impl JournaledAuditStore {
                 capacity: len,
                 next_seq: next,
                 dirty: false,
+                rotate_at: config.rotate_bytes,
             }),
             indexed: watch::channel(next).0,
             queue: Mutex::new(Vec::new()),
@@ -395,6 +412,43 @@ impl JournaledAuditStore {
     /// Next sequence number durable in the journal.
     fn written(&self) -> u64 {
         lock(&self.shared.head).tree_size()
+    }
+
+    /// Whether the batch starting at `expected` may start the file over: the file is past
+    /// its rotation length and the index holds every record before the batch. Under
+    /// sustained load the index is never exactly caught up, so the indexer is asked to
+    /// commit at once and the writer waits for it, at most [`ROTATE_WAIT`]. If it does not
+    /// catch up in time the file keeps growing, and rotation is tried again a quarter of
+    /// `rotate_bytes` later. Appends never fail for want of a rotation.
+    async fn ready_to_rotate(&self, expected: u64) -> bool {
+        let (len, rotate_at) = {
+            let journal = lock(&self.shared.file);
+            (journal.len, journal.rotate_at)
+        };
+        if len < rotate_at {
+            return false;
+        }
+        if *self.shared.indexed.borrow() >= expected {
+            return true;
+        }
+        self.shared.flush.store(true, Ordering::Release);
+        self.shared.flush_wake.notify_one();
+        let mut rx = self.shared.indexed.subscribe();
+        let caught_up = tokio::time::timeout(
+            ROTATE_WAIT.min(self.shared.config.lag_timeout),
+            rx.wait_for(|indexed| *indexed >= expected),
+        )
+        .await;
+        if matches!(caught_up, Ok(Ok(_))) {
+            return true;
+        }
+        let retry = len.saturating_add((self.shared.config.rotate_bytes / 4).max(1));
+        lock(&self.shared.file).rotate_at = retry;
+        tracing::warn!(
+            bytes = len,
+            "audit index did not catch up for a journal rotation; the journal keeps growing"
+        );
+        false
     }
 
     async fn wait_indexed(&self, target: u64) -> Result<(), AuditStoreError> {
@@ -525,6 +579,7 @@ impl AuditStore for JournaledAuditStore {
                 metrics::counter!("steward_audit_index_lag_waits_total").increment(1);
                 self.wait_indexed(lag_floor).await?;
             }
+            let rotate = self.ready_to_rotate(expected).await;
             let mut buf = Vec::with_capacity(batch.iter().map(|e| e.event_bytes.len() + 84).sum());
             for e in &batch {
                 encode_frame(&mut buf, e);
@@ -537,6 +592,11 @@ impl AuditStore for JournaledAuditStore {
                         "batch starts at {expected}, the journal continues at {}",
                         journal.next_seq
                     )));
+                }
+                // Every frame in the file is indexed: this batch goes right after the header.
+                if rotate && *shared.indexed.borrow() >= expected {
+                    journal.len = journal.header_len;
+                    journal.rotate_at = shared.config.rotate_bytes;
                 }
                 let prealloc = shared.config.prealloc_bytes;
                 write_durable(&mut journal, &buf, prealloc).map_err(|e| {
