@@ -73,14 +73,9 @@ impl StoreHead {
 
     /// Extends the head with records that follow it, in order.
     pub fn push<'a>(&mut self, records: impl IntoIterator<Item = &'a AuditRecord>) {
-        self.push_hashes(records.into_iter().map(|record| &record.hash));
-    }
-
-    /// Extends the head with the hashes of records that follow it, in order.
-    pub fn push_hashes<'a>(&mut self, hashes: impl IntoIterator<Item = &'a Hash>) {
-        for hash in hashes {
-            self.frontier.append(hash);
-            self.chain_head = *hash;
+        for record in records {
+            self.frontier.append(&record.hash);
+            self.chain_head = record.hash;
         }
     }
 }
@@ -106,9 +101,8 @@ pub trait AuditStore: Send + Sync {
     fn append_batch_encoded<'a>(
         &'a self,
         batch: Vec<EncodedRecord>,
-        after: &'a StoreHead,
+        _after: &'a StoreHead,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
-        let _ = after;
         Box::pin(async move {
             let records = batch
                 .iter()

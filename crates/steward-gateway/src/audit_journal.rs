@@ -34,13 +34,13 @@
 //!
 //! # Rotation
 //!
-//! The indexer starts the file over when a commit leaves it fully caught up. Under
-//! sustained load that never happens (the writer has always appended more by then), and
-//! the file grew without bound: 142 MB after 8 s of the HTTP benchmark. So the writer
-//! checks too: the first batch after the file passes `rotate_bytes` asks the indexer to
-//! commit at once and waits until the index holds every record before it (one index
-//! commit, tens of milliseconds, once per `rotate_bytes` of records), then goes right
-//! after the header. If the index does not catch up within `ROTATE_WAIT` (2 s) the file
+//! The writer decides: the first batch after the file passes `rotate_bytes` goes right
+//! after the header once the index holds every record before it. After a lull that is
+//! already so; under sustained load it never is by itself (the writer has always appended
+//! more by the time the indexer commits: an indexer that waited for that moment let the
+//! file grow to 142 MB in 8 s of the HTTP benchmark), so the writer asks the indexer to
+//! commit at once and waits for it (one index commit, tens of milliseconds, once per
+//! `rotate_bytes` of records). If the index does not catch up within `ROTATE_WAIT` (2 s) the file
 //! keeps growing and rotation is tried again a quarter of `rotate_bytes` later: appends
 //! never fail for want of a rotation.
 //!
@@ -614,9 +614,8 @@ impl AuditStore for JournaledAuditStore {
             }
 
             // Queued before the head moves, so everything `settle` sees in the head is
-            // already on its way to the index. The records go as they are: the indexer
-            // turns them into rows on its own thread.
-            // The writer's head after the batch: its frontier is not hashed again here.
+            // already on its way to the index. The head is the writer's, after the batch:
+            // its frontier is not hashed again here.
             let mut head = lock(&self.shared.head);
             head.clone_from(after);
             lock(&self.shared.queue).extend(batch);
@@ -685,7 +684,7 @@ pub fn spawn_writer_thread() -> std::io::Result<impl FnOnce(steward_audit::BoxFu
 
 /// Moves queued rows into SQL in large transactions (letting each grow for up to
 /// `index_delay` unless a reader is waiting), retrying with backoff while the database
-/// cannot write, and starts the journal over once it is fully indexed and large.
+/// cannot write.
 async fn index_loop(sql: SqlAuditStore, shared: Arc<Shared>) {
     let mut backoff = Duration::from_millis(50);
     // Records taken from the queue and not committed yet (kept for a retry).
@@ -770,7 +769,6 @@ async fn index_loop(sql: SqlAuditStore, shared: Arc<Shared>) {
                 rows.clear();
                 shared.indexed.send_replace(next);
                 report_lag(&shared);
-                maybe_rotate(&shared, next);
             }
             Err(e) => {
                 tracing::warn!(error = %e, rows = pending.len() + rows.len(), "audit index write failed; retrying");
@@ -813,16 +811,6 @@ fn report_lag(shared: &Shared) {
     let written = lock(&shared.head).tree_size();
     let lag = written.saturating_sub(*shared.indexed.borrow());
     metrics::gauge!("steward_audit_index_lag_records").set(lag as f64);
-}
-
-fn maybe_rotate(shared: &Shared, indexed: u64) {
-    let mut journal = lock(&shared.file);
-    if journal.next_seq != indexed || journal.len < shared.config.rotate_bytes {
-        return;
-    }
-    // Every frame in the file is indexed: writing starts over after the header and the
-    // preallocated blocks are reused (see "Preallocation"). Nothing to write or sync.
-    journal.len = journal.header_len;
 }
 
 #[cfg(test)]

@@ -226,8 +226,9 @@ pub struct AuditRowRef<'a> {
     pub request_id: Option<&'a str>,
     /// The event's canonical JSON, stored as text.
     ///
-    /// INVARIANT: UTF-8. It is bound as text without being checked again: the bytes are
-    /// serde_json output (the writer's), or were parsed as JSON before (journal replay).
+    /// INVARIANT: UTF-8. It is bound as text without being checked again: the bytes come
+    /// from a `String` ([`AuditRow::as_ref`]) or are the audit writer's serde_json output
+    /// (the journal's indexer).
     pub event: &'a [u8],
 }
 
