@@ -511,7 +511,9 @@ fn status_probes_metrics_and_json_logs_with_request_ids() {
     );
 
     // Every log line is JSON; every request line has the id that the client saw.
-    std::thread::sleep(Duration::from_millis(300));
+    for rid in [&admin_rid, &gw_rid, &oauth_rid] {
+        wait_for_log(dir.path(), port, rid);
+    }
     let log = std::fs::read_to_string(dir.path().join(format!("steward-{port}.log"))).unwrap();
     let mut request_lines = Vec::new();
     for line in log.lines().filter(|l| l.starts_with('{')) {

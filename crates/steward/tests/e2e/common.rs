@@ -689,3 +689,18 @@ pub fn add_httpbin_service(port: u16, admin: &str, up_port: u16) {
         None,
     );
 }
+
+/// Waits up to 10 s for `needle` to appear in Steward's log for `port` under `dir`, and
+/// returns the log. Log lines leave the server on a writer thread a few milliseconds after
+/// the request that logged them has been answered, so a test must not read the file once.
+pub fn wait_for_log(dir: &Path, port: u16, needle: &str) -> String {
+    let path = dir.join(format!("steward-{port}.log"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = std::fs::read_to_string(&path).unwrap_or_default();
+        if log.contains(needle) || Instant::now() >= deadline {
+            return log;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

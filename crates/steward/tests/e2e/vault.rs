@@ -228,7 +228,7 @@ fn master_key_rotation_survives_kill_9_at_random_points() {
     assert_eq!(key_files(&data), vec!["master-v2.key".to_owned()]);
     // The running server started with version 1 only: it must reload, not break.
     check_sample(&mut rng, "after a full rotation");
-    let log = std::fs::read_to_string(dir.path().join(format!("steward-{port}.log"))).unwrap();
+    let log = wait_for_log(dir.path(), port, "master keyring reloaded");
     assert!(
         log.contains("master keyring reloaded"),
         "the server did not reload its keyring"
@@ -1155,8 +1155,7 @@ fn canary_plaintext_appears_nowhere_but_the_upstream() {
             .any(|p| p.to_string_lossy().ends_with("steward.db-wal")),
         "expected a WAL file: {files:?}"
     );
-    let log =
-        std::fs::read_to_string(d.dir.path().join(format!("steward-{}.log", d.port))).unwrap();
+    let log = wait_for_log(d.dir.path(), d.port, "DEBUG");
     assert!(log.contains("DEBUG"), "debug logging was not on");
     let hits = all_files_contain(d.dir.path(), SECRET);
     let hits: Vec<&PathBuf> = hits
