@@ -157,6 +157,7 @@ pub async fn service_refresh(State(rt): State<Arc<Runtime>>, Path(name): Path<St
         .map_err(|e| Problem::bad_request(format!("cannot reach `{name}`: {e}")))?;
     state
         .upstream
+        .signals
         .tools_stale
         .store(true, std::sync::atomic::Ordering::Relaxed);
     let view = aggregate::tools(&rt, &state).await.map_err(|e| {

@@ -326,6 +326,16 @@ impl TokenVerifier {
         Ok(verified)
     }
 
+    /// Checks again, at `now_ms`, a token verified earlier and held since (by a long-lived
+    /// stream): still within its lifetime, its key still usable, not revoked.
+    pub fn recheck(&self, verified: &VerifiedToken, now_ms: i64) -> Result<(), TokenError> {
+        if !verified.is_live_at(now_ms) {
+            return Err(TokenError::Expired);
+        }
+        self.keys().usable(&verified.key_id, now_ms)?;
+        self.revocations.check(verified)
+    }
+
     /// The shared revocation state.
     pub fn revocations(&self) -> &Arc<RevocationState> {
         &self.revocations
@@ -467,6 +477,23 @@ mod tests {
             Err(TokenError::Revoked("tok_1".into()))
         );
         assert!(verifier.verify(&other, NOW).is_ok());
+    }
+
+    #[test]
+    fn a_held_token_is_rechecked_for_expiry_and_revocation() {
+        let (key, verifier) = fixture();
+        let token = token_for(&key, "tok_1", "idn_1", NOW);
+        let held = verifier.verify(&token, NOW).unwrap();
+        assert_eq!(verifier.recheck(&held, NOW + 1), Ok(()));
+        assert_eq!(
+            verifier.recheck(&held, NOW + TTL + CLOCK_SKEW_MS),
+            Err(TokenError::Expired)
+        );
+        verifier.revoke_token("tok_1", Some(NOW + TTL));
+        assert_eq!(
+            verifier.recheck(&held, NOW + 1),
+            Err(TokenError::Revoked("tok_1".into()))
+        );
     }
 
     #[test]

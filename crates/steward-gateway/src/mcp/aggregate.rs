@@ -19,7 +19,7 @@ use steward_policy::{DenyReason, Effect, IdentityAttrs, Request};
 
 use super::jsonrpc::{self, RpcError, canonical};
 use super::pins;
-use super::upstream::{McpUpstream, NoteRelay, UpstreamError, Wire};
+use super::upstream::{McpUpstream, NoteRelay, Signals, UpstreamError, Wire};
 use crate::lock;
 use crate::pipeline::{self, CallMeta, Caller, ResolvedCall};
 use crate::problem::Problem;
@@ -80,7 +80,41 @@ pub fn service_state(
     if let Some(old) = map.insert(service.spec.name.clone(), Arc::clone(&state)) {
         old.upstream.shutdown();
     }
+    pass_on_resource_updates(rt, &service.spec.name, &state.upstream.signals);
     Ok(state)
+}
+
+/// Passes a service's resource updates on to the sessions subscribed to them, for as long
+/// as the service's connection lives.
+fn pass_on_resource_updates(rt: &Arc<Runtime>, service: &str, signals: &Signals) {
+    let mut updates = signals.resource_updates.subscribe();
+    let rt = Arc::downgrade(rt);
+    let service = service.to_owned();
+    tokio::spawn(async move {
+        loop {
+            match updates.recv().await {
+                Ok(uri) => {
+                    let Some(rt) = rt.upgrade() else {
+                        return;
+                    };
+                    let event = super::server::sse_event(&json!({
+                        "jsonrpc": "2.0",
+                        "method": "notifications/resources/updated",
+                        "params": {"uri": uri},
+                    }));
+                    let delivered =
+                        rt.mcp
+                            .sessions
+                            .resource_updated(&service, &uri, &event, rt.now_ms());
+                    tracing::debug!(mcp.service = %service, delivered, "resource update passed on");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(mcp.service = %service, missed, "resource updates arrived faster than they could be passed on; some were dropped");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
 }
 
 pub(super) fn timeout(rt: &Runtime) -> Duration {
@@ -124,7 +158,7 @@ pub async fn tools(
     let fresh = |view: &ToolView| {
         view.fetched.elapsed() < TOOLS_TTL
             && view.table == table_marker(rt)
-            && !state.upstream.tools_stale.load(Ordering::Relaxed)
+            && !state.upstream.signals.tools_stale.load(Ordering::Relaxed)
     };
     if let Some(view) = state
         .view
@@ -145,11 +179,19 @@ pub async fn tools(
     {
         return Ok(view);
     }
-    state.upstream.tools_stale.store(false, Ordering::Relaxed);
+    state
+        .upstream
+        .signals
+        .tools_stale
+        .store(false, Ordering::Relaxed);
     let all: Vec<Value> = list_all(rt, state, "tools/list", "tools")
         .await
         .inspect_err(|_| {
-            state.upstream.tools_stale.store(true, Ordering::Relaxed);
+            state
+                .upstream
+                .signals
+                .tools_stale
+                .store(true, Ordering::Relaxed);
         })?
         .into_iter()
         .filter(|t| t.get("name").and_then(Value::as_str).is_some())
@@ -613,15 +655,17 @@ pub async fn call_tool(
 
 /// `resources/subscribe` and `resources/unsubscribe`: relayed, in name order, to the
 /// upstream servers of which the caller can see at least one tool, until one accepts the
-/// URI. A subscription returns no data, so it is not a policy decision of its own; update
-/// notifications are not relayed (the gateway keeps no standing server-to-client stream),
-/// so a subscription only keeps the upstream's state in step.
+/// URI; returns the service that accepted it. A subscription returns no data, so it is not
+/// a policy decision of its own. After a subscription the service's update notifications
+/// are listened for (see [`McpUpstream::listen`]); the caller records the subscription in
+/// its session, whose event stream receives them. Upstreams are shared by all agents, so
+/// an unsubscription is relayed only once no session holds the subscription any more.
 pub async fn relay_subscription(
     rt: &Arc<Runtime>,
     caller: &Caller,
     method: &str,
     params: &Map<String, Value>,
-) -> Result<Value, RpcError> {
+) -> Result<String, RpcError> {
     let uri = params
         .get("uri")
         .and_then(Value::as_str)
@@ -649,12 +693,22 @@ pub async fn relay_subscription(
         if !visible {
             continue;
         }
+        if method == "resources/unsubscribe" && rt.mcp.sessions.subscribed(&service.spec.name, uri)
+        {
+            // Another session still wants its updates.
+            return Ok(service.spec.name.clone());
+        }
         match state
             .upstream
             .request(method, json!({"uri": uri}), timeout(rt))
             .await
         {
-            Ok(_) => return Ok(json!({})),
+            Ok(_) => {
+                if method == "resources/subscribe" {
+                    state.upstream.listen();
+                }
+                return Ok(service.spec.name.clone());
+            }
             Err(UpstreamError::Rpc(e, _)) => last = e,
             Err(e) => {
                 tracing::debug!(mcp.service = %service.spec.name, error = %e, "resource subscription not relayed");

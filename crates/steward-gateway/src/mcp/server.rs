@@ -1,5 +1,7 @@
 //! The `/mcp` endpoint (Streamable HTTP): POST carries one JSON-RPC message; DELETE ends a
-//! handshake-era session; GET (a standing server-to-client stream) is not offered (405).
+//! handshake-era session; GET opens a session's standalone event stream, which carries the
+//! upstreams' resource updates for the session's subscriptions (stateless requests have no
+//! session, so for them GET is 405).
 //!
 //! Order of checks on every request: Origin/Host (DNS-rebinding protection), then the
 //! bearer token (identity comes only from it), then the message, then the era:
@@ -31,7 +33,7 @@ use http_body_util::{BodyExt, Limited};
 use serde_json::{Map, Value, json};
 
 use super::jsonrpc::{self, Id, Message, RpcError};
-use super::session::SessionRejection;
+use super::session::{self, SessionRejection};
 use super::upstream::{Note, NoteRelay};
 use super::{HANDSHAKE_VERSIONS, MODERN_VERSIONS, McpConfig, log_level_rank};
 use super::{aggregate, content};
@@ -68,18 +70,7 @@ pub async fn handle(
     match *req.method() {
         Method::POST => post(rt, peer, req).await,
         Method::DELETE => delete(rt, peer, req).await,
-        Method::GET => {
-            let mut resp = Problem::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "Method not allowed",
-            )
-            .detail("this server offers no standing server-to-client stream")
-            .into_response();
-            resp.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("POST, DELETE"));
-            resp
-        }
+        Method::GET => get(rt, peer, req).await,
         _ => Problem::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
@@ -489,12 +480,53 @@ async fn post(rt: Arc<Runtime>, peer: SocketAddr, req: Request<Body>) -> Respons
             tools_call(rt, caller, id, params, &parts.headers, wants, peer).await
         }
         "resources/subscribe" | "resources/unsubscribe" => {
-            match aggregate::relay_subscription(&rt, &caller, &method, &params).await {
-                Ok(result) => {
-                    json_response(StatusCode::OK, &jsonrpc::response(&id, finish(result)))
-                }
-                Err(e) => rpc_error(status_for(e.code), Some(&id), e),
+            let session = match era {
+                Era::Handshake => header_text(headers, SESSION_HEADER).ok().flatten(),
+                Era::Modern => None,
+            };
+            let uri = params.get("uri").and_then(Value::as_str);
+            if method == "resources/unsubscribe"
+                && let (Some(sid), Some(uri)) = (session, uri)
+                && let Err(r) =
+                    rt.mcp
+                        .sessions
+                        .unsubscribe(sid, &caller.identity.id, uri, rt.now_ms())
+            {
+                return session_rejected(&rt, &caller, r).await;
             }
+            let service = match aggregate::relay_subscription(&rt, &caller, &method, &params).await
+            {
+                Ok(service) => service,
+                Err(e) => return rpc_error(status_for(e.code), Some(&id), e),
+            };
+            if method == "resources/subscribe"
+                && let (Some(sid), Some(uri)) = (session, uri)
+            {
+                match rt.mcp.sessions.subscribe(
+                    sid,
+                    &caller.identity.id,
+                    &service,
+                    uri,
+                    rt.now_ms(),
+                ) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return rpc_error(
+                            StatusCode::OK,
+                            Some(&id),
+                            RpcError::new(
+                                jsonrpc::INVALID_PARAMS,
+                                format!(
+                                    "this session holds {} subscriptions, the most it may; unsubscribe from some first",
+                                    session::MAX_SUBSCRIPTIONS
+                                ),
+                            ),
+                        );
+                    }
+                    Err(r) => return session_rejected(&rt, &caller, r).await,
+                }
+            }
+            json_response(StatusCode::OK, &jsonrpc::response(&id, finish(json!({}))))
         }
         "logging/setLevel" => {
             let Some(level) = params
@@ -778,7 +810,7 @@ async fn tick(interval: &mut Option<tokio::time::Interval>) {
     }
 }
 
-fn sse_event(message: &Value) -> Bytes {
+pub(super) fn sse_event(message: &Value) -> Bytes {
     Bytes::from(format!("event: message\ndata: {message}\n\n"))
 }
 
@@ -922,6 +954,93 @@ async fn tools_call(
             .insert(crate::http_proxy::REQUEST_ID_HEADER, v);
     }
     resp
+}
+
+/// How often an idle standalone event stream gets a keep-alive comment, and its holder's
+/// token and identity are checked again.
+const STREAM_RECHECK: Duration = Duration::from_secs(15);
+
+/// GET `/mcp`: the standalone event stream of a handshake-era session, which carries the
+/// resource updates the session subscribed to. It ends when the session ends, when another
+/// GET replaces it, or at the first check (every [`STREAM_RECHECK`] and before each event)
+/// that finds the token expired or revoked or the identity no longer active. Stateless
+/// requests have no session and so no such stream (405).
+async fn get(rt: Arc<Runtime>, peer: SocketAddr, req: Request<Body>) -> Response {
+    let headers = req.headers();
+    let sid = match header_text(headers, SESSION_HEADER) {
+        Ok(Some(sid)) => sid.to_owned(),
+        Ok(None) => {
+            let mut resp = Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed",
+            )
+            .detail("the standalone event stream belongs to a session: send initialize first")
+            .into_response();
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+            return resp;
+        }
+        Err(e) => return rpc_error(StatusCode::BAD_REQUEST, None, e),
+    };
+    let caller = match pipeline::authenticate(&rt, headers, Some(peer.ip())).await {
+        Ok(c) => c,
+        Err(problem) => return problem.into_response(),
+    };
+    if !accepts_sse(headers) {
+        return Problem::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "not_acceptable",
+            "Not acceptable",
+        )
+        .detail("the standalone event stream needs `Accept: text/event-stream`")
+        .into_response();
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    if let Err(r) = rt
+        .mcp
+        .sessions
+        .open_stream(&sid, &caller.identity.id, tx, rt.now_ms())
+    {
+        return session_rejected(&rt, &caller, r).await;
+    }
+    let mut recheck = tokio::time::interval(STREAM_RECHECK);
+    recheck.reset();
+    let state = (rt, caller, rx, recheck);
+    let stream =
+        futures_util::stream::unfold(state, |(rt, caller, mut rx, mut recheck)| async move {
+            let item = tokio::select! {
+                event = rx.recv() => event?,
+                _ = recheck.tick() => Bytes::from_static(b": keep-alive\n\n"),
+            };
+            // The holder may have lost its right to listen since it opened the stream.
+            if let Err(why) = still_allowed(&rt, &caller).await {
+                tracing::debug!(identity.id = %caller.identity.id, why, "mcp event stream closed");
+                return None;
+            }
+            Some((Ok::<_, Infallible>(item), (rt, caller, rx, recheck)))
+        });
+    let mut resp = Response::new(Body::from_stream(stream));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+/// Whether a caller authenticated earlier may still receive: its token is live and not
+/// revoked, and its identity is active.
+async fn still_allowed(rt: &Runtime, caller: &Caller) -> Result<(), &'static str> {
+    rt.tokens
+        .recheck(&caller.token, rt.now_ms())
+        .map_err(|_| "token expired or revoked")?;
+    match rt.identity(&caller.identity.id).await {
+        Ok(Some(identity)) if identity.status == "active" => Ok(()),
+        Ok(_) => Err("identity no longer active"),
+        Err(_) => Err("identity could not be checked"),
+    }
 }
 
 async fn delete(rt: Arc<Runtime>, peer: SocketAddr, req: Request<Body>) -> Response {

@@ -3,11 +3,18 @@
 //! A session id is 256 random bits from the system generator, base64url-encoded. It names
 //! the negotiated protocol version and nothing else: identity always comes from the bearer
 //! token. A request presenting a session created by another identity is refused.
+//!
+//! A session also holds its resource subscriptions (which upstream service, which URI)
+//! and, while the client keeps it open, its standalone event stream (GET `/mcp`), on which
+//! the upstreams' `notifications/resources/updated` for those subscriptions are passed on.
+//! Updates go to the sessions that subscribed, and to no other.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use base64::Engine;
+use bytes::Bytes;
+use tokio::sync::mpsc;
 
 use crate::lock;
 use crate::runtime::random_bytes;
@@ -16,6 +23,8 @@ use crate::runtime::random_bytes;
 pub const IDLE_EXPIRY_MS: i64 = 60 * 60 * 1000;
 /// At most this many live sessions per gateway instance (oldest idle evicted first).
 pub const MAX_SESSIONS: usize = 100_000;
+/// At most this many resource subscriptions per session.
+pub const MAX_SUBSCRIPTIONS: usize = 1_000;
 
 /// One live session.
 #[derive(Debug, Clone)]
@@ -31,6 +40,10 @@ pub struct Session {
     /// The least severe log level relayed to it (`logging/setLevel`), as an index into
     /// [`super::LOG_LEVELS`]; `None` (no `logging/setLevel` yet) relays none.
     pub log_level: Option<usize>,
+    /// Resource subscriptions: (service, URI).
+    pub subscriptions: HashSet<(String, String)>,
+    /// The standalone event stream, while the client holds it open.
+    pub stream: Option<mpsc::Sender<Bytes>>,
 }
 
 /// Why a session id was refused.
@@ -81,6 +94,8 @@ impl Sessions {
             created_at: now,
             last_seen: now,
             log_level: None,
+            subscriptions: HashSet::new(),
+            stream: None,
         };
         let mut map = lock(&self.inner);
         map.retain(|_, s| now.saturating_sub(s.last_seen) < IDLE_EXPIRY_MS);
@@ -119,6 +134,108 @@ impl Sessions {
         let mut map = lock(&self.inner);
         live(&mut map, id, identity_id, now)?.log_level = Some(level);
         Ok(())
+    }
+
+    /// Records that a session owned by `identity_id` subscribed to `uri` of `service`;
+    /// `Ok(false)`: the session holds [`MAX_SUBSCRIPTIONS`] already.
+    pub fn subscribe(
+        &self,
+        id: &str,
+        identity_id: &str,
+        service: &str,
+        uri: &str,
+        now: i64,
+    ) -> Result<bool, SessionRejection> {
+        let mut map = lock(&self.inner);
+        let session = live(&mut map, id, identity_id, now)?;
+        let key = (service.to_owned(), uri.to_owned());
+        if session.subscriptions.contains(&key) {
+            return Ok(true);
+        }
+        if session.subscriptions.len() >= MAX_SUBSCRIPTIONS {
+            return Ok(false);
+        }
+        session.subscriptions.insert(key);
+        Ok(true)
+    }
+
+    /// Drops a session's subscriptions to `uri`; returns the services they were with.
+    pub fn unsubscribe(
+        &self,
+        id: &str,
+        identity_id: &str,
+        uri: &str,
+        now: i64,
+    ) -> Result<Vec<String>, SessionRejection> {
+        let mut map = lock(&self.inner);
+        let session = live(&mut map, id, identity_id, now)?;
+        let mut services = Vec::new();
+        session.subscriptions.retain(|(service, u)| {
+            let hit = u == uri;
+            if hit {
+                services.push(service.clone());
+            }
+            !hit
+        });
+        Ok(services)
+    }
+
+    /// Whether any live session is subscribed to `uri` of `service`.
+    pub fn subscribed(&self, service: &str, uri: &str) -> bool {
+        let key = (service.to_owned(), uri.to_owned());
+        lock(&self.inner)
+            .values()
+            .any(|s| s.subscriptions.contains(&key))
+    }
+
+    /// The URIs of `service` that some live session is subscribed to, each once: to
+    /// subscribe again upstream after the server restarted or forgot its session.
+    pub fn subscribed_uris(&self, service: &str) -> Vec<String> {
+        let uris: std::collections::BTreeSet<String> = lock(&self.inner)
+            .values()
+            .flat_map(|s| s.subscriptions.iter())
+            .filter(|(svc, _)| svc == service)
+            .map(|(_, uri)| uri.clone())
+            .collect();
+        uris.into_iter().collect()
+    }
+
+    /// Makes `stream` the standalone event stream of a session owned by `identity_id`,
+    /// replacing (and so ending) any earlier one.
+    pub fn open_stream(
+        &self,
+        id: &str,
+        identity_id: &str,
+        stream: mpsc::Sender<Bytes>,
+        now: i64,
+    ) -> Result<(), SessionRejection> {
+        let mut map = lock(&self.inner);
+        live(&mut map, id, identity_id, now)?.stream = Some(stream);
+        Ok(())
+    }
+
+    /// Passes `event` (a resource update of `uri` at `service`) to the open streams of the
+    /// live sessions subscribed to it; returns how many took it. Never waits: a stream whose
+    /// buffer is full misses the update, and a closed one is forgotten.
+    pub fn resource_updated(&self, service: &str, uri: &str, event: &Bytes, now: i64) -> usize {
+        let key = (service.to_owned(), uri.to_owned());
+        let mut delivered = 0;
+        for session in lock(&self.inner).values_mut() {
+            if !session.subscriptions.contains(&key)
+                || now.saturating_sub(session.last_seen) >= IDLE_EXPIRY_MS
+            {
+                continue;
+            }
+            let Some(stream) = &session.stream else {
+                continue;
+            };
+            match stream.try_send(event.clone()) {
+                Ok(()) => delivered += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => {}
+                Err(mpsc::error::TrySendError::Closed(_)) => session.stream = None,
+            }
+        }
+        delivered
     }
 
     /// Ends a session owned by `identity_id`.
@@ -175,6 +292,69 @@ mod tests {
             sessions.check(&id, "idn_a", 3).unwrap_err(),
             SessionRejection::Unknown
         );
+    }
+
+    #[test]
+    fn updates_reach_only_the_open_streams_of_subscribed_sessions() {
+        let sessions = Sessions::default();
+        let a = sessions.create("idn_a", "2025-11-25", 0);
+        let b = sessions.create("idn_b", "2025-11-25", 0);
+        let quiet = sessions.create("idn_a", "2025-11-25", 0);
+        let (tx_a, mut rx_a) = mpsc::channel(4);
+        let (tx_b, mut rx_b) = mpsc::channel(4);
+        let (tx_q, mut rx_q) = mpsc::channel(4);
+        sessions.open_stream(&a, "idn_a", tx_a, 1).unwrap();
+        sessions.open_stream(&b, "idn_b", tx_b, 1).unwrap();
+        sessions.open_stream(&quiet, "idn_a", tx_q, 1).unwrap();
+        assert_eq!(
+            sessions.open_stream(&a, "idn_b", mpsc::channel(1).0, 1),
+            Err(SessionRejection::WrongIdentity)
+        );
+        assert_eq!(sessions.subscribe(&a, "idn_a", "svc", "u://1", 2), Ok(true));
+        assert_eq!(sessions.subscribe(&b, "idn_b", "svc", "u://2", 2), Ok(true));
+        assert_eq!(
+            sessions.subscribe(&a, "idn_b", "svc", "u://1", 2),
+            Err(SessionRejection::WrongIdentity)
+        );
+        let event = Bytes::from_static(b"update");
+        assert_eq!(sessions.resource_updated("svc", "u://1", &event, 3), 1);
+        assert_eq!(rx_a.try_recv().unwrap(), event);
+        assert!(rx_b.try_recv().is_err() && rx_q.try_recv().is_err());
+        // Another service's resource of the same URI is another resource.
+        assert_eq!(sessions.resource_updated("other", "u://1", &event, 3), 0);
+        assert!(sessions.subscribed("svc", "u://1"));
+        assert_eq!(sessions.subscribed_uris("svc"), vec!["u://1", "u://2"]);
+        assert!(sessions.subscribed_uris("other").is_empty());
+        assert_eq!(
+            sessions.unsubscribe(&a, "idn_a", "u://1", 4),
+            Ok(vec!["svc".to_owned()])
+        );
+        assert!(!sessions.subscribed("svc", "u://1"));
+        assert_eq!(sessions.resource_updated("svc", "u://1", &event, 5), 0);
+        // A closed stream is forgotten; a session idle past expiry gets nothing.
+        drop(rx_b);
+        assert_eq!(sessions.resource_updated("svc", "u://2", &event, 6), 0);
+        assert_eq!(
+            sessions.resource_updated("svc", "u://2", &event, IDLE_EXPIRY_MS + 2),
+            0
+        );
+    }
+
+    #[test]
+    fn subscriptions_per_session_are_bounded() {
+        let sessions = Sessions::default();
+        let a = sessions.create("idn_a", "2025-11-25", 0);
+        for i in 0..MAX_SUBSCRIPTIONS {
+            assert_eq!(
+                sessions.subscribe(&a, "idn_a", "svc", &format!("u://{i}"), 1),
+                Ok(true)
+            );
+        }
+        assert_eq!(
+            sessions.subscribe(&a, "idn_a", "svc", "u://more", 1),
+            Ok(false)
+        );
+        assert_eq!(sessions.subscribe(&a, "idn_a", "svc", "u://0", 1), Ok(true));
     }
 
     #[test]

@@ -20,6 +20,13 @@
 //! dropped there). The relay is bounded and lossy: a caller that does not keep up loses
 //! notifications, never the result.
 //!
+//! **Notifications about no request** go to the service's [`Signals`]: a changed tool list
+//! marks the listing stale, and `notifications/resources/updated` is broadcast for the
+//! gateway to pass on to the agents' sessions subscribed to that resource. A stdio server
+//! sends them on its output; a Streamable HTTP server on the standalone event stream (GET),
+//! which Steward opens once something was subscribed ([`McpUpstream::listen`]) and reopens
+//! with backoff while the service lives.
+//!
 //! Server-to-client requests (sampling, elicitation, roots) are answered at once with
 //! `method not found`, on stdio and on a Streamable HTTP call's event stream alike: the
 //! gateway does not relay them to agents.
@@ -138,12 +145,49 @@ fn progress_token_of(params: &Map<String, Value>) -> Option<&str> {
     params.get("progressToken").and_then(Value::as_str)
 }
 
+/// What an upstream's notifications about no particular request change.
+#[derive(Debug)]
+pub struct Signals {
+    /// Set when the server said its tool list changed (or restarted).
+    pub tools_stale: AtomicBool,
+    /// The URIs of resources the server said changed; lossy for a lagging receiver.
+    pub resource_updates: tokio::sync::broadcast::Sender<String>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        Self {
+            tools_stale: AtomicBool::new(true),
+            resource_updates: tokio::sync::broadcast::channel(256).0,
+        }
+    }
+
+    /// Acts on a notification that is not about a request in flight.
+    fn notified(&self, method: &str, params: &Map<String, Value>) {
+        match method {
+            "notifications/tools/list_changed" => self.tools_stale.store(true, Ordering::Relaxed),
+            "notifications/resources/updated" => {
+                if let Some(uri) = params.get("uri").and_then(Value::as_str)
+                    && uri.len() <= MAX_URI_BYTES
+                {
+                    // No receiver (nothing subscribed) is not an error.
+                    let _ = self.resource_updates.send(uri.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Longer resource URIs in update notifications are ignored.
+const MAX_URI_BYTES: usize = 4096;
+
 /// A connection to one upstream MCP server.
 #[derive(Debug)]
 pub struct McpUpstream {
     transport: UpstreamTransport,
-    /// Set when the server said its tool list changed (or restarted).
-    pub tools_stale: Arc<AtomicBool>,
+    /// Tool-list staleness and resource updates, from the server's notifications.
+    pub signals: Arc<Signals>,
 }
 
 #[derive(Debug)]
@@ -159,12 +203,12 @@ impl McpUpstream {
             .mcp
             .as_ref()
             .ok_or_else(|| UpstreamError::Unavailable("the service has no `mcp` section".into()))?;
-        let tools_stale = Arc::new(AtomicBool::new(true));
+        let signals = Arc::new(Signals::new());
         let transport = match &mcp.transport {
             McpTransport::Stdio { .. } => UpstreamTransport::Stdio(StdioHandle::spawn(
                 Arc::downgrade(rt),
                 spec.clone(),
-                Arc::clone(&tools_stale),
+                Arc::clone(&signals),
             )),
             McpTransport::Http { url } => {
                 let uri: http::Uri = url
@@ -184,14 +228,24 @@ impl McpUpstream {
                     session: Mutex::new(None),
                     init: tokio::sync::Mutex::new(false),
                     next_id: AtomicI64::new(1),
-                    tools_stale: Arc::clone(&tools_stale),
+                    signals: Arc::clone(&signals),
+                    listening: AtomicBool::new(false),
+                    shutdown: watch::channel(false).0,
                 }))
             }
         };
-        Ok(Self {
-            transport,
-            tools_stale,
-        })
+        Ok(Self { transport, signals })
+    }
+
+    /// Makes sure the server's notifications about no request reach [`Signals`]: a stdio
+    /// server's always do; for a Streamable HTTP server this opens its standalone event
+    /// stream (once; it is reopened with backoff until the service stops).
+    pub fn listen(&self) {
+        if let UpstreamTransport::Http(conn) = &self.transport
+            && !conn.listening.swap(true, Ordering::AcqRel)
+        {
+            tokio::spawn(listen_loop(Arc::downgrade(conn), conn.shutdown.subscribe()));
+        }
     }
 
     /// Sends a request and waits for its result.
@@ -222,10 +276,15 @@ impl McpUpstream {
         }
     }
 
-    /// Stops a stdio server (and keeps it stopped).
+    /// Stops a stdio server (and keeps it stopped), or an HTTP server's event stream.
     pub fn shutdown(&self) {
-        if let UpstreamTransport::Stdio(h) = &self.transport {
-            let _ = h.shutdown.send(true);
+        match &self.transport {
+            UpstreamTransport::Stdio(h) => {
+                let _ = h.shutdown.send(true);
+            }
+            UpstreamTransport::Http(c) => {
+                let _ = c.shutdown.send(true);
+            }
         }
     }
 
@@ -376,7 +435,7 @@ impl StdioConn {
 }
 
 impl StdioHandle {
-    fn spawn(rt: Weak<Runtime>, spec: ServiceSpec, tools_stale: Arc<AtomicBool>) -> Self {
+    fn spawn(rt: Weak<Runtime>, spec: ServiceSpec, signals: Arc<Signals>) -> Self {
         let (conn_tx, conn_rx) = watch::channel(None);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let starts = Arc::new(AtomicU64::new(0));
@@ -386,7 +445,7 @@ impl StdioHandle {
             conn_tx,
             shutdown_rx,
             Arc::clone(&starts),
-            tools_stale,
+            signals,
         ));
         Self {
             conn: conn_rx,
@@ -424,7 +483,7 @@ async fn supervise(
     conn_tx: watch::Sender<Option<Arc<StdioConn>>>,
     mut shutdown: watch::Receiver<bool>,
     starts: Arc<AtomicU64>,
-    tools_stale: Arc<AtomicBool>,
+    signals: Arc<Signals>,
 ) {
     let mut backoff = MIN_BACKOFF;
     loop {
@@ -432,7 +491,7 @@ async fn supervise(
             break;
         }
         let started = Instant::now();
-        match spawn_child(&rt, &spec, Arc::clone(&tools_stale)).await {
+        match spawn_child(&rt, &spec, Arc::clone(&signals)).await {
             Ok((mut child, conn)) => {
                 starts.fetch_add(1, Ordering::Relaxed);
                 let init = conn
@@ -448,7 +507,8 @@ async fn supervise(
                         let _ = conn
                             .send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
                             .await;
-                        tools_stale.store(true, Ordering::Relaxed);
+                        signals.tools_stale.store(true, Ordering::Relaxed);
+                        resubscribe_stdio(&rt, &spec.name, &conn).await;
                         let _ = conn_tx.send(Some(Arc::clone(&conn)));
                         tracing::info!(mcp.service = %spec.name, "mcp server started");
                     }
@@ -485,10 +545,31 @@ async fn supervise(
     }
 }
 
+/// Subscribes a (re)started server to the resources the agents' sessions hold, which it
+/// does not know about; a refusal is logged, not retried.
+async fn resubscribe_stdio(rt: &Weak<Runtime>, service: &str, conn: &StdioConn) {
+    let Some(rt) = rt.upgrade() else {
+        return;
+    };
+    for uri in rt.mcp.sessions.subscribed_uris(service) {
+        let subscribed = conn
+            .request(
+                "resources/subscribe",
+                json!({"uri": uri}),
+                Duration::from_secs(10),
+                None,
+            )
+            .await;
+        if let Err(e) = subscribed {
+            tracing::warn!(mcp.service = %service, error = %e, "could not subscribe the restarted mcp server again");
+        }
+    }
+}
+
 async fn spawn_child(
     rt: &Weak<Runtime>,
     spec: &ServiceSpec,
-    tools_stale: Arc<AtomicBool>,
+    signals: Arc<Signals>,
 ) -> Result<(Child, Arc<StdioConn>), UpstreamError> {
     let Some(McpTransport::Stdio {
         command,
@@ -574,7 +655,7 @@ async fn spawn_child(
                 continue;
             }
             match jsonrpc::parse(&line) {
-                Ok(msg) => dispatch_from_server(&reader_conn, msg, line.len(), &tools_stale).await,
+                Ok(msg) => dispatch_from_server(&reader_conn, msg, line.len(), &signals).await,
                 Err(e) => {
                     tracing::debug!(mcp.service = %service, error = %e.message, "ignoring a malformed line from the mcp server")
                 }
@@ -630,12 +711,7 @@ fn server_request_reply(id: &Id, method: &str) -> Value {
 }
 
 /// Handles one message from a stdio server; `len` is the length of its line.
-async fn dispatch_from_server(
-    conn: &StdioConn,
-    msg: Message,
-    len: usize,
-    tools_stale: &AtomicBool,
-) {
+async fn dispatch_from_server(conn: &StdioConn, msg: Message, len: usize, signals: &Signals) {
     match msg {
         Message::Response {
             id: Id::Number(n),
@@ -656,9 +732,6 @@ async fn dispatch_from_server(
         Message::Request { id, method, .. } => {
             let _ = conn.send(&server_request_reply(&id, &method)).await;
         }
-        Message::Notification { method, .. } if method == "notifications/tools/list_changed" => {
-            tools_stale.store(true, Ordering::Relaxed);
-        }
         Message::Notification { method, params } if method == "notifications/progress" => {
             let relay = progress_token_of(&params)
                 .and_then(|token| lock(&conn.progress).get(token).cloned());
@@ -666,6 +739,7 @@ async fn dispatch_from_server(
                 relay.offer(method, params);
             }
         }
+        Message::Notification { method, params } => signals.notified(&method, &params),
         _ => {}
     }
 }
@@ -685,7 +759,11 @@ struct HttpConn {
     session: Mutex<Option<String>>,
     init: tokio::sync::Mutex<bool>,
     next_id: AtomicI64,
-    tools_stale: Arc<AtomicBool>,
+    signals: Arc<Signals>,
+    /// Whether the standalone event stream was asked for ([`McpUpstream::listen`]).
+    listening: AtomicBool,
+    /// Set when the service stops: ends the standalone event stream.
+    shutdown: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for HttpConn {
@@ -738,7 +816,7 @@ impl HttpConn {
                     // The server forgot the session: initialize again, once.
                     *self.init.lock().await = false;
                     *lock(&self.session) = None;
-                    self.tools_stale.store(true, Ordering::Relaxed);
+                    self.signals.tools_stale.store(true, Ordering::Relaxed);
                 }
             }
         }
@@ -780,7 +858,29 @@ impl HttpConn {
             )
             .await;
         *done = true;
+        self.resubscribe(timeout).await;
         Ok(())
+    }
+
+    /// Subscribes a freshly initialized session to the resources the agents' sessions hold
+    /// (none the first time; all of them after the server forgot Steward's session).
+    async fn resubscribe(&self, timeout: Duration) {
+        let Some(rt) = self.rt.upgrade() else {
+            return;
+        };
+        for uri in rt.mcp.sessions.subscribed_uris(&self.service) {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let Ok(body) =
+                encode_request(id, "resources/subscribe", &params_map(json!({"uri": uri})))
+            else {
+                continue;
+            };
+            let subscribed =
+                tokio::time::timeout(timeout, self.post(Bytes::from(body), Some(id), None)).await;
+            if !matches!(subscribed, Ok(Ok(Posted::Reply(Ok(_), _)))) {
+                tracing::warn!(mcp.service = %self.service, "could not subscribe the mcp server's new session again");
+            }
+        }
     }
 
     /// The pooled client; with a client certificate, the service's client for the
@@ -911,11 +1011,6 @@ impl HttpConn {
                     }) if Some(n) == id => {
                         return Ok(Posted::Reply(Err(error), payload.len()));
                     }
-                    Ok(Message::Notification { method, .. })
-                        if method == "notifications/tools/list_changed" =>
-                    {
-                        self.tools_stale.store(true, Ordering::Relaxed);
-                    }
                     Ok(Message::Request {
                         id: asked, method, ..
                     }) => {
@@ -938,8 +1033,10 @@ impl HttpConn {
                             };
                             if relayed {
                                 relay.offer(method, params);
+                                continue;
                             }
                         }
+                        self.signals.notified(&method, &params);
                     }
                     _ => {}
                 }
@@ -991,6 +1088,136 @@ impl HttpConn {
         v.set_sensitive(true);
         headers.insert(name, v);
         Ok(())
+    }
+}
+
+/// How one standalone event stream ended.
+enum Listened {
+    /// The server closed it, or forgot the session: open it again.
+    Ended,
+    /// The server offers no standalone stream (405): stop trying.
+    Unsupported,
+}
+
+/// Keeps a Streamable HTTP server's standalone event stream open while the service lives,
+/// passing its notifications to the service's [`Signals`].
+async fn listen_loop(conn: Weak<HttpConn>, mut shutdown: watch::Receiver<bool>) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let Some(c) = conn.upgrade() else {
+            return;
+        };
+        let started = Instant::now();
+        let outcome = tokio::select! {
+            outcome = c.listen_once() => outcome,
+            _ = shutdown.changed() => return,
+        };
+        match outcome {
+            Ok(Listened::Ended) => {}
+            Ok(Listened::Unsupported) => {
+                tracing::debug!(mcp.service = %c.service, "the mcp server offers no standalone event stream");
+                // A later subscription asks again.
+                c.listening.store(false, Ordering::Release);
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(mcp.service = %c.service, error = %e, "mcp server event stream failed; reopening with backoff");
+            }
+        }
+        drop(c);
+        if started.elapsed() >= HEALTHY_AFTER {
+            backoff = MIN_BACKOFF;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+impl HttpConn {
+    /// Opens the standalone event stream (GET) and reads it to its end.
+    async fn listen_once(&self) -> Result<Listened, UpstreamError> {
+        self.ensure_initialized(Duration::from_secs(30)).await?;
+        let mut req = http::Request::builder()
+            .method(http::Method::GET)
+            .uri(self.uri.clone())
+            .header(header::ACCEPT, "text/event-stream")
+            .header("mcp-protocol-version", UPSTREAM_PROTOCOL_VERSION)
+            .body(
+                Full::new(Bytes::new())
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            )
+            .map_err(|e| UpstreamError::Unavailable(e.to_string()))?;
+        let session = lock(&self.session).clone();
+        if let Some(session) = &session
+            && let Ok(v) = HeaderValue::from_str(session)
+        {
+            req.headers_mut().insert("mcp-session-id", v);
+        }
+        self.inject(req.headers_mut()).await?;
+        let resp = self
+            .http_client()
+            .await?
+            .request(req)
+            .await
+            .map_err(|e| UpstreamError::Unavailable(e.to_string()))?;
+        let status = resp.status();
+        if status == http::StatusCode::METHOD_NOT_ALLOWED {
+            return Ok(Listened::Unsupported);
+        }
+        if status == http::StatusCode::NOT_FOUND && session.is_some() {
+            // The server forgot the session: the next request or stream initializes again.
+            *self.init.lock().await = false;
+            *lock(&self.session) = None;
+            self.signals.tools_stale.store(true, Ordering::Relaxed);
+            return Ok(Listened::Ended);
+        }
+        let is_sse = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().starts_with("text/event-stream"));
+        if !status.is_success() || !is_sse {
+            return Err(UpstreamError::Unavailable(format!(
+                "event stream: http status {status}"
+            )));
+        }
+        let mut body = resp.into_body();
+        let mut buffer: Vec<u8> = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| UpstreamError::Protocol(format!("event stream: {e}")))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            buffer.extend_from_slice(&data);
+            while let Some((event, rest)) = split_event(&buffer) {
+                buffer = rest;
+                let payload = sse_data(&event);
+                match jsonrpc::parse(payload.as_bytes()) {
+                    Ok(Message::Notification { method, params }) => {
+                        self.signals.notified(&method, &params);
+                    }
+                    Ok(Message::Request { id, method, .. }) => {
+                        let reply = server_request_reply(&id, &method).to_string();
+                        if let Err(e) = self.post(Bytes::from(reply), None, None).await {
+                            tracing::debug!(error = %e, %method, "could not refuse a server request");
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            // One event may not grow without bound.
+            if buffer.len() > jsonrpc::MAX_MESSAGE_BYTES {
+                return Err(UpstreamError::Protocol("event too large".into()));
+            }
+        }
+        Ok(Listened::Ended)
     }
 }
 

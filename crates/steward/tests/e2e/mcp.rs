@@ -1458,3 +1458,232 @@ fn upstream_progress_and_log_messages_are_relayed() {
     );
     assert_eq!(echo_outcomes(), before + 1, "the approved retry ran once");
 }
+
+/// An open GET `/mcp` event stream: what it has carried so far, read by a thread.
+struct EventStream {
+    status: u16,
+    text: std::sync::Arc<std::sync::Mutex<String>>,
+    ended: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    socket: std::net::TcpStream,
+}
+
+impl EventStream {
+    fn open(port: u16, bearer: &str, session: &str) -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let request = format!(
+            "GET /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\nAuthorization: {bearer}\r\nMcp-Session-Id: {session}\r\nMCP-Protocol-Version: 2025-11-25\r\n\r\n"
+        );
+        socket.write_all(request.as_bytes()).unwrap();
+        let mut reader = BufReader::new(socket.try_clone().unwrap());
+        let mut status_line = String::new();
+        reader.read_line(&mut status_line).unwrap();
+        let status = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = std::sync::Arc::clone(&text);
+        let ended = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let end = std::sync::Arc::clone(&ended);
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+                sink.lock().unwrap().push_str(&line);
+                // The chunked encoding's terminating chunk: the server ended the stream.
+                if line == "0\r\n" {
+                    break;
+                }
+                line.clear();
+            }
+            end.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        Self {
+            status,
+            text,
+            ended,
+            socket,
+        }
+    }
+
+    fn text(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+
+    /// Waits up to `limit` for the server to end the stream.
+    fn wait_ended(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.ended.load(std::sync::atomic::Ordering::SeqCst) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// Waits up to `limit` for `needle` in the stream.
+    fn wait_for(&self, needle: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.text().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        let _ = self.socket.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// A handshake-era session of the agent holding `bearer`; its id.
+fn new_session(port: u16, bearer: &str) -> String {
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}});
+    let (status, text, _) = rpc(port, &[("Authorization", bearer)], &init);
+    assert_eq!(status, 200, "{text}");
+    header_value(&text, "mcp-session-id").expect("a session id")
+}
+
+#[test]
+fn resource_updates_reach_the_subscribed_session_and_no_other() {
+    let Some((_python, d, other_token)) = mcp_deployment() else {
+        return;
+    };
+    let port = d.port;
+    let (_everything_http, http_port) = everything_http();
+    d.policy("permit(principal, action, resource);");
+    let bearer = format!("Bearer {}", d.agent);
+    let other_bearer = format!("Bearer {other_token}");
+    let uri = "demo://resource/static/document/architecture.md";
+    // server-everything over stdio (updates on its output), then over Streamable HTTP
+    // (updates on the standalone event stream that Steward opens upstream).
+    for (service, entry) in [
+        ("everything", everything_service()),
+        ("evhttp", http_service("evhttp", http_port)),
+    ] {
+        let apply = d.dir.path().join(format!("{service}.yaml"));
+        std::fs::write(&apply, format!("version: 1\nservices:\n{entry}")).unwrap();
+        d.ok(&["apply", "--file", apply.to_str().unwrap()], None);
+        json(port, &d.admin, &["mcp", "refresh", service]);
+
+        let mine = new_session(port, &bearer);
+        let theirs = new_session(port, &other_bearer);
+        let quiet = new_session(port, &bearer);
+        // A session's stream is its identity's only: another identity is refused.
+        let stolen = EventStream::open(port, &other_bearer, &mine);
+        assert_eq!(stolen.status, 403, "{service}: {}", stolen.text());
+        let stream = EventStream::open(port, &bearer, &mine);
+        assert_eq!(stream.status, 200, "{service}");
+        let their_stream = EventStream::open(port, &other_bearer, &theirs);
+        let quiet_stream = EventStream::open(port, &bearer, &quiet);
+        assert_eq!((their_stream.status, quiet_stream.status), (200, 200));
+
+        let in_session = [
+            ("Authorization", bearer.as_str()),
+            ("Mcp-Session-Id", mine.as_str()),
+            ("MCP-Protocol-Version", "2025-11-25"),
+        ];
+        let subscribe = json!({"jsonrpc": "2.0", "id": 2, "method": "resources/subscribe",
+            "params": {"uri": uri}});
+        let (status, text, body) = rpc(port, &in_session, &subscribe);
+        assert_eq!((status, &body["result"]), (200, &json!({})), "{text}");
+        // The tool that makes server-everything send updates for its subscriptions, at
+        // once and then every 5 s; a governed call like any other.
+        let toggle = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+            "params": {"name": format!("{service}__toggle-subscriber-updates"), "arguments": {}}});
+        let (status, text, body) = rpc(port, &in_session, &toggle);
+        assert_eq!(status, 200, "{text}");
+        assert_ne!(body["result"]["isError"], true, "{body}");
+        assert!(
+            stream.wait_for("notifications/resources/updated", Duration::from_secs(20)),
+            "{service}: no update reached the subscribed session: {}",
+            stream.text()
+        );
+        assert!(stream.text().contains(uri), "{}", stream.text());
+        // Give a second round of updates the time to arrive, then check the others.
+        std::thread::sleep(Duration::from_millis(500));
+        for (who, other) in [
+            ("another identity", &their_stream),
+            ("another session", &quiet_stream),
+        ] {
+            assert!(
+                !other.text().contains("notifications/resources/updated"),
+                "{service}: {who} received an update it did not subscribe to: {}",
+                other.text()
+            );
+        }
+        if service == "everything" {
+            // A restarted stdio server is subscribed again: kill it, and once it is back
+            // turn its updates on again; they still reach the session.
+            let out = Command::new("pgrep")
+                .args(["-P", &d.pid().to_string(), "node"])
+                .output()
+                .unwrap();
+            let pids = String::from_utf8_lossy(&out.stdout).into_owned();
+            let pid = pids
+                .split_whitespace()
+                .next()
+                .expect("the stdio server's pid");
+            assert!(
+                Command::new("kill")
+                    .args(["-9", pid])
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+            let seen = stream.text().len();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let (status, _, body) = rpc(port, &in_session, &toggle);
+                if status == 200 && body["result"]["isError"] != true {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the server did not come back: {body}"
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !stream.text()[seen..].contains("notifications/resources/updated") {
+                assert!(
+                    Instant::now() < deadline,
+                    "no update after the restart: {}",
+                    &stream.text()[seen..]
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        if service == "evhttp" {
+            // A suspended identity stops hearing: its stream ends at the next update.
+            d.ok(
+                &["identity", "suspend", &d.identity_id, "--reason", "e2e"],
+                None,
+            );
+            assert!(
+                stream.wait_ended(Duration::from_secs(20)),
+                "the suspended identity's stream stayed open"
+            );
+            assert!(!their_stream.wait_ended(Duration::from_millis(10)));
+            break;
+        }
+        let unsubscribe = json!({"jsonrpc": "2.0", "id": 4, "method": "resources/unsubscribe",
+            "params": {"uri": uri}});
+        let (status, text, body) = rpc(port, &in_session, &unsubscribe);
+        assert_eq!((status, &body["result"]), (200, &json!({})), "{text}");
+        // Stop the upstream's updates before the next round.
+        let (status, text, _) = rpc(port, &in_session, &toggle);
+        assert_eq!(status, 200, "{text}");
+        d.ok(&["service", "remove", service], None);
+    }
+}
