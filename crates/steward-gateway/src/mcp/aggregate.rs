@@ -656,7 +656,8 @@ pub async fn call_tool(
 /// `resources/subscribe` and `resources/unsubscribe`: relayed, in name order, to the
 /// upstream servers of which the caller can see at least one tool, until one accepts the
 /// URI; returns the service that accepted it. A subscription returns no data, so it is not
-/// a policy decision of its own. After a subscription the service's update notifications
+/// a policy decision of its own and writes no audit record, but it is refused where policy
+/// denies reading the URI outright (`resources/read` with that `uri`). After a subscription the service's update notifications
 /// are listened for (see [`McpUpstream::listen`]); the caller records the subscription in
 /// its session, whose event stream receives them. Upstreams are shared by all agents, so
 /// an unsubscription is relayed only once no session holds the subscription any more.
@@ -670,6 +671,16 @@ pub async fn relay_subscription(
         .get("uri")
         .and_then(Value::as_str)
         .ok_or_else(|| RpcError::new(jsonrpc::INVALID_PARAMS, "`uri` must be a string"))?;
+    // Sessions keep what they subscribed to: a bound on the URI bounds their memory.
+    if uri.len() > super::upstream::MAX_URI_BYTES {
+        return Err(RpcError::new(
+            jsonrpc::INVALID_PARAMS,
+            format!(
+                "`uri` is longer than {} bytes",
+                super::upstream::MAX_URI_BYTES
+            ),
+        ));
+    }
     let mut last = RpcError::new(
         jsonrpc::INVALID_PARAMS,
         "no upstream MCP server serves this resource",
@@ -692,6 +703,20 @@ pub async fn relay_subscription(
         });
         if !visible {
             continue;
+        }
+        if method == "resources/subscribe" {
+            // Hearing when a resource changes is a little of reading it: an agent that may
+            // not read the URI may not subscribe to it either.
+            let read = super::content::RESOURCES_READ;
+            let operation = OperationName::new(service.spec.name.clone(), read);
+            let class = super::content::content_class(&service.spec, read);
+            if denied_outright_with(rt, caller, &operation, class, json!({"uri": uri})) {
+                last = RpcError::new(
+                    super::content::DENIED,
+                    "Denied by Steward: policy does not let you read this resource, so you cannot subscribe to it.",
+                );
+                continue;
+            }
         }
         if method == "resources/unsubscribe" && rt.mcp.sessions.subscribed(&service.spec.name, uri)
         {

@@ -83,7 +83,7 @@ pub fn is_reserved(name: &str) -> bool {
 }
 
 /// A content operation's class: `read`, unless the service's `class_overrides` say otherwise.
-fn content_class(spec: &ServiceSpec, operation: &str) -> OperationClass {
+pub(super) fn content_class(spec: &ServiceSpec, operation: &str) -> OperationClass {
     spec.class_overrides
         .get(operation)
         .copied()

@@ -179,8 +179,8 @@ impl Signals {
     }
 }
 
-/// Longer resource URIs in update notifications are ignored.
-const MAX_URI_BYTES: usize = 4096;
+/// The longest resource URI subscribed to or passed on in an update notification.
+pub const MAX_URI_BYTES: usize = 4096;
 
 /// A connection to one upstream MCP server.
 #[derive(Debug)]

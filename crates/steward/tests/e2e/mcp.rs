@@ -1561,7 +1561,10 @@ fn resource_updates_reach_the_subscribed_session_and_no_other() {
     };
     let port = d.port;
     let (_everything_http, http_port) = everything_http();
-    d.policy("permit(principal, action, resource);");
+    d.policy(
+        "permit(principal, action, resource);\n\
+         forbid(principal, action, resource) when { context.args has uri && context.args.uri like \"*private*\" };\n",
+    );
     let bearer = format!("Bearer {}", d.agent);
     let other_bearer = format!("Bearer {other_token}");
     let uri = "demo://resource/static/document/architecture.md";
@@ -1593,6 +1596,16 @@ fn resource_updates_reach_the_subscribed_session_and_no_other() {
             ("Mcp-Session-Id", mine.as_str()),
             ("MCP-Protocol-Version", "2025-11-25"),
         ];
+        // A session keeps what it subscribed to, so a URI's length is bounded.
+        let long = json!({"jsonrpc": "2.0", "id": 2, "method": "resources/subscribe",
+            "params": {"uri": format!("demo://{}", "x".repeat(5000))}});
+        let (_, text, body) = rpc(port, &in_session, &long);
+        assert_eq!(body["error"]["code"], -32602, "{text}");
+        // Only what the agent may read: a URI it may not read cannot be subscribed to.
+        let private = json!({"jsonrpc": "2.0", "id": 2, "method": "resources/subscribe",
+            "params": {"uri": "demo://resource/private/ledger"}});
+        let (_, text, body) = rpc(port, &in_session, &private);
+        assert_eq!(body["error"]["code"], -32003, "{text}");
         let subscribe = json!({"jsonrpc": "2.0", "id": 2, "method": "resources/subscribe",
             "params": {"uri": uri}});
         let (status, text, body) = rpc(port, &in_session, &subscribe);
