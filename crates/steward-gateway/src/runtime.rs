@@ -449,6 +449,8 @@ impl Runtime {
                         last_error: None,
                     });
                 }
+                // What each agent may list depends on the policy.
+                self.mcp.lists_changed(self.now_ms());
                 Ok(())
             }
             Err(e) => {

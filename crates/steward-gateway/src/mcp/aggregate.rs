@@ -19,7 +19,7 @@ use steward_policy::{DenyReason, Effect, IdentityAttrs, Request};
 
 use super::jsonrpc::{self, RpcError, canonical};
 use super::pins;
-use super::upstream::{McpUpstream, NoteRelay, Signals, UpstreamError, Wire};
+use super::upstream::{McpUpstream, NoteRelay, Signals, UpstreamError, UpstreamEvent, Wire};
 use crate::lock;
 use crate::pipeline::{self, CallMeta, Caller, ResolvedCall};
 use crate::problem::Problem;
@@ -80,20 +80,23 @@ pub fn service_state(
     if let Some(old) = map.insert(service.spec.name.clone(), Arc::clone(&state)) {
         old.upstream.shutdown();
     }
-    pass_on_resource_updates(rt, &service.spec.name, &state.upstream.signals);
+    pass_on_notifications(rt, &service.spec.name, &state.upstream.signals);
+    // A new or changed service changes what agents may list.
+    rt.mcp.lists_changed(rt.now_ms());
     Ok(state)
 }
 
-/// Passes a service's resource updates on to the sessions subscribed to them, for as long
-/// as the service's connection lives.
-fn pass_on_resource_updates(rt: &Arc<Runtime>, service: &str, signals: &Signals) {
-    let mut updates = signals.resource_updates.subscribe();
+/// Passes a service's notifications about no request on to the agents' sessions, for as
+/// long as the service's connection lives: a resource update to the sessions subscribed to
+/// it, a list change to every session (it names no item, and the agent lists again).
+fn pass_on_notifications(rt: &Arc<Runtime>, service: &str, signals: &Signals) {
+    let mut events = signals.events.subscribe();
     let rt = Arc::downgrade(rt);
     let service = service.to_owned();
     tokio::spawn(async move {
         loop {
-            match updates.recv().await {
-                Ok(uri) => {
+            match events.recv().await {
+                Ok(UpstreamEvent::ResourceUpdated(uri)) => {
                     let Some(rt) = rt.upgrade() else {
                         return;
                     };
@@ -107,6 +110,15 @@ fn pass_on_resource_updates(rt: &Arc<Runtime>, service: &str, signals: &Signals)
                             .sessions
                             .resource_updated(&service, &uri, &event, rt.now_ms());
                     tracing::debug!(mcp.service = %service, delivered, "resource update passed on");
+                }
+                Ok(UpstreamEvent::ListChanged(method)) => {
+                    let Some(rt) = rt.upgrade() else {
+                        return;
+                    };
+                    let event =
+                        super::server::sse_event(&json!({"jsonrpc": "2.0", "method": method}));
+                    let delivered = rt.mcp.sessions.broadcast(&event, rt.now_ms());
+                    tracing::debug!(mcp.service = %service, delivered, %method, "list change passed on");
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::warn!(mcp.service = %service, missed, "resource updates arrived faster than they could be passed on; some were dropped");

@@ -82,6 +82,20 @@ impl McpHub {
         self.config.read().map(|c| c.clone()).unwrap_or_default()
     }
 
+    /// Tells every session with an open event stream that the tool, prompt and resource
+    /// lists may have changed (a service, a pin or the policy changed), so its agent lists
+    /// them again. On PostgreSQL only this instance's sessions hear it.
+    pub fn lists_changed(&self, now: i64) {
+        for method in [
+            "notifications/tools/list_changed",
+            "notifications/prompts/list_changed",
+            "notifications/resources/list_changed",
+        ] {
+            let event = server::sse_event(&serde_json::json!({"jsonrpc": "2.0", "method": method}));
+            self.sessions.broadcast(&event, now);
+        }
+    }
+
     /// Stops every stdio server.
     pub fn shutdown(&self) {
         let services: Vec<_> = self

@@ -321,11 +321,13 @@ fn cache_hints(result: &mut Value) {
     }
 }
 
-fn capabilities() -> Value {
+/// The gateway's capabilities. List changes are announced on a session's event stream, so
+/// only the handshake era (`streams`) has them.
+fn capabilities(streams: bool) -> Value {
     json!({
-        "tools": {"listChanged": false},
-        "prompts": {"listChanged": false},
-        "resources": {"subscribe": true, "listChanged": false},
+        "tools": {"listChanged": streams},
+        "prompts": {"listChanged": streams},
+        "resources": {"subscribe": true, "listChanged": streams},
         "completions": {},
     })
 }
@@ -453,7 +455,7 @@ async fn post(rt: Arc<Runtime>, peer: SocketAddr, req: Request<Body>) -> Respons
         "server/discover" => {
             let result = json!({
                 "supportedVersions": all_versions(),
-                "capabilities": capabilities(),
+                "capabilities": capabilities(false),
                 "serverInfo": server_info(),
                 "instructions": INSTRUCTIONS,
                 "ttlMs": 0,
@@ -652,7 +654,7 @@ fn initialize(
         .create(&caller.identity.id, version, rt.now_ms());
     let result = json!({
         "protocolVersion": version,
-        "capabilities": capabilities(),
+        "capabilities": capabilities(true),
         "serverInfo": server_info(),
         "instructions": INSTRUCTIONS,
     });

@@ -238,6 +238,25 @@ impl Sessions {
         delivered
     }
 
+    /// Passes `event` to the open stream of every live session; returns how many took it.
+    pub fn broadcast(&self, event: &Bytes, now: i64) -> usize {
+        let mut delivered = 0;
+        for session in lock(&self.inner).values_mut() {
+            if now.saturating_sub(session.last_seen) >= IDLE_EXPIRY_MS {
+                continue;
+            }
+            let Some(stream) = &session.stream else {
+                continue;
+            };
+            match stream.try_send(event.clone()) {
+                Ok(()) => delivered += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => {}
+                Err(mpsc::error::TrySendError::Closed(_)) => session.stream = None,
+            }
+        }
+        delivered
+    }
+
     /// Ends a session owned by `identity_id`.
     pub fn remove(&self, id: &str, identity_id: &str, now: i64) -> Result<(), SessionRejection> {
         let mut map = lock(&self.inner);
@@ -331,6 +350,9 @@ mod tests {
         );
         assert!(!sessions.subscribed("svc", "u://1"));
         assert_eq!(sessions.resource_updated("svc", "u://1", &event, 5), 0);
+        // A list change goes to every open stream.
+        assert_eq!(sessions.broadcast(&event, 5), 3);
+        assert!(rx_a.try_recv().is_ok() && rx_b.try_recv().is_ok() && rx_q.try_recv().is_ok());
         // A closed stream is forgotten; a session idle past expiry gets nothing.
         drop(rx_b);
         assert_eq!(sessions.resource_updated("svc", "u://2", &event, 6), 0);

@@ -145,36 +145,54 @@ fn progress_token_of(params: &Map<String, Value>) -> Option<&str> {
     params.get("progressToken").and_then(Value::as_str)
 }
 
+/// A notification from an upstream about no particular request, to pass on to agents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamEvent {
+    /// `notifications/resources/updated` for this URI.
+    ResourceUpdated(String),
+    /// `notifications/{tools,prompts,resources}/list_changed` (the method).
+    ListChanged(&'static str),
+}
+
+/// The list-changed notifications passed on, by method.
+const LIST_CHANGED: &[&str] = &[
+    "notifications/tools/list_changed",
+    "notifications/prompts/list_changed",
+    "notifications/resources/list_changed",
+];
+
 /// What an upstream's notifications about no particular request change.
 #[derive(Debug)]
 pub struct Signals {
     /// Set when the server said its tool list changed (or restarted).
     pub tools_stale: AtomicBool,
-    /// The URIs of resources the server said changed; lossy for a lagging receiver.
-    pub resource_updates: tokio::sync::broadcast::Sender<String>,
+    /// Resource updates and list changes; lossy for a lagging receiver.
+    pub events: tokio::sync::broadcast::Sender<UpstreamEvent>,
 }
 
 impl Signals {
     fn new() -> Self {
         Self {
             tools_stale: AtomicBool::new(true),
-            resource_updates: tokio::sync::broadcast::channel(256).0,
+            events: tokio::sync::broadcast::channel(256).0,
         }
     }
 
-    /// Acts on a notification that is not about a request in flight.
+    /// Acts on a notification that is not about a request in flight. A send with no
+    /// receiver (nobody listening) is not an error.
     fn notified(&self, method: &str, params: &Map<String, Value>) {
-        match method {
-            "notifications/tools/list_changed" => self.tools_stale.store(true, Ordering::Relaxed),
-            "notifications/resources/updated" => {
-                if let Some(uri) = params.get("uri").and_then(Value::as_str)
-                    && uri.len() <= MAX_URI_BYTES
-                {
-                    // No receiver (nothing subscribed) is not an error.
-                    let _ = self.resource_updates.send(uri.to_owned());
-                }
-            }
-            _ => {}
+        if method == "notifications/tools/list_changed" {
+            self.tools_stale.store(true, Ordering::Relaxed);
+        }
+        if let Some(known) = LIST_CHANGED.iter().find(|m| **m == method) {
+            let _ = self.events.send(UpstreamEvent::ListChanged(known));
+        } else if method == "notifications/resources/updated"
+            && let Some(uri) = params.get("uri").and_then(Value::as_str)
+            && uri.len() <= MAX_URI_BYTES
+        {
+            let _ = self
+                .events
+                .send(UpstreamEvent::ResourceUpdated(uri.to_owned()));
         }
     }
 }
@@ -1253,6 +1271,37 @@ fn sse_data(event: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notifications_about_no_request_become_events() {
+        let signals = Signals::new();
+        signals.tools_stale.store(false, Ordering::Relaxed);
+        let mut events = signals.events.subscribe();
+        let params = |v: Value| params_map(v);
+        signals.notified("notifications/tools/list_changed", &params(json!({})));
+        assert!(signals.tools_stale.load(Ordering::Relaxed));
+        assert_eq!(
+            events.try_recv().unwrap(),
+            UpstreamEvent::ListChanged("notifications/tools/list_changed")
+        );
+        signals.notified(
+            "notifications/resources/updated",
+            &params(json!({"uri": "u://1"})),
+        );
+        assert_eq!(
+            events.try_recv().unwrap(),
+            UpstreamEvent::ResourceUpdated("u://1".into())
+        );
+        // Without a URI, with an overlong one, or of an unknown kind: nothing.
+        signals.notified("notifications/resources/updated", &params(json!({})));
+        let long = "u".repeat(MAX_URI_BYTES + 1);
+        signals.notified(
+            "notifications/resources/updated",
+            &params(json!({"uri": long})),
+        );
+        signals.notified("notifications/whatever", &params(json!({})));
+        assert!(events.try_recv().is_err());
+    }
 
     #[test]
     fn sse_events_are_split_and_joined() {

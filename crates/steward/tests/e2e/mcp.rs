@@ -1561,10 +1561,9 @@ fn resource_updates_reach_the_subscribed_session_and_no_other() {
     };
     let port = d.port;
     let (_everything_http, http_port) = everything_http();
-    d.policy(
-        "permit(principal, action, resource);\n\
-         forbid(principal, action, resource) when { context.args has uri && context.args.uri like \"*private*\" };\n",
-    );
+    const POLICY_ALL: &str = "permit(principal, action, resource);\n\
+         forbid(principal, action, resource) when { context.args has uri && context.args.uri like \"*private*\" };\n";
+    d.policy(POLICY_ALL);
     let bearer = format!("Bearer {}", d.agent);
     let other_bearer = format!("Bearer {other_token}");
     let uri = "demo://resource/static/document/architecture.md";
@@ -1590,6 +1589,17 @@ fn resource_updates_reach_the_subscribed_session_and_no_other() {
         let their_stream = EventStream::open(port, &other_bearer, &theirs);
         let quiet_stream = EventStream::open(port, &bearer, &quiet);
         assert_eq!((their_stream.status, quiet_stream.status), (200, 200));
+        if service == "everything" {
+            // A policy change may change what anyone may list: every open stream hears it.
+            d.policy(&format!("{POLICY_ALL}// reloaded\n"));
+            for s in [&stream, &their_stream, &quiet_stream] {
+                assert!(
+                    s.wait_for("notifications/tools/list_changed", Duration::from_secs(10)),
+                    "no list change announced: {}",
+                    s.text()
+                );
+            }
+        }
 
         let in_session = [
             ("Authorization", bearer.as_str()),
