@@ -66,6 +66,9 @@ pub enum EventKind {
     TokenIssued,
     /// A credential lease was granted or ended.
     Lease,
+    /// An upstream MCP server's request during a call (an elicitation) was relayed to the
+    /// agent, and answered.
+    ServerRequest,
     /// A kind this version does not know; kept as written.
     #[serde(untagged)]
     Other(String),
@@ -87,6 +90,7 @@ impl EventKind {
             Self::Alert => "alert",
             Self::TokenIssued => "token_issued",
             Self::Lease => "lease",
+            Self::ServerRequest => "server_request",
             Self::Other(name) => name,
         }
     }
@@ -477,6 +481,7 @@ pub(crate) mod tests {
             EventKind::Alert,
             EventKind::TokenIssued,
             EventKind::Lease,
+            EventKind::ServerRequest,
             EventKind::Other("custom_kind".to_owned()),
         ];
         for kind in kinds {

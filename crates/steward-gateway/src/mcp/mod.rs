@@ -60,6 +60,25 @@ pub struct McpConfig {
     pub allowed_hosts: Vec<String>,
 }
 
+/// At most this many relayed elicitations wait for their agents' answers at once.
+pub const MAX_PENDING_ASKS: usize = 10_000;
+
+/// An upstream's elicitation relayed to an agent, waiting for the agent's answer.
+#[derive(Debug)]
+pub struct PendingAsk {
+    /// The identity whose call it belongs to: only it may answer.
+    pub identity_id: String,
+    /// The call's request id and operation, for the audit record.
+    pub request_id: String,
+    /// `<service>:<tool>`.
+    pub operation: String,
+    /// What was asked: the method, the server's message and the requested field names
+    /// (never values).
+    pub asked: serde_json::Value,
+    /// Where the answer goes.
+    pub reply: tokio::sync::oneshot::Sender<Result<serde_json::Value, jsonrpc::RpcError>>,
+}
+
 /// The MCP gateway's state: sessions and upstream connections.
 #[derive(Debug, Default)]
 pub struct McpHub {
@@ -67,6 +86,8 @@ pub struct McpHub {
     pub sessions: session::Sessions,
     config: RwLock<McpConfig>,
     services: Mutex<HashMap<String, Arc<aggregate::ServiceState>>>,
+    /// Relayed elicitations by the id Steward gave them on the agent's stream.
+    asks: Mutex<HashMap<String, PendingAsk>>,
 }
 
 impl McpHub {
@@ -96,6 +117,38 @@ impl McpHub {
         }
     }
 
+    /// Registers a relayed elicitation under `id`; `false` (and the ask is dropped, so
+    /// its server gets an error) when [`MAX_PENDING_ASKS`] are waiting already.
+    pub fn register_ask(&self, id: String, ask: PendingAsk) -> bool {
+        let Ok(mut asks) = self.asks.lock() else {
+            return false;
+        };
+        if asks.len() >= MAX_PENDING_ASKS {
+            return false;
+        }
+        asks.insert(id, ask);
+        true
+    }
+
+    /// Takes the relayed elicitation `id` if `identity_id` may answer it; another
+    /// identity's answer leaves it waiting.
+    pub fn take_ask(&self, id: &str, identity_id: &str) -> Option<PendingAsk> {
+        let mut asks = self.asks.lock().ok()?;
+        if asks.get(id)?.identity_id != identity_id {
+            return None;
+        }
+        asks.remove(id)
+    }
+
+    /// Forgets relayed elicitations whose call has ended.
+    pub fn forget_asks(&self, ids: &[String]) {
+        if let Ok(mut asks) = self.asks.lock() {
+            for id in ids {
+                asks.remove(id);
+            }
+        }
+    }
+
     /// Stops every stdio server.
     pub fn shutdown(&self) {
         let services: Vec<_> = self
@@ -106,5 +159,59 @@ impl McpHub {
         for state in services {
             state.upstream.shutdown();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(identity: &str) -> (PendingAsk, tokio::sync::oneshot::Receiver<AskAnswer>) {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let ask = PendingAsk {
+            identity_id: identity.to_owned(),
+            request_id: "req_1".to_owned(),
+            operation: "svc:tool".to_owned(),
+            asked: serde_json::Value::Null,
+            reply,
+        };
+        (ask, rx)
+    }
+
+    type AskAnswer = Result<serde_json::Value, jsonrpc::RpcError>;
+
+    #[test]
+    fn only_the_owner_takes_a_relayed_ask_and_ended_calls_forget_theirs() {
+        let hub = McpHub::default();
+        let (ask, mut rx) = pending("idn_a");
+        assert!(hub.register_ask("ask-1".into(), ask));
+        assert!(hub.take_ask("ask-1", "idn_b").is_none(), "another identity");
+        assert!(hub.take_ask("ask-2", "idn_a").is_none(), "unknown id");
+        let taken = hub.take_ask("ask-1", "idn_a").expect("the owner takes it");
+        assert!(hub.take_ask("ask-1", "idn_a").is_none(), "answered once");
+        taken
+            .reply
+            .send(Ok(serde_json::json!({"action": "decline"})))
+            .unwrap();
+        assert!(rx.try_recv().unwrap().is_ok());
+
+        let (ask, mut rx) = pending("idn_a");
+        assert!(hub.register_ask("ask-3".into(), ask));
+        hub.forget_asks(&["ask-3".to_owned()]);
+        assert!(hub.take_ask("ask-3", "idn_a").is_none());
+        // Forgotten unanswered: the upstream side sees the answer channel closed.
+        assert!(matches!(
+            rx.try_recv(),
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed)
+        ));
+    }
+
+    #[test]
+    fn pending_asks_are_bounded() {
+        let hub = McpHub::default();
+        for i in 0..MAX_PENDING_ASKS {
+            assert!(hub.register_ask(format!("ask-{i}"), pending("idn_a").0));
+        }
+        assert!(!hub.register_ask("one-more".into(), pending("idn_a").0));
     }
 }

@@ -31,15 +31,17 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use serde_json::{Map, Value, json};
+use steward_audit::{AuditEvent, EventKind};
 
+use super::PendingAsk;
 use super::jsonrpc::{self, Id, Message, RpcError};
 use super::session::{self, SessionRejection};
-use super::upstream::{Note, NoteRelay};
+use super::upstream::{Ask, Note, NoteRelay};
 use super::{HANDSHAKE_VERSIONS, MODERN_VERSIONS, McpConfig, log_level_rank};
 use super::{aggregate, content};
 use crate::pipeline::{self, Caller};
 use crate::problem::Problem;
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, random_bytes};
 
 /// `_meta` key of the protocol version in the stateless envelope.
 pub const PROTOCOL_VERSION_META_KEY: &str = "io.modelcontextprotocol/protocolVersion";
@@ -387,7 +389,15 @@ async fn post(rt: Arc<Runtime>, peer: SocketAddr, req: Request<Body>) -> Respons
     };
     let headers = &parts.headers;
     let (id, method, params) = match message {
-        // Answers to server requests (we send none) and notifications: acknowledged.
+        // Answers to the upstreams' elicitations Steward relayed; others: acknowledged.
+        Message::Response {
+            id: Id::String(asked),
+            result,
+        } => return answer_ask(&rt, &caller, &asked, Ok(result)).await,
+        Message::Error {
+            id: Some(Id::String(asked)),
+            error,
+        } => return answer_ask(&rt, &caller, &asked, Err(error)).await,
         Message::Response { .. } | Message::Error { .. } => {
             return StatusCode::ACCEPTED.into_response();
         }
@@ -411,6 +421,7 @@ async fn post(rt: Arc<Runtime>, peer: SocketAddr, req: Request<Body>) -> Respons
         Err(e) => return rpc_error(status_for(e.code), Some(&id), e),
     };
     let log_floor: Option<usize>;
+    let mut elicitation = false;
     if let Era::Handshake = era {
         let sid = match header_text(headers, SESSION_HEADER) {
             Ok(Some(sid)) => sid,
@@ -428,7 +439,10 @@ async fn post(rt: Arc<Runtime>, peer: SocketAddr, req: Request<Body>) -> Respons
         };
         match rt.mcp.sessions.check(sid, &caller.identity.id, rt.now_ms()) {
             // Log messages are relayed once the session asked with `logging/setLevel`.
-            Ok(level) => log_floor = level,
+            Ok(info) => {
+                log_floor = info.log_level;
+                elicitation = info.elicitation;
+            }
             Err(r) => return session_rejected(&rt, &caller, r).await,
         }
     } else {
@@ -477,6 +491,7 @@ async fn post(rt: Arc<Runtime>, peer: SocketAddr, req: Request<Body>) -> Respons
                 modern,
                 log_floor,
                 sse: accepts_sse(&parts.headers),
+                elicitation,
             };
             let peer = parts.extensions.get::<crate::peer::PeerSocket>().cloned();
             tools_call(rt, caller, id, params, &parts.headers, wants, peer).await
@@ -652,6 +667,13 @@ fn initialize(
         .mcp
         .sessions
         .create(&caller.identity.id, version, rt.now_ms());
+    if params
+        .get("capabilities")
+        .and_then(|c| c.get("elicitation"))
+        .is_some_and(Value::is_object)
+    {
+        rt.mcp.sessions.accept_elicitation(&session);
+    }
     let result = json!({
         "protocolVersion": version,
         "capabilities": capabilities(true),
@@ -682,6 +704,8 @@ struct Wants {
     log_floor: Option<usize>,
     /// The client accepts `text/event-stream`.
     sse: bool,
+    /// The client takes elicitation requests (declared in its session's `initialize`).
+    elicitation: bool,
 }
 
 /// Turns the upstream's notifications and Steward's hold ticks into the client's
@@ -769,6 +793,8 @@ impl NoteShaper {
 enum Step {
     /// An event for the client, before the result.
     Event(Value),
+    /// An upstream's elicitation for the agent.
+    Ask(Ask),
     /// The call's result.
     Done(Result<Value, RpcError>),
 }
@@ -777,6 +803,7 @@ enum Step {
 /// the upstream sent them before its result. `call` must not be polled after `Done`.
 async fn next_step<F>(
     notes: &mut tokio::sync::mpsc::Receiver<Note>,
+    asks: &mut Option<tokio::sync::mpsc::Receiver<Ask>>,
     call: &mut std::pin::Pin<Box<F>>,
     interval: &mut Option<tokio::time::Interval>,
     shaper: &mut NoteShaper,
@@ -792,6 +819,7 @@ where
                     return Step::Event(event);
                 }
             }
+            Some(ask) = next_ask(asks) => return Step::Ask(ask),
             result = call.as_mut() => return Step::Done(result),
             _ = tick(interval), if shaper.ticking() => {
                 if let Some(event) = shaper.tick() {
@@ -802,6 +830,111 @@ where
     }
 }
 
+/// The next elicitation from the upstream; never, for a caller that takes none.
+async fn next_ask(asks: &mut Option<tokio::sync::mpsc::Receiver<Ask>>) -> Option<Ask> {
+    match asks {
+        Some(asks) => asks.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whose call a relayed elicitation belongs to.
+struct AskOwner {
+    identity_id: String,
+    request_id: String,
+    /// `<service>:<tool>`.
+    operation: String,
+}
+
+/// Registers an upstream's elicitation under a fresh id and returns the request to put
+/// on the agent's stream; `None` when too many wait already (the server gets an error).
+fn relay_ask(
+    rt: &Runtime,
+    owner: &AskOwner,
+    ask: Ask,
+    registered: &mut Vec<String>,
+) -> Option<Value> {
+    use base64::Engine;
+    let id = format!(
+        "steward-ask-{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<16>())
+    );
+    // What the audit record keeps of the question: the message and the field names.
+    let fields: Vec<&String> = ask
+        .params
+        .get("requestedSchema")
+        .and_then(|s| s.get("properties"))
+        .and_then(Value::as_object)
+        .map(|p| p.keys().collect())
+        .unwrap_or_default();
+    let message: String = ask
+        .params
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .chars()
+        .take(500)
+        .collect();
+    let asked = json!({"method": ask.method, "message": message, "fields": fields});
+    let event = json!({"jsonrpc": "2.0", "id": id, "method": ask.method, "params": ask.params});
+    let pending = PendingAsk {
+        identity_id: owner.identity_id.clone(),
+        request_id: owner.request_id.clone(),
+        operation: owner.operation.clone(),
+        asked,
+        reply: ask.reply,
+    };
+    if !rt.mcp.register_ask(id.clone(), pending) {
+        tracing::warn!("too many elicitations wait for their agents; refusing one");
+        return None;
+    }
+    registered.push(id);
+    Some(event)
+}
+
+/// An agent's answer to an elicitation Steward relayed: audited (what was asked, the
+/// action and which fields were answered, never their values), then passed to the server.
+/// An answer that cannot be audited is not passed on. Ids Steward did not give out, or
+/// gave to another identity, are acknowledged and ignored.
+async fn answer_ask(
+    rt: &Runtime,
+    caller: &Caller,
+    id: &str,
+    answer: Result<Value, RpcError>,
+) -> Response {
+    let Some(pending) = rt.mcp.take_ask(id, &caller.identity.id) else {
+        return StatusCode::ACCEPTED.into_response();
+    };
+    let (action, answered): (String, Vec<String>) = match &answer {
+        Ok(v) => (
+            v.get("action")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown")
+                .chars()
+                .take(32)
+                .collect(),
+            v.get("content")
+                .and_then(Value::as_object)
+                .map(|c| c.keys().take(100).cloned().collect())
+                .unwrap_or_default(),
+        ),
+        Err(_) => ("error".to_owned(), Vec::new()),
+    };
+    let mut event = AuditEvent::new(EventKind::ServerRequest, caller.actor());
+    event.request_id = Some(pending.request_id.clone());
+    event.operation = Some(pending.operation.clone());
+    event.detail = json!({"asked": pending.asked, "action": action, "answered_fields": answered});
+    if let Err(e) = rt.audit(event).await {
+        let _ = pending.reply.send(Err(RpcError::new(
+            jsonrpc::INTERNAL_ERROR,
+            "the answer could not be audited, so it was not passed on",
+        )));
+        return e.to_problem().into_response();
+    }
+    let _ = pending.reply.send(answer);
+    StatusCode::ACCEPTED.into_response()
+}
+
 /// The next hold tick; never, without an interval.
 async fn tick(interval: &mut Option<tokio::time::Interval>) {
     match interval {
@@ -809,6 +942,21 @@ async fn tick(interval: &mut Option<tokio::time::Interval>) {
             interval.tick().await;
         }
         None => std::future::pending().await,
+    }
+}
+
+/// Puts `event` on an agent's stream unless it is full (then the event is dropped) or
+/// closed (then `open` turns false and nothing more is sent).
+fn offer(
+    open: &mut bool,
+    tx: &tokio::sync::mpsc::Sender<Result<Bytes, Infallible>>,
+    event: &Value,
+) {
+    if *open
+        && let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) =
+            tx.try_send(Ok(sse_event(event)))
+    {
+        *open = false;
     }
 }
 
@@ -869,7 +1017,8 @@ async fn tools_call(
         resp
     };
     let log_floor = wants.log_floor;
-    let streamable = wants.sse && (progress_token.is_some() || log_floor.is_some());
+    let takes_asks = wants.sse && wants.elicitation;
+    let streamable = wants.sse && (progress_token.is_some() || log_floor.is_some() || takes_asks);
     if !streamable {
         let result = aggregate::call_tool(&rt, &caller, &params, &meta, None).await;
         return json_answer(result, &id, &rid);
@@ -878,10 +1027,23 @@ async fn tools_call(
     // Notifications may come: run the call, answer with JSON if the result comes first,
     // switch to an event stream at the first thing to say before it.
     let (note_tx, mut notes) = tokio::sync::mpsc::channel::<Note>(64);
+    let (ask_tx, mut asks) = if takes_asks {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Ask>(4);
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
     let relay = NoteRelay {
         tx: note_tx,
         progress: progress_token.is_some(),
+        asks: ask_tx,
     };
+    let owner = AskOwner {
+        identity_id: caller.identity.id.clone(),
+        request_id: rid.clone(),
+        operation: tool_name.replacen(aggregate::SEPARATOR, ":", 1),
+    };
+    let mut registered: Vec<String> = Vec::new();
     // The answer is streamed from a spawned task that outlives the agent's connection; a
     // hold listens for that stream being dropped too.
     let stream_closed = meta.hangup.watch_stream();
@@ -898,10 +1060,18 @@ async fn tools_call(
         let rt = Arc::clone(&rt);
         async move { aggregate::call_tool(&rt, &caller, &params, &meta, Some(relay)).await }
     });
-    let first = match next_step(&mut notes, &mut call, &mut interval, &mut shaper).await {
-        Step::Done(result) => return json_answer(result, &id, &rid),
-        Step::Event(event) => event,
+    let first = loop {
+        match next_step(&mut notes, &mut asks, &mut call, &mut interval, &mut shaper).await {
+            Step::Done(result) => return json_answer(result, &id, &rid),
+            Step::Event(event) => break event,
+            Step::Ask(ask) => {
+                if let Some(event) = relay_ask(&rt, &owner, ask, &mut registered) {
+                    break event;
+                }
+            }
+        }
     };
+    let task_rt = Arc::clone(&rt);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(16);
     tokio::spawn(async move {
         // The call is always driven to its end, so a call that reached the upstream gets
@@ -909,32 +1079,39 @@ async fn tools_call(
         // held for a human ends there, refused, once told the stream is gone. Notifications
         // never wait for a slow agent: when its stream is full they are dropped.
         let mut open = true;
-        let mut offer = |tx: &tokio::sync::mpsc::Sender<_>, event: &Value| {
-            if open
-                && let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) =
-                    tx.try_send(Ok(sse_event(event)))
-            {
-                open = false;
-            }
-        };
-        offer(&tx, &first);
+        offer(&mut open, &tx, &first);
         let mut watch_agent = true;
         let result = loop {
             tokio::select! {
-                step = next_step(&mut notes, &mut call, &mut interval, &mut shaper) => match step {
-                    Step::Event(event) => offer(&tx, &event),
+                step = next_step(&mut notes, &mut asks, &mut call, &mut interval, &mut shaper) => match step {
+                    Step::Event(event) => offer(&mut open, &tx, &event),
+                    // Nobody is left to answer: dropped, so the server gets an error now.
+                    Step::Ask(_) if !open => {}
+                    Step::Ask(ask) => {
+                        // A question must not be lost to a full stream: wait for room.
+                        if let Some(event) = relay_ask(&task_rt, &owner, ask, &mut registered)
+                            && tx.send(Ok(sse_event(&event))).await.is_err()
+                        {
+                            open = false;
+                            task_rt.mcp.forget_asks(&registered);
+                        }
+                    }
                     Step::Done(result) => break result,
                 },
                 () = tx.closed(), if watch_agent => {
                     watch_agent = false;
                     stream_closed.raise();
+                    // Questions the agent can no longer answer fail at once upstream.
+                    task_rt.mcp.forget_asks(&registered);
                 }
             }
         };
+        // Questions of a call that has ended can no longer be answered.
+        task_rt.mcp.forget_asks(&registered);
         // What the upstream said before its result goes out before the result.
         while let Ok(note) = notes.try_recv() {
             if let Some(event) = shaper.shape(note) {
-                offer(&tx, &event);
+                offer(&mut open, &tx, &event);
             }
         }
         if open {

@@ -44,6 +44,17 @@ pub struct Session {
     pub subscriptions: HashSet<(String, String)>,
     /// The standalone event stream, while the client holds it open.
     pub stream: Option<mpsc::Sender<Bytes>>,
+    /// The client declared the `elicitation` capability in `initialize`.
+    pub elicitation: bool,
+}
+
+/// What a request learns from its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// See [`Session::log_level`].
+    pub log_level: Option<usize>,
+    /// See [`Session::elicitation`].
+    pub elicitation: bool,
 }
 
 /// Why a session id was refused.
@@ -96,6 +107,7 @@ impl Sessions {
             log_level: None,
             subscriptions: HashSet::new(),
             stream: None,
+            elicitation: false,
         };
         let mut map = lock(&self.inner);
         map.retain(|_, s| now.saturating_sub(s.last_seen) < IDLE_EXPIRY_MS);
@@ -111,16 +123,27 @@ impl Sessions {
         id
     }
 
-    /// Checks that `id` is live and belongs to `identity_id`, and touches it; returns the
-    /// least severe log level it relays (see [`Session::log_level`]).
+    /// Checks that `id` is live and belongs to `identity_id`, and touches it; returns what
+    /// it relays (see [`SessionInfo`]).
     pub fn check(
         &self,
         id: &str,
         identity_id: &str,
         now: i64,
-    ) -> Result<Option<usize>, SessionRejection> {
+    ) -> Result<SessionInfo, SessionRejection> {
         let mut map = lock(&self.inner);
-        Ok(live(&mut map, id, identity_id, now)?.log_level)
+        let session = live(&mut map, id, identity_id, now)?;
+        Ok(SessionInfo {
+            log_level: session.log_level,
+            elicitation: session.elicitation,
+        })
+    }
+
+    /// Records that the client of session `id` (just created) takes elicitation requests.
+    pub fn accept_elicitation(&self, id: &str) {
+        if let Some(session) = lock(&self.inner).get_mut(id) {
+            session.elicitation = true;
+        }
     }
 
     /// Sets the least severe log level relayed to a session owned by `identity_id`.
@@ -286,13 +309,16 @@ mod tests {
         let id = sessions.create("idn_a", "2025-11-25", 0);
         assert_eq!(id.len(), 43, "256 bits, base64url without padding");
         assert!(sessions.check(&id, "idn_a", 1).is_ok());
-        assert_eq!(sessions.check(&id, "idn_a", 1), Ok(None));
+        assert_eq!(sessions.check(&id, "idn_a", 1).unwrap().log_level, None);
+        assert!(!sessions.check(&id, "idn_a", 1).unwrap().elicitation);
+        sessions.accept_elicitation(&id);
+        assert!(sessions.check(&id, "idn_a", 1).unwrap().elicitation);
         assert_eq!(
             sessions.set_log_level(&id, "idn_b", 4, 1).unwrap_err(),
             SessionRejection::WrongIdentity
         );
         sessions.set_log_level(&id, "idn_a", 4, 1).unwrap();
-        assert_eq!(sessions.check(&id, "idn_a", 1), Ok(Some(4)));
+        assert_eq!(sessions.check(&id, "idn_a", 1).unwrap().log_level, Some(4));
         assert_eq!(
             sessions.check(&id, "idn_b", 1).unwrap_err(),
             SessionRejection::WrongIdentity

@@ -27,9 +27,14 @@
 //! which Steward opens once something was subscribed ([`McpUpstream::listen`]) and reopens
 //! with backoff while the service lives.
 //!
-//! Server-to-client requests (sampling, elicitation, roots) are answered at once with
-//! `method not found`, on stdio and on a Streamable HTTP call's event stream alike: the
-//! gateway does not relay them to agents.
+//! **Elicitation** (`elicitation/create`) from a Streamable HTTP server, on a call's own
+//! event stream, goes to the caller as an [`Ask`] when its relay takes asks (the agent's
+//! client declared the capability), and the agent's answer goes back to the server.
+//! Steward declares the `elicitation` capability to Streamable HTTP servers only: a stdio
+//! server has no per-request channel, so its requests could not be told apart between the
+//! agents sharing it. Every other server-to-client request (sampling, roots; elicitation
+//! on stdio or for a caller that does not take asks) is answered at once with `method not
+//! found`.
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -99,6 +104,21 @@ pub struct Wire {
 /// A notification an upstream sent about one request: method and parameters.
 pub type Note = (String, Map<String, Value>);
 
+/// A request an upstream server sent its client while a call ran (an elicitation), for
+/// the agent to answer.
+#[derive(Debug)]
+pub struct Ask {
+    /// The method (`elicitation/create`).
+    pub method: String,
+    /// Its parameters, as the server sent them.
+    pub params: Map<String, Value>,
+    /// Where the agent's answer goes; dropped unanswered, the server gets an error.
+    pub reply: oneshot::Sender<Result<Value, RpcError>>,
+}
+
+/// Server-to-client requests relayed to an agent that takes them.
+pub const RELAYED_ASKS: &[&str] = &["elicitation/create"];
+
 /// Where an upstream's notifications about one request go while it runs.
 #[derive(Debug, Clone)]
 pub struct NoteRelay {
@@ -106,12 +126,45 @@ pub struct NoteRelay {
     pub tx: tokio::sync::mpsc::Sender<Note>,
     /// Ask the upstream for progress: a progress token is attached to the request.
     pub progress: bool,
+    /// Receives the server's elicitation requests; `None`: they are refused.
+    pub asks: Option<tokio::sync::mpsc::Sender<Ask>>,
 }
 
 impl NoteRelay {
     fn offer(&self, method: String, params: Map<String, Value>) {
         // Lossy by design: a slow caller must not stall the upstream's reader.
         let _ = self.tx.try_send((method, params));
+    }
+
+    /// The agent's answer to a server request `method` with `params`, or `None` when
+    /// this relay does not take it. Waits for the answer (the call's timeout bounds it).
+    async fn ask(
+        &self,
+        method: &str,
+        params: Map<String, Value>,
+    ) -> Option<Result<Value, RpcError>> {
+        let asks = self
+            .asks
+            .as_ref()
+            .filter(|_| RELAYED_ASKS.contains(&method))?;
+        let (reply, answer) = oneshot::channel();
+        let ask = Ask {
+            method: method.to_owned(),
+            params,
+            reply,
+        };
+        if asks.try_send(ask).is_err() {
+            return Some(Err(RpcError::new(
+                jsonrpc::INTERNAL_ERROR,
+                "the agent is not taking requests now",
+            )));
+        }
+        Some(answer.await.unwrap_or_else(|_| {
+            Err(RpcError::new(
+                jsonrpc::INTERNAL_ERROR,
+                "the agent did not answer",
+            ))
+        }))
     }
 }
 
@@ -321,10 +374,17 @@ impl Drop for McpUpstream {
     }
 }
 
-fn initialize_params() -> Value {
+/// Steward's `initialize` to an upstream; `elicitation`: declare that capability (a
+/// Streamable HTTP server, whose requests arrive on the call's own stream).
+fn initialize_params(elicitation: bool) -> Value {
+    let capabilities = if elicitation {
+        json!({"elicitation": {}})
+    } else {
+        json!({})
+    };
     json!({
         "protocolVersion": UPSTREAM_PROTOCOL_VERSION,
-        "capabilities": {},
+        "capabilities": capabilities,
         "clientInfo": {"name": "steward", "version": env!("CARGO_PKG_VERSION")},
     })
 }
@@ -515,7 +575,7 @@ async fn supervise(
                 let init = conn
                     .request(
                         "initialize",
-                        initialize_params(),
+                        initialize_params(false),
                         Duration::from_secs(30),
                         None,
                     )
@@ -852,7 +912,7 @@ impl HttpConn {
         let msg = Message::Request {
             id: Id::Number(id),
             method: "initialize".into(),
-            params: params_map(initialize_params()),
+            params: params_map(initialize_params(true)),
         };
         let body = Bytes::from(msg.to_json().to_string());
         match tokio::time::timeout(timeout, self.post(body, Some(id), None)).await {
@@ -1030,11 +1090,22 @@ impl HttpConn {
                         return Ok(Posted::Reply(Err(error), payload.len()));
                     }
                     Ok(Message::Request {
-                        id: asked, method, ..
+                        id: asked,
+                        method,
+                        params,
                     }) => {
                         // Answered by POST, as a client answers on Streamable HTTP. A
                         // failed answer leaves the server to time its request out.
-                        let reply = server_request_reply(&asked, &method).to_string();
+                        let answer = match relay {
+                            Some((relay, _)) => relay.ask(&method, params).await,
+                            None => None,
+                        };
+                        let reply = match answer {
+                            Some(Ok(result)) => jsonrpc::response(&asked, result),
+                            Some(Err(e)) => jsonrpc::error_response(Some(&asked), &e),
+                            None => server_request_reply(&asked, &method),
+                        }
+                        .to_string();
                         let answered = Box::pin(self.post(Bytes::from(reply), None, None)).await;
                         if let Err(e) = answered {
                             tracing::debug!(error = %e, %method, "could not refuse a server request");

@@ -1710,3 +1710,152 @@ fn resource_updates_reach_the_subscribed_session_and_no_other() {
         d.ok(&["service", "remove", service], None);
     }
 }
+
+/// POSTs one MCP request on its own connection and returns the reader of its answer (an
+/// event stream, when the call has something to say before its result).
+fn post_streaming(
+    port: u16,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> std::io::BufReader<std::net::TcpStream> {
+    use std::io::Write;
+    let body = body.to_string();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(&body);
+    stream.write_all(request.as_bytes()).unwrap();
+    std::io::BufReader::new(stream)
+}
+
+/// The next JSON message on an event stream.
+fn next_event(reader: &mut std::io::BufReader<std::net::TcpStream>) -> Value {
+    use std::io::BufRead;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "the stream ended");
+        if let Some(data) = line.strip_prefix("data: ") {
+            return serde_json::from_str(data.trim()).unwrap();
+        }
+    }
+}
+
+#[test]
+fn elicitations_reach_the_agent_and_its_answer_reaches_the_tool() {
+    let Some((_python, d, other_token)) = mcp_deployment() else {
+        return;
+    };
+    let port = d.port;
+    let (_everything_http, http_port) = everything_http();
+    let apply = d.dir.path().join("evhttp.yaml");
+    std::fs::write(
+        &apply,
+        format!(
+            "version: 1\nservices:\n{}",
+            http_service("evhttp", http_port)
+        ),
+    )
+    .unwrap();
+    d.ok(&["apply", "--file", apply.to_str().unwrap()], None);
+    json(port, &d.admin, &["mcp", "refresh", "evhttp"]);
+    d.policy("permit(principal, action, resource);");
+    let bearer = format!("Bearer {}", d.agent);
+    let other_bearer = format!("Bearer {other_token}");
+
+    // A client that takes elicitations says so in `initialize`.
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {"elicitation": {}},
+        "clientInfo": {"name": "e2e", "version": "1"}}});
+    let (status, text, _) = rpc(port, &[("Authorization", &bearer)], &init);
+    assert_eq!(status, 200, "{text}");
+    let session = header_value(&text, "mcp-session-id").unwrap();
+    let in_session = [
+        ("Authorization", bearer.as_str()),
+        ("Mcp-Session-Id", session.as_str()),
+        ("MCP-Protocol-Version", "2025-11-25"),
+    ];
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "evhttp__trigger-elicitation-request", "arguments": {}}});
+    let mut answer = post_streaming(port, &in_session, &call);
+    let asked = next_event(&mut answer);
+    assert_eq!(asked["method"], "elicitation/create", "{asked}");
+    assert!(asked["params"]["requestedSchema"]["properties"]["name"].is_object());
+    let ask_id = asked["id"].as_str().expect("a string id").to_owned();
+    assert!(ask_id.starts_with("steward-ask-"), "{ask_id}");
+
+    // Only the identity whose call it is may answer.
+    let reply = |result: Value| json!({"jsonrpc": "2.0", "id": ask_id, "result": result});
+    let forged = reply(json!({"action": "accept", "content": {"name": "Mallory"}}));
+    let (status, _, _) = rpc(port, &[("Authorization", &other_bearer)], &forged);
+    assert_eq!(status, 202);
+    let real = reply(json!({"action": "accept",
+        "content": {"name": "Ada Lovelace", "check": true, "email": "ada@example.com"}}));
+    let (status, text, _) = rpc(port, &in_session, &real);
+    assert_eq!(status, 202, "{text}");
+    let result = next_event(&mut answer);
+    let texts = result["result"]["content"].to_string();
+    assert!(
+        texts.contains("User provided the requested information") && texts.contains("Ada Lovelace"),
+        "{result}"
+    );
+    assert!(
+        !texts.contains("Mallory"),
+        "another identity's answer got through: {result}"
+    );
+
+    // The audit trail has what was asked and how it was answered, never the answers.
+    let audit = d.ok(
+        &[
+            "-o",
+            "json",
+            "audit",
+            "search",
+            "--operation",
+            "evhttp:trigger-elicitation-request",
+        ],
+        None,
+    );
+    let records: Value = serde_json::from_str(&audit).unwrap();
+    let asked_record = records["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["event"]["kind"] == "server_request")
+        .unwrap_or_else(|| panic!("no server_request record: {audit}"));
+    let detail = &asked_record["event"]["detail"];
+    assert_eq!(detail["action"], "accept", "{detail}");
+    assert_eq!(detail["asked"]["method"], "elicitation/create", "{detail}");
+    assert!(
+        detail["answered_fields"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("name")),
+        "{detail}"
+    );
+    assert!(!audit.contains("Ada Lovelace") && !audit.contains("ada@example.com"));
+
+    // A client that did not declare elicitation gets no question; the tool is refused one.
+    let plain = new_session(port, &bearer);
+    let plain_session = [
+        ("Authorization", bearer.as_str()),
+        ("Mcp-Session-Id", plain.as_str()),
+        ("MCP-Protocol-Version", "2025-11-25"),
+    ];
+    let (status, text, body) = rpc(port, &plain_session, &call);
+    assert_eq!(status, 200, "{text}");
+    assert!(!text.contains("elicitation/create"), "{text}");
+    assert!(
+        body["result"]["isError"] == true || body["error"].is_object(),
+        "{body}"
+    );
+}
