@@ -1844,6 +1844,36 @@ fn elicitations_reach_the_agent_and_its_answer_reaches_the_tool() {
     );
     assert!(!audit.contains("Ada Lovelace") && !audit.contains("ada@example.com"));
 
+    // The TypeScript SDK client answers through Steward like any elicitation it gets.
+    if let Some(node) = ts_sdk_node() {
+        let out = Command::new(node)
+            .arg(here().join("ts_elicit.mjs"))
+            .arg(npm_dir())
+            .arg(format!("http://127.0.0.1:{port}/mcp"))
+            .arg(&d.agent)
+            .args([
+                "evhttp__trigger-elicitation-request",
+                "Grace from TypeScript",
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!(v["asked"].as_array().map(Vec::len), Some(1), "{v}");
+        assert!(
+            v["text"]
+                .as_str()
+                .unwrap()
+                .contains("Grace from TypeScript"),
+            "{v}"
+        );
+    }
+
     // A client that did not declare elicitation gets no question; the tool is refused one.
     let plain = new_session(port, &bearer);
     let plain_session = [
