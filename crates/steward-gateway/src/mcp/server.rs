@@ -1121,13 +1121,7 @@ async fn tools_call(
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
-    let mut resp = Response::new(Body::from_stream(stream));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    let mut resp = event_stream(Body::from_stream(stream));
     if let Ok(v) = HeaderValue::from_str(&rid) {
         resp.headers_mut()
             .insert(crate::http_proxy::REQUEST_ID_HEADER, v);
@@ -1199,7 +1193,12 @@ async fn get(rt: Arc<Runtime>, peer: SocketAddr, req: Request<Body>) -> Response
             }
             Some((Ok::<_, Infallible>(item), (rt, caller, rx, recheck)))
         });
-    let mut resp = Response::new(Body::from_stream(stream));
+    event_stream(Body::from_stream(stream))
+}
+
+/// A `text/event-stream` response, not to be cached.
+fn event_stream(body: Body) -> Response {
+    let mut resp = Response::new(body);
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),

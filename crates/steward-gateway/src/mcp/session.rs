@@ -242,30 +242,20 @@ impl Sessions {
     /// buffer is full misses the update, and a closed one is forgotten.
     pub fn resource_updated(&self, service: &str, uri: &str, event: &Bytes, now: i64) -> usize {
         let key = (service.to_owned(), uri.to_owned());
-        let mut delivered = 0;
-        for session in lock(&self.inner).values_mut() {
-            if !session.subscriptions.contains(&key)
-                || now.saturating_sub(session.last_seen) >= IDLE_EXPIRY_MS
-            {
-                continue;
-            }
-            let Some(stream) = &session.stream else {
-                continue;
-            };
-            match stream.try_send(event.clone()) {
-                Ok(()) => delivered += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => {}
-                Err(mpsc::error::TrySendError::Closed(_)) => session.stream = None,
-            }
-        }
-        delivered
+        self.deliver(event, now, |s| s.subscriptions.contains(&key))
     }
 
     /// Passes `event` to the open stream of every live session; returns how many took it.
     pub fn broadcast(&self, event: &Bytes, now: i64) -> usize {
+        self.deliver(event, now, |_| true)
+    }
+
+    /// Passes `event` to the open streams of the live sessions that `wanted` picks, without
+    /// waiting: a full stream misses it, a closed one is forgotten.
+    fn deliver(&self, event: &Bytes, now: i64, wanted: impl Fn(&Session) -> bool) -> usize {
         let mut delivered = 0;
         for session in lock(&self.inner).values_mut() {
-            if now.saturating_sub(session.last_seen) >= IDLE_EXPIRY_MS {
+            if now.saturating_sub(session.last_seen) >= IDLE_EXPIRY_MS || !wanted(session) {
                 continue;
             }
             let Some(stream) = &session.stream else {

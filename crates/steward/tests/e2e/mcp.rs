@@ -166,32 +166,9 @@ fn header_value(text: &str, name: &str) -> Option<String> {
 /// POSTs one MCP request on its own connection, reads up to the first event of its event
 /// stream (which must be a progress notification) and hangs up: an agent that goes away.
 fn post_and_leave(port: u16, headers: &[(&str, &str)], body: &Value) {
-    use std::io::{BufRead, BufReader, Write};
-    let body = body.to_string();
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut request = format!(
-        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(&body);
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "stream ended");
-        if line.starts_with("data: ") {
-            assert!(line.contains("notifications/progress"), "{line}");
-            return;
-        }
-    }
+    let mut reader = post_streaming(port, headers, body);
+    let event = next_event(&mut reader);
+    assert_eq!(event["method"], "notifications/progress", "{event}");
 }
 
 fn sha256_hex(data: &[u8]) -> String {
