@@ -81,6 +81,7 @@ pub fn service_state(
         old.upstream.shutdown();
     }
     pass_on_notifications(rt, &service.spec.name, &state.upstream.signals);
+    state.upstream.listen();
     // A new or changed service changes what agents may list.
     rt.mcp.lists_changed(rt.now_ms());
     Ok(state)
@@ -669,10 +670,11 @@ pub async fn call_tool(
 /// upstream servers of which the caller can see at least one tool, until one accepts the
 /// URI; returns the service that accepted it. A subscription returns no data, so it is not
 /// a policy decision of its own and writes no audit record, but it is refused where policy
-/// denies reading the URI outright (`resources/read` with that `uri`). After a subscription the service's update notifications
-/// are listened for (see [`McpUpstream::listen`]); the caller records the subscription in
-/// its session, whose event stream receives them. Upstreams are shared by all agents, so
-/// an unsubscription is relayed only once no session holds the subscription any more.
+/// denies reading the URI outright (`resources/read` with that `uri`). The service's
+/// update notifications are listened for (see [`McpUpstream::listen`]); the caller records
+/// the subscription in its session, whose event stream receives them. Upstreams are shared
+/// by all agents, so an unsubscription is relayed only once no session holds the
+/// subscription any more.
 pub async fn relay_subscription(
     rt: &Arc<Runtime>,
     caller: &Caller,

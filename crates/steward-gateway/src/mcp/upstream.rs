@@ -21,11 +21,12 @@
 //! notifications, never the result.
 //!
 //! **Notifications about no request** go to the service's [`Signals`]: a changed tool list
-//! marks the listing stale, and `notifications/resources/updated` is broadcast for the
-//! gateway to pass on to the agents' sessions subscribed to that resource. A stdio server
-//! sends them on its output; a Streamable HTTP server on the standalone event stream (GET),
-//! which Steward opens once something was subscribed ([`McpUpstream::listen`]) and reopens
-//! with backoff while the service lives.
+//! marks the listing stale, and list changes and `notifications/resources/updated` are
+//! broadcast for the gateway to pass on to the agents' sessions. A stdio server sends them
+//! on its output; a Streamable HTTP server on its standalone event stream (GET), which
+//! Steward opens when it first uses the service ([`McpUpstream::listen`]) and reopens with
+//! backoff while the service lives (a server without one answers 405, and is asked again
+//! at the next subscription).
 //!
 //! **Elicitation** (`elicitation/create`) from a Streamable HTTP server, on a call's own
 //! event stream, goes to the caller as an [`Ask`] when its relay takes asks (the agent's
@@ -257,7 +258,8 @@ pub const MAX_URI_BYTES: usize = 4096;
 #[derive(Debug)]
 pub struct McpUpstream {
     transport: UpstreamTransport,
-    /// Tool-list staleness and resource updates, from the server's notifications.
+    /// Tool-list staleness, list changes and resource updates, from the server's
+    /// notifications.
     pub signals: Arc<Signals>,
 }
 
