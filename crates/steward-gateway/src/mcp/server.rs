@@ -1,7 +1,7 @@
 //! The `/mcp` endpoint (Streamable HTTP): POST carries one JSON-RPC message; DELETE ends a
 //! handshake-era session; GET opens a session's standalone event stream, which carries the
-//! upstreams' resource updates for the session's subscriptions (stateless requests have no
-//! session, so for them GET is 405).
+//! upstreams' resource updates for the session's subscriptions and list-change
+//! notifications (stateless requests have no session, so for them GET is 405).
 //!
 //! Order of checks on every request: Origin/Host (DNS-rebinding protection), then the
 //! bearer token (identity comes only from it), then the message, then the era:
@@ -16,8 +16,10 @@
 //! (`logging/setLevel` in a session, the `io.modelcontextprotocol/logLevel` `_meta` key
 //! in the stateless era). Such a call is answered with JSON if the result comes first, and
 //! switches to an event stream as soon as there is something to say before it: the
-//! upstream tool's progress (under the client's own token) and log messages, or Steward's
-//! own progress while the call is held for a human approval.
+//! upstream tool's progress (under the client's own token) and log messages, Steward's
+//! own progress while the call is held for a human approval, or the upstream's elicitation
+//! for a session that declared that capability (its answer comes back as a POSTed
+//! response, audited before it is passed on).
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -502,6 +504,32 @@ async fn post(rt: Arc<Runtime>, peer: SocketAddr, req: Request<Body>) -> Respons
                 Era::Modern => None,
             };
             let uri = params.get("uri").and_then(Value::as_str);
+            let too_many = || {
+                rpc_error(
+                    StatusCode::OK,
+                    Some(&id),
+                    RpcError::new(
+                        jsonrpc::INVALID_PARAMS,
+                        format!(
+                            "this session holds {} subscriptions, the most it may; unsubscribe from some first",
+                            session::MAX_SUBSCRIPTIONS
+                        ),
+                    ),
+                )
+            };
+            if method == "resources/subscribe"
+                && let (Some(sid), Some(uri)) = (session, uri)
+            {
+                match rt
+                    .mcp
+                    .sessions
+                    .has_room(sid, &caller.identity.id, uri, rt.now_ms())
+                {
+                    Ok(true) => {}
+                    Ok(false) => return too_many(),
+                    Err(r) => return session_rejected(&rt, &caller, r).await,
+                }
+            }
             if method == "resources/unsubscribe"
                 && let (Some(sid), Some(uri)) = (session, uri)
                 && let Err(r) =
@@ -527,19 +555,7 @@ async fn post(rt: Arc<Runtime>, peer: SocketAddr, req: Request<Body>) -> Respons
                     rt.now_ms(),
                 ) {
                     Ok(true) => {}
-                    Ok(false) => {
-                        return rpc_error(
-                            StatusCode::OK,
-                            Some(&id),
-                            RpcError::new(
-                                jsonrpc::INVALID_PARAMS,
-                                format!(
-                                    "this session holds {} subscriptions, the most it may; unsubscribe from some first",
-                                    session::MAX_SUBSCRIPTIONS
-                                ),
-                            ),
-                        );
-                    }
+                    Ok(false) => return too_many(),
                     Err(r) => return session_rejected(&rt, &caller, r).await,
                 }
             }
@@ -1134,7 +1150,7 @@ async fn tools_call(
 const STREAM_RECHECK: Duration = Duration::from_secs(15);
 
 /// GET `/mcp`: the standalone event stream of a handshake-era session, which carries the
-/// resource updates the session subscribed to. It ends when the session ends, when another
+/// resource updates the session subscribed to and list changes. It ends when the session ends, when another
 /// GET replaces it, or at the first check (every [`STREAM_RECHECK`] and before each event)
 /// that finds the token expired or revoked or the identity no longer active. Stateless
 /// requests have no session and so no such stream (405).

@@ -182,6 +182,22 @@ impl Sessions {
         Ok(true)
     }
 
+    /// Whether a session owned by `identity_id` may subscribe to `uri` (it holds it
+    /// already, or fewer than [`MAX_SUBSCRIPTIONS`]); asked before the subscription is
+    /// relayed, so a full session never subscribes an upstream it would not record.
+    pub fn has_room(
+        &self,
+        id: &str,
+        identity_id: &str,
+        uri: &str,
+        now: i64,
+    ) -> Result<bool, SessionRejection> {
+        let mut map = lock(&self.inner);
+        let session = live(&mut map, id, identity_id, now)?;
+        Ok(session.subscriptions.len() < MAX_SUBSCRIPTIONS
+            || session.subscriptions.iter().any(|(_, u)| u == uri))
+    }
+
     /// Drops a session's subscriptions to `uri`; returns the services they were with.
     pub fn unsubscribe(
         &self,
@@ -391,6 +407,12 @@ mod tests {
         assert_eq!(
             sessions.subscribe(&a, "idn_a", "svc", "u://more", 1),
             Ok(false)
+        );
+        assert_eq!(sessions.has_room(&a, "idn_a", "u://more", 1), Ok(false));
+        assert_eq!(sessions.has_room(&a, "idn_a", "u://0", 1), Ok(true));
+        assert_eq!(
+            sessions.has_room(&a, "idn_b", "u://0", 1),
+            Err(SessionRejection::WrongIdentity)
         );
         assert_eq!(sessions.subscribe(&a, "idn_a", "svc", "u://0", 1), Ok(true));
     }
