@@ -268,6 +268,58 @@ pub(super) fn denied_outright_with(
     if !caller.token.allows(operation) {
         return true;
     }
+    let decision = evaluate(rt, caller, operation, class, args);
+    decision.effect() == Effect::Deny
+        && matches!(
+            decision.deny_reason(),
+            Some(DenyReason::Forbidden | DenyReason::NoPermit) | None
+        )
+}
+
+/// The policy operation of an upstream's elicitation during a call, on every MCP service.
+pub const ELICITATION: &str = "elicitation/create";
+
+/// Whether policy lets an upstream put this question (an elicitation during a tool call)
+/// to the caller's human: operation `<service>:elicitation/create`, class `write` (the
+/// answer goes to the tool) unless the service's `class_overrides` say otherwise, with
+/// `context.args` = `{tool, message, fields}`. Only `allow` lets it through: a denial, an
+/// approval requirement (the answer is the human's consent already) or an evaluation error
+/// refuses it. Returns the refusal's reason.
+pub(super) fn elicitation_refused(
+    rt: &Runtime,
+    caller: &Caller,
+    service: &str,
+    args: Value,
+) -> Option<String> {
+    let operation = OperationName::new(service.to_owned(), ELICITATION);
+    if !caller.token.allows(&operation) {
+        return Some("the agent's token does not cover it".to_owned());
+    }
+    // The class the catalog gives the operation (see `content::catalog_operations`).
+    let class = rt
+        .service_table()
+        .get(service)
+        .and_then(|s| s.spec.class_overrides.get(ELICITATION).copied())
+        .unwrap_or(steward_core::OperationClass::Write);
+    let decision = evaluate(rt, caller, &operation, class, args);
+    match decision.effect() {
+        Effect::Allow => None,
+        Effect::ApprovalRequired => Some("policy requires an approval for it".to_owned()),
+        Effect::Deny => Some(match decision.deny_reason() {
+            Some(DenyReason::NoPermit) => format!("no policy permits `{operation}`"),
+            _ => "policy denies it".to_owned(),
+        }),
+    }
+}
+
+/// The policy decision for `operation` with `args`, for the caller, now.
+fn evaluate(
+    rt: &Runtime,
+    caller: &Caller,
+    operation: &OperationName,
+    class: steward_core::OperationClass,
+    args: Value,
+) -> steward_policy::Decision {
     let policy = rt.active_policy();
     let identity = &caller.identity;
     let now = rt.now_ms();
@@ -291,12 +343,7 @@ pub(super) fn denied_outright_with(
         .counts(&identity.id, &operation.service, &operation.operation, now);
     request.risk_score = i64::from(rt.monitor.risk_score(&identity.id, now));
     request.delegated = caller.token.delegated;
-    let decision = steward_policy::authorize(&policy.compiled, &request);
-    decision.effect() == Effect::Deny
-        && matches!(
-            decision.deny_reason(),
-            Some(DenyReason::Forbidden | DenyReason::NoPermit) | None
-        )
+    steward_policy::authorize(&policy.compiled, &request)
 }
 
 /// `tools/list`: every usable tool of every MCP service this caller is not denied outright.

@@ -74,12 +74,31 @@ pub fn catalog_operations(spec: &ServiceSpec) -> Vec<OperationDef> {
             class: class(RESOURCES_READ),
             args: vec![arg("uri")],
         },
+        // An upstream's question to the human during a tool call: the answer goes to the
+        // tool, so it is a write unless `class_overrides` say otherwise.
+        OperationDef {
+            name: super::aggregate::ELICITATION.to_owned(),
+            class: spec
+                .class_overrides
+                .get(super::aggregate::ELICITATION)
+                .copied()
+                .unwrap_or(OperationClass::Write),
+            args: vec![
+                arg("tool"),
+                arg("message"),
+                ArgDef {
+                    name: "fields".to_owned(),
+                    arg_type: ArgType::SetOfString,
+                    optional: false,
+                },
+            ],
+        },
     ]
 }
 
 /// Whether a tool name is reserved for a content operation.
 pub fn is_reserved(name: &str) -> bool {
-    name == PROMPTS_GET || name == RESOURCES_READ
+    name == PROMPTS_GET || name == RESOURCES_READ || name == super::aggregate::ELICITATION
 }
 
 /// A content operation's class: `read`, unless the service's `class_overrides` say otherwise.

@@ -856,15 +856,23 @@ async fn next_ask(asks: &mut Option<tokio::sync::mpsc::Receiver<Ask>>) -> Option
 
 /// Whose call a relayed elicitation belongs to.
 struct AskOwner {
-    identity_id: String,
+    caller: Caller,
     request_id: String,
-    /// `<service>:<tool>`.
-    operation: String,
+    service: String,
+    tool: String,
+}
+
+impl AskOwner {
+    /// `<service>:<tool>`, the call's operation.
+    fn operation(&self) -> String {
+        format!("{}:{}", self.service, self.tool)
+    }
 }
 
 /// Registers an upstream's elicitation under a fresh id and returns the request to put
-/// on the agent's stream; `None` when too many wait already (the server gets an error).
-fn relay_ask(
+/// on the agent's stream. `None`: policy refused the question, or too many wait already;
+/// the server gets an error.
+async fn relay_ask(
     rt: &Runtime,
     owner: &AskOwner,
     ask: Ask,
@@ -892,11 +900,27 @@ fn relay_ask(
         .take(500)
         .collect();
     let asked = json!({"method": ask.method, "message": message, "fields": fields});
+    // The question is an operation of the service, governed like its tools.
+    let args = json!({"tool": owner.tool, "message": message, "fields": fields});
+    if let Some(why) = aggregate::elicitation_refused(rt, &owner.caller, &owner.service, args) {
+        let mut event = AuditEvent::new(EventKind::ServerRequest, owner.caller.actor());
+        event.request_id = Some(owner.request_id.clone());
+        event.operation = Some(owner.operation());
+        event.detail = json!({"asked": asked, "action": "refused", "reason": why});
+        if let Err(e) = rt.audit(event).await {
+            tracing::warn!(error = %e, "could not audit a refused elicitation");
+        }
+        let _ = ask.reply.send(Err(RpcError::new(
+            content::DENIED,
+            format!("Denied by Steward: {why}."),
+        )));
+        return None;
+    }
     let event = json!({"jsonrpc": "2.0", "id": id, "method": ask.method, "params": ask.params});
     let pending = PendingAsk {
-        identity_id: owner.identity_id.clone(),
+        identity_id: owner.caller.identity.id.clone(),
         request_id: owner.request_id.clone(),
-        operation: owner.operation.clone(),
+        operation: owner.operation(),
         asked,
         reply: ask.reply,
     };
@@ -1054,10 +1078,14 @@ async fn tools_call(
         progress: progress_token.is_some(),
         asks: ask_tx,
     };
+    let (service, tool) = tool_name
+        .split_once(aggregate::SEPARATOR)
+        .unwrap_or(("", tool_name.as_str()));
     let owner = AskOwner {
-        identity_id: caller.identity.id.clone(),
+        caller: caller.clone(),
         request_id: rid.clone(),
-        operation: tool_name.replacen(aggregate::SEPARATOR, ":", 1),
+        service: service.to_owned(),
+        tool: tool.to_owned(),
     };
     let mut registered: Vec<String> = Vec::new();
     // The answer is streamed from a spawned task that outlives the agent's connection; a
@@ -1081,7 +1109,7 @@ async fn tools_call(
             Step::Done(result) => return json_answer(result, &id, &rid),
             Step::Event(event) => break event,
             Step::Ask(ask) => {
-                if let Some(event) = relay_ask(&rt, &owner, ask, &mut registered) {
+                if let Some(event) = relay_ask(&rt, &owner, ask, &mut registered).await {
                     break event;
                 }
             }
@@ -1105,7 +1133,7 @@ async fn tools_call(
                     Step::Ask(_) if !open => {}
                     Step::Ask(ask) => {
                         // A question must not be lost to a full stream: wait for room.
-                        if let Some(event) = relay_ask(&task_rt, &owner, ask, &mut registered)
+                        if let Some(event) = relay_ask(&task_rt, &owner, ask, &mut registered).await
                             && tx.send(Ok(sse_event(&event))).await.is_err()
                         {
                             open = false;

@@ -1851,6 +1851,43 @@ fn elicitations_reach_the_agent_and_its_answer_reaches_the_tool() {
         );
     }
 
+    // A question is an operation of the service, governed like its tools: this one asks
+    // for an email address, which policy forbids.
+    d.policy(
+        "permit(principal, action, resource);\n\
+         forbid(principal, action == Action::\"evhttp:elicitation/create\", resource) when { context.args.fields.contains(\"email\") };\n",
+    );
+    let call3 = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "evhttp__trigger-elicitation-request", "arguments": {}}});
+    let (status, text, body) = rpc(port, &in_session, &call3);
+    assert_eq!(status, 200, "{text}");
+    assert!(!text.contains("elicitation/create\",\"params"), "{text}");
+    assert!(
+        body["result"]["isError"] == true || body["error"].is_object(),
+        "{body}"
+    );
+    let audit = d.ok(
+        &[
+            "-o",
+            "json",
+            "audit",
+            "search",
+            "--operation",
+            "evhttp:trigger-elicitation-request",
+        ],
+        None,
+    );
+    assert!(
+        serde_json::from_str::<Value>(&audit).unwrap()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["event"]["kind"] == "server_request"
+                && r["event"]["detail"]["action"] == "refused"),
+        "no record of the refused question: {audit}"
+    );
+    d.policy("permit(principal, action, resource);\n");
+
     // A client that did not declare elicitation gets no question; the tool is refused one.
     let plain = new_session(port, &bearer);
     let plain_session = [
