@@ -896,8 +896,16 @@ fn a_stalled_log_reader_does_not_stall_requests() {
         let _ = stderr.read_to_end(&mut log);
         String::from_utf8_lossy(&log).into_owned()
     });
-    std::thread::sleep(Duration::from_millis(500));
-    let _ = steward.0.kill();
+    // A graceful stop writes out every buffered line before exiting (a SIGKILL would lose
+    // the last few milliseconds' worth, and make this test depend on timing).
+    let pid = steward.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let _ = steward.0.wait();
     let log = reader.join().unwrap();
     let request_lines = log
