@@ -122,7 +122,7 @@ fn pass_on_notifications(rt: &Arc<Runtime>, service: &str, signals: &Signals) {
                     tracing::debug!(mcp.service = %service, delivered, %method, "list change passed on");
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::warn!(mcp.service = %service, missed, "resource updates arrived faster than they could be passed on; some were dropped");
+                    tracing::warn!(mcp.service = %service, missed, "upstream notifications arrived faster than they could be passed on; some were dropped");
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }
@@ -295,12 +295,12 @@ pub(super) fn elicitation_refused(
     if !caller.token.allows(&operation) {
         return Some("the agent's token does not cover it".to_owned());
     }
-    // The class the catalog gives the operation (see `content::catalog_operations`).
     let class = rt
         .service_table()
         .get(service)
-        .and_then(|s| s.spec.class_overrides.get(ELICITATION).copied())
-        .unwrap_or(steward_core::OperationClass::Write);
+        .map_or(steward_core::OperationClass::Write, |s| {
+            super::content::elicitation_class(&s.spec)
+        });
     let decision = evaluate(rt, caller, &operation, class, args);
     match decision.effect() {
         Effect::Allow => None,

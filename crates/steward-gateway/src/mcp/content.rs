@@ -74,15 +74,9 @@ pub fn catalog_operations(spec: &ServiceSpec) -> Vec<OperationDef> {
             class: class(RESOURCES_READ),
             args: vec![arg("uri")],
         },
-        // An upstream's question to the human during a tool call: the answer goes to the
-        // tool, so it is a write unless `class_overrides` say otherwise.
         OperationDef {
             name: super::aggregate::ELICITATION.to_owned(),
-            class: spec
-                .class_overrides
-                .get(super::aggregate::ELICITATION)
-                .copied()
-                .unwrap_or(OperationClass::Write),
+            class: elicitation_class(spec),
             args: vec![
                 arg("tool"),
                 arg("message"),
@@ -99,6 +93,15 @@ pub fn catalog_operations(spec: &ServiceSpec) -> Vec<OperationDef> {
 /// Whether a tool name is reserved for a content operation.
 pub fn is_reserved(name: &str) -> bool {
     name == PROMPTS_GET || name == RESOURCES_READ || name == super::aggregate::ELICITATION
+}
+
+/// The class of an upstream's question to the human during a tool call: the answer goes to
+/// the tool, so `write`, unless the service's `class_overrides` say otherwise.
+pub(super) fn elicitation_class(spec: &ServiceSpec) -> OperationClass {
+    spec.class_overrides
+        .get(super::aggregate::ELICITATION)
+        .copied()
+        .unwrap_or(OperationClass::Write)
 }
 
 /// A content operation's class: `read`, unless the service's `class_overrides` say otherwise.
