@@ -624,13 +624,7 @@ fn sigterm_drains_an_in_flight_request_and_exits_cleanly() {
     std::thread::sleep(Duration::from_millis(600));
     let pid = steward.0.id().to_string();
     let signalled = Instant::now();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    sigterm(&pid);
     let (status, body, took) = in_flight.join().unwrap();
     assert_eq!(status, 200, "the in-flight call must complete: {body}");
     assert!(took >= Duration::from_secs(2), "{took:?}");
@@ -899,13 +893,7 @@ fn a_stalled_log_reader_does_not_stall_requests() {
     // A graceful stop writes out every buffered line before exiting (a SIGKILL would lose
     // the last few milliseconds' worth, and make this test depend on timing).
     let pid = steward.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    sigterm(&pid);
     let _ = steward.0.wait();
     let log = reader.join().unwrap();
     let request_lines = log

@@ -704,3 +704,15 @@ pub fn wait_for_log(dir: &Path, port: u16, needle: &str) -> String {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Sends SIGTERM to process `pid` (a graceful stop).
+pub fn sigterm(pid: &str) {
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", pid])
+            .status()
+            .unwrap()
+            .success(),
+        "kill -TERM {pid}"
+    );
+}

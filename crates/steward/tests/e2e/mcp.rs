@@ -74,6 +74,26 @@ fn ts_sdk_node() -> Option<&'static str> {
     None
 }
 
+/// Runs a TypeScript SDK agent `script` of this directory against Steward on `port` as
+/// the holder of `token`, with `args` after those; returns the JSON object it prints.
+fn ts_agent(node: &str, script: &str, port: u16, token: &str, args: &[&str]) -> Value {
+    let out = Command::new(node)
+        .arg(here().join(script))
+        .arg(npm_dir())
+        .arg(format!("http://127.0.0.1:{port}/mcp"))
+        .arg(token)
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{script} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
 /// Runs the Python SDK agent; returns its JSON output.
 fn agent(python: &str, port: u16, token: &str, args: &[&str]) -> Value {
     let url = format!("http://127.0.0.1:{port}/mcp");
@@ -483,25 +503,17 @@ fn mcp_gateway_governs_real_mcp_peers() {
 
     // The TypeScript SDK client (session-based 2025-11-25): listing, calling, denial.
     if let Some(node) = ts_sdk_node() {
-        let out = Command::new(node)
-            .arg(here().join("ts_agent.mjs"))
-            .arg(npm_dir())
-            .arg(format!("http://127.0.0.1:{port}/mcp"))
-            .arg(&agent_token)
-            .args([
+        let ts = ts_agent(
+            node,
+            "ts_agent.mjs",
+            port,
+            &agent_token,
+            &[
                 "tools2__echo",
                 r#"{"message":"from typescript"}"#,
                 "tools__wipe",
-            ])
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "TypeScript agent failed: {}\n{stdout}",
-            String::from_utf8_lossy(&out.stderr)
+            ],
         );
-        let ts: Value = serde_json::from_str(stdout.trim()).unwrap();
         assert_eq!(ts["protocol_version"], "2025-11-25", "{ts}");
         assert_eq!(ts["session"], true, "{ts}");
         let names: Vec<&str> = ts["tools"]
@@ -1791,17 +1803,20 @@ fn elicitations_reach_the_agent_and_its_answer_reaches_the_tool() {
     );
 
     // The audit trail has what was asked and how it was answered, never the answers.
-    let audit = d.ok(
-        &[
-            "-o",
-            "json",
-            "audit",
-            "search",
-            "--operation",
-            "evhttp:trigger-elicitation-request",
-        ],
-        None,
-    );
+    let elicitation_audit = || {
+        d.ok(
+            &[
+                "-o",
+                "json",
+                "audit",
+                "search",
+                "--operation",
+                "evhttp:trigger-elicitation-request",
+            ],
+            None,
+        )
+    };
+    let audit = elicitation_audit();
     let records: Value = serde_json::from_str(&audit).unwrap();
     let asked_record = records["items"]
         .as_array()
@@ -1823,24 +1838,16 @@ fn elicitations_reach_the_agent_and_its_answer_reaches_the_tool() {
 
     // The TypeScript SDK client answers through Steward like any elicitation it gets.
     if let Some(node) = ts_sdk_node() {
-        let out = Command::new(node)
-            .arg(here().join("ts_elicit.mjs"))
-            .arg(npm_dir())
-            .arg(format!("http://127.0.0.1:{port}/mcp"))
-            .arg(&d.agent)
-            .args([
+        let v = ts_agent(
+            node,
+            "ts_elicit.mjs",
+            port,
+            &d.agent,
+            &[
                 "evhttp__trigger-elicitation-request",
                 "Grace from TypeScript",
-            ])
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
+            ],
         );
-        let v: Value = serde_json::from_str(stdout.trim()).unwrap();
         assert_eq!(v["asked"].as_array().map(Vec::len), Some(1), "{v}");
         assert!(
             v["text"]
@@ -1866,17 +1873,7 @@ fn elicitations_reach_the_agent_and_its_answer_reaches_the_tool() {
         body["result"]["isError"] == true || body["error"].is_object(),
         "{body}"
     );
-    let audit = d.ok(
-        &[
-            "-o",
-            "json",
-            "audit",
-            "search",
-            "--operation",
-            "evhttp:trigger-elicitation-request",
-        ],
-        None,
-    );
+    let audit = elicitation_audit();
     assert!(
         serde_json::from_str::<Value>(&audit).unwrap()["items"]
             .as_array()
