@@ -120,9 +120,7 @@ impl McpHub {
     /// Registers a relayed elicitation under `id`; `false` (and the ask is dropped, so
     /// its server gets an error) when [`MAX_PENDING_ASKS`] are waiting already.
     pub fn register_ask(&self, id: String, ask: PendingAsk) -> bool {
-        let Ok(mut asks) = self.asks.lock() else {
-            return false;
-        };
+        let mut asks = crate::lock(&self.asks);
         if asks.len() >= MAX_PENDING_ASKS {
             return false;
         }
@@ -133,7 +131,7 @@ impl McpHub {
     /// Takes the relayed elicitation `id` if `identity_id` may answer it; another
     /// identity's answer leaves it waiting.
     pub fn take_ask(&self, id: &str, identity_id: &str) -> Option<PendingAsk> {
-        let mut asks = self.asks.lock().ok()?;
+        let mut asks = crate::lock(&self.asks);
         if asks.get(id)?.identity_id != identity_id {
             return None;
         }
@@ -142,10 +140,9 @@ impl McpHub {
 
     /// Forgets relayed elicitations whose call has ended.
     pub fn forget_asks(&self, ids: &[String]) {
-        if let Ok(mut asks) = self.asks.lock() {
-            for id in ids {
-                asks.remove(id);
-            }
+        let mut asks = crate::lock(&self.asks);
+        for id in ids {
+            asks.remove(id);
         }
     }
 

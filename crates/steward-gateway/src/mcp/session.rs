@@ -131,12 +131,21 @@ impl Sessions {
         identity_id: &str,
         now: i64,
     ) -> Result<SessionInfo, SessionRejection> {
-        let mut map = lock(&self.inner);
-        let session = live(&mut map, id, identity_id, now)?;
-        Ok(SessionInfo {
+        self.with_live(id, identity_id, now, |session| SessionInfo {
             log_level: session.log_level,
             elicitation: session.elicitation,
         })
+    }
+
+    /// Runs `f` on session `id` if it is live and belongs to `identity_id`, touching it.
+    fn with_live<R>(
+        &self,
+        id: &str,
+        identity_id: &str,
+        now: i64,
+        f: impl FnOnce(&mut Session) -> R,
+    ) -> Result<R, SessionRejection> {
+        live(&mut lock(&self.inner), id, identity_id, now).map(f)
     }
 
     /// Records that the client of session `id` (just created) takes elicitation requests.
@@ -154,9 +163,9 @@ impl Sessions {
         level: usize,
         now: i64,
     ) -> Result<(), SessionRejection> {
-        let mut map = lock(&self.inner);
-        live(&mut map, id, identity_id, now)?.log_level = Some(level);
-        Ok(())
+        self.with_live(id, identity_id, now, |session| {
+            session.log_level = Some(level);
+        })
     }
 
     /// Records that a session owned by `identity_id` subscribed to `uri` of `service`;
@@ -169,17 +178,16 @@ impl Sessions {
         uri: &str,
         now: i64,
     ) -> Result<bool, SessionRejection> {
-        let mut map = lock(&self.inner);
-        let session = live(&mut map, id, identity_id, now)?;
-        let key = (service.to_owned(), uri.to_owned());
-        if session.subscriptions.contains(&key) {
-            return Ok(true);
-        }
-        if session.subscriptions.len() >= MAX_SUBSCRIPTIONS {
-            return Ok(false);
-        }
-        session.subscriptions.insert(key);
-        Ok(true)
+        self.with_live(id, identity_id, now, |session| {
+            let key = (service.to_owned(), uri.to_owned());
+            if session.subscriptions.contains(&key) {
+                return true;
+            }
+            if session.subscriptions.len() >= MAX_SUBSCRIPTIONS {
+                return false;
+            }
+            session.subscriptions.insert(key)
+        })
     }
 
     /// Whether a session owned by `identity_id` may subscribe to `uri` (it holds it
@@ -192,10 +200,10 @@ impl Sessions {
         uri: &str,
         now: i64,
     ) -> Result<bool, SessionRejection> {
-        let mut map = lock(&self.inner);
-        let session = live(&mut map, id, identity_id, now)?;
-        Ok(session.subscriptions.len() < MAX_SUBSCRIPTIONS
-            || session.subscriptions.iter().any(|(_, u)| u == uri))
+        self.with_live(id, identity_id, now, |session| {
+            session.subscriptions.len() < MAX_SUBSCRIPTIONS
+                || session.subscriptions.iter().any(|(_, u)| u == uri)
+        })
     }
 
     /// Drops a session's subscriptions to `uri`; returns the services they were with.
@@ -206,17 +214,17 @@ impl Sessions {
         uri: &str,
         now: i64,
     ) -> Result<Vec<String>, SessionRejection> {
-        let mut map = lock(&self.inner);
-        let session = live(&mut map, id, identity_id, now)?;
-        let mut services = Vec::new();
-        session.subscriptions.retain(|(service, u)| {
-            let hit = u == uri;
-            if hit {
-                services.push(service.clone());
-            }
-            !hit
-        });
-        Ok(services)
+        self.with_live(id, identity_id, now, |session| {
+            let mut services = Vec::new();
+            session.subscriptions.retain(|(service, u)| {
+                let hit = u == uri;
+                if hit {
+                    services.push(service.clone());
+                }
+                !hit
+            });
+            services
+        })
     }
 
     /// Whether any live session is subscribed to `uri` of `service`.
@@ -248,9 +256,9 @@ impl Sessions {
         stream: mpsc::Sender<Bytes>,
         now: i64,
     ) -> Result<(), SessionRejection> {
-        let mut map = lock(&self.inner);
-        live(&mut map, id, identity_id, now)?.stream = Some(stream);
-        Ok(())
+        self.with_live(id, identity_id, now, |session| {
+            session.stream = Some(stream);
+        })
     }
 
     /// Passes `event` (a resource update of `uri` at `service`) to the open streams of the
