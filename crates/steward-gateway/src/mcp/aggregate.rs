@@ -80,9 +80,11 @@ pub fn service_state(
     if let Some(old) = map.insert(service.spec.name.clone(), Arc::clone(&state)) {
         old.upstream.shutdown();
     }
+    drop(map);
     pass_on_notifications(rt, &service.spec.name, &state.upstream.signals);
     state.upstream.listen();
-    // A new or changed service changes what agents may list.
+    // A new or changed service changes what agents may list. Told with the service map
+    // released: every other MCP request waits on that lock.
     rt.mcp.lists_changed(rt.now_ms());
     Ok(state)
 }

@@ -107,14 +107,14 @@ impl McpHub {
     /// lists may have changed (a service, a pin or the policy changed), so its agent lists
     /// them again. On PostgreSQL only this instance's sessions hear it.
     pub fn lists_changed(&self, now: i64) {
-        for method in [
-            "notifications/tools/list_changed",
-            "notifications/prompts/list_changed",
-            "notifications/resources/list_changed",
-        ] {
-            let event = server::sse_event(&serde_json::json!({"jsonrpc": "2.0", "method": method}));
-            self.sessions.broadcast(&event, now);
+        // The three events in one chunk: one pass over the sessions.
+        let mut events = Vec::new();
+        for method in upstream::LIST_CHANGED {
+            events.extend_from_slice(&server::sse_event(
+                &serde_json::json!({"jsonrpc": "2.0", "method": method}),
+            ));
         }
+        self.sessions.broadcast(&bytes::Bytes::from(events), now);
     }
 
     /// Registers a relayed elicitation under `id`; `false` (and the ask is dropped, so

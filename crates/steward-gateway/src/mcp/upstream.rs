@@ -209,7 +209,7 @@ pub enum UpstreamEvent {
 }
 
 /// The list-changed notifications passed on, by method.
-const LIST_CHANGED: &[&str] = &[
+pub const LIST_CHANGED: &[&str] = &[
     "notifications/tools/list_changed",
     "notifications/prompts/list_changed",
     "notifications/resources/list_changed",
