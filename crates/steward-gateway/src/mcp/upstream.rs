@@ -892,12 +892,8 @@ impl HttpConn {
                         "a request was answered with 202".into(),
                     ));
                 }
-                Ok(Ok(Posted::SessionExpired)) => {
-                    // The server forgot the session: initialize again, once.
-                    *self.init.lock().await = false;
-                    *lock(&self.session) = None;
-                    self.signals.tools_stale.store(true, Ordering::Relaxed);
-                }
+                // The server forgot the session: initialize again, once.
+                Ok(Ok(Posted::SessionExpired)) => self.forget_session().await,
             }
         }
         Err(UpstreamError::Unavailable(
@@ -992,32 +988,13 @@ impl HttpConn {
         id: Option<i64>,
         relay: Option<(&NoteRelay, Option<&str>)>,
     ) -> Result<Posted, UpstreamError> {
-        let mut req = http::Request::builder()
-            .method(http::Method::POST)
-            .uri(self.uri.clone())
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::ACCEPT, "application/json, text/event-stream")
-            .header("mcp-protocol-version", UPSTREAM_PROTOCOL_VERSION)
-            .body(
-                Full::new(bytes)
-                    .map_err(|never| match never {})
-                    .boxed_unsync(),
+        let (resp, _) = self
+            .send(
+                http::Method::POST,
+                "application/json, text/event-stream",
+                bytes,
             )
-            .map_err(|e| UpstreamError::Unavailable(e.to_string()))?;
-        let session = lock(&self.session).clone();
-        if let Some(session) = session
-            && let Ok(v) = HeaderValue::from_str(&session)
-        {
-            req.headers_mut().insert("mcp-session-id", v);
-        }
-        self.inject(req.headers_mut()).await?;
-        let resp = self.http_client().await?.request(req).await.map_err(|e| {
-            if format!("{e:?}").contains("PermissionDenied") {
-                UpstreamError::EgressBlocked
-            } else {
-                UpstreamError::Unavailable(e.to_string())
-            }
-        })?;
+            .await?;
         let status = resp.status();
         if let Some(session) = resp
             .headers()
@@ -1034,12 +1011,8 @@ impl HttpConn {
         {
             return Ok(Posted::SessionExpired);
         }
-        let is_sse = resp
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.to_ascii_lowercase().starts_with("text/event-stream"));
-        let mut body = resp.into_body();
+        let is_sse = is_event_stream(resp.headers());
+        let body = resp.into_body();
         if !is_sse {
             let collected = http_body_util::Limited::new(body, jsonrpc::MAX_MESSAGE_BYTES)
                 .collect()
@@ -1062,75 +1035,44 @@ impl HttpConn {
             };
         }
         // SSE: read events until the response with our id arrives.
-        let mut buffer: Vec<u8> = Vec::new();
-        let mut total = 0usize;
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| UpstreamError::Protocol(format!("event stream: {e}")))?;
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            total = total.saturating_add(data.len());
-            if total > jsonrpc::MAX_MESSAGE_BYTES * 4 {
-                return Err(UpstreamError::Protocol("event stream too large".into()));
-            }
-            buffer.extend_from_slice(&data);
-            while let Some((event, rest)) = split_event(&buffer) {
-                let payload = sse_data(&event);
-                buffer = rest;
-                if payload.is_empty() {
-                    continue;
+        let mut events = SseReader::new(body, Some(jsonrpc::MAX_MESSAGE_BYTES * 4));
+        while let Some(payload) = events.next().await? {
+            match jsonrpc::parse(payload.as_bytes()) {
+                Ok(Message::Response {
+                    id: Id::Number(n),
+                    result,
+                }) if Some(n) == id => return Ok(Posted::Reply(Ok(result), payload.len())),
+                Ok(Message::Error {
+                    id: Some(Id::Number(n)),
+                    error,
+                }) if Some(n) == id => {
+                    return Ok(Posted::Reply(Err(error), payload.len()));
                 }
-                match jsonrpc::parse(payload.as_bytes()) {
-                    Ok(Message::Response {
-                        id: Id::Number(n),
-                        result,
-                    }) if Some(n) == id => return Ok(Posted::Reply(Ok(result), payload.len())),
-                    Ok(Message::Error {
-                        id: Some(Id::Number(n)),
-                        error,
-                    }) if Some(n) == id => {
-                        return Ok(Posted::Reply(Err(error), payload.len()));
-                    }
-                    Ok(Message::Request {
-                        id: asked,
-                        method,
-                        params,
-                    }) => {
-                        // Answered by POST, as a client answers on Streamable HTTP. A
-                        // failed answer leaves the server to time its request out.
-                        let answer = match relay {
-                            Some((relay, _)) => relay.ask(&method, params).await,
-                            None => None,
-                        };
-                        let reply = match answer {
-                            Some(Ok(result)) => jsonrpc::response(&asked, result),
-                            Some(Err(e)) => jsonrpc::error_response(Some(&asked), &e),
-                            None => server_request_reply(&asked, &method),
-                        }
-                        .to_string();
-                        let answered = Box::pin(self.post(Bytes::from(reply), None, None)).await;
-                        if let Err(e) = answered {
-                            tracing::debug!(error = %e, %method, "could not refuse a server request");
-                        }
-                    }
-                    Ok(Message::Notification { method, params }) => {
-                        if let Some((relay, token)) = relay {
-                            let relayed = match method.as_str() {
-                                "notifications/message" => true,
-                                "notifications/progress" => {
-                                    token.is_some() && progress_token_of(&params) == token
-                                }
-                                _ => false,
-                            };
-                            if relayed {
-                                relay.offer(method, params);
-                                continue;
+                Ok(Message::Request {
+                    id: asked,
+                    method,
+                    params,
+                }) => {
+                    let relay = relay.map(|(relay, _)| relay);
+                    Box::pin(self.answer_server_request(relay, &asked, &method, params)).await;
+                }
+                Ok(Message::Notification { method, params }) => {
+                    if let Some((relay, token)) = relay {
+                        let relayed = match method.as_str() {
+                            "notifications/message" => true,
+                            "notifications/progress" => {
+                                token.is_some() && progress_token_of(&params) == token
                             }
+                            _ => false,
+                        };
+                        if relayed {
+                            relay.offer(method, params);
+                            continue;
                         }
-                        self.signals.notified(&method, &params);
                     }
-                    _ => {}
+                    self.signals.notified(&method, &params);
                 }
+                _ => {}
             }
         }
         Err(UpstreamError::Protocol(
@@ -1234,13 +1176,58 @@ impl HttpConn {
     /// Opens the standalone event stream (GET) and reads it to its end.
     async fn listen_once(&self) -> Result<Listened, UpstreamError> {
         self.ensure_initialized(Duration::from_secs(30)).await?;
-        let mut req = http::Request::builder()
-            .method(http::Method::GET)
+        let (resp, session) = self
+            .send(http::Method::GET, "text/event-stream", Bytes::new())
+            .await?;
+        let status = resp.status();
+        if status == http::StatusCode::METHOD_NOT_ALLOWED {
+            return Ok(Listened::Unsupported);
+        }
+        if status == http::StatusCode::NOT_FOUND && session.is_some() {
+            // The server forgot the session: the next request or stream initializes again.
+            self.forget_session().await;
+            return Ok(Listened::Ended);
+        }
+        if !status.is_success() || !is_event_stream(resp.headers()) {
+            return Err(UpstreamError::Unavailable(format!(
+                "event stream: http status {status}"
+            )));
+        }
+        // No question on this stream belongs to a call: none is relayed.
+        let mut events = SseReader::new(resp.into_body(), None);
+        while let Some(payload) = events.next().await? {
+            match jsonrpc::parse(payload.as_bytes()) {
+                Ok(Message::Notification { method, params }) => {
+                    self.signals.notified(&method, &params);
+                }
+                Ok(Message::Request { id, method, params }) => {
+                    self.answer_server_request(None, &id, &method, params).await;
+                }
+                _ => {}
+            }
+        }
+        Ok(Listened::Ended)
+    }
+
+    /// Sends one request to the server, with Steward's session and the service's
+    /// credential; returns the answer and the session id the request carried.
+    async fn send(
+        &self,
+        method: http::Method,
+        accept: &'static str,
+        body: Bytes,
+    ) -> Result<(http::Response<hyper::body::Incoming>, Option<String>), UpstreamError> {
+        let mut builder = http::Request::builder()
+            .method(method.clone())
             .uri(self.uri.clone())
-            .header(header::ACCEPT, "text/event-stream")
-            .header("mcp-protocol-version", UPSTREAM_PROTOCOL_VERSION)
+            .header(header::ACCEPT, accept)
+            .header("mcp-protocol-version", UPSTREAM_PROTOCOL_VERSION);
+        if method == http::Method::POST {
+            builder = builder.header(header::CONTENT_TYPE, "application/json");
+        }
+        let mut req = builder
             .body(
-                Full::new(Bytes::new())
+                Full::new(body)
                     .map_err(|never| match never {})
                     .boxed_unsync(),
             )
@@ -1252,63 +1239,107 @@ impl HttpConn {
             req.headers_mut().insert("mcp-session-id", v);
         }
         self.inject(req.headers_mut()).await?;
-        let resp = self
-            .http_client()
-            .await?
-            .request(req)
-            .await
-            .map_err(|e| UpstreamError::Unavailable(e.to_string()))?;
-        let status = resp.status();
-        if status == http::StatusCode::METHOD_NOT_ALLOWED {
-            return Ok(Listened::Unsupported);
+        let resp = self.http_client().await?.request(req).await.map_err(|e| {
+            if format!("{e:?}").contains("PermissionDenied") {
+                UpstreamError::EgressBlocked
+            } else {
+                UpstreamError::Unavailable(e.to_string())
+            }
+        })?;
+        Ok((resp, session))
+    }
+
+    /// Forgets a session the server no longer knows: the next request or event stream
+    /// initializes again, and the tool list is listed again.
+    async fn forget_session(&self) {
+        *self.init.lock().await = false;
+        *lock(&self.session) = None;
+        self.signals.tools_stale.store(true, Ordering::Relaxed);
+    }
+
+    /// Answers, by POST as a client on Streamable HTTP does, a request the server sent:
+    /// with the agent's answer when `relay` takes it (an elicitation during its call),
+    /// else with [`server_request_reply`]. A failed answer leaves the server to time its
+    /// request out.
+    async fn answer_server_request(
+        &self,
+        relay: Option<&NoteRelay>,
+        id: &Id,
+        method: &str,
+        params: Map<String, Value>,
+    ) {
+        let answer = match relay {
+            Some(relay) => relay.ask(method, params).await,
+            None => None,
+        };
+        let reply = match answer {
+            Some(Ok(result)) => jsonrpc::response(id, result),
+            Some(Err(e)) => jsonrpc::error_response(Some(id), &e),
+            None => server_request_reply(id, method),
+        };
+        if let Err(e) = self.post(Bytes::from(reply.to_string()), None, None).await {
+            tracing::debug!(error = %e, %method, "could not answer a server request");
         }
-        if status == http::StatusCode::NOT_FOUND && session.is_some() {
-            // The server forgot the session: the next request or stream initializes again.
-            *self.init.lock().await = false;
-            *lock(&self.session) = None;
-            self.signals.tools_stale.store(true, Ordering::Relaxed);
-            return Ok(Listened::Ended);
+    }
+}
+
+/// Whether a response carries an event stream.
+fn is_event_stream(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("text/event-stream"))
+}
+
+/// The data of an event stream's events, one event at a time.
+struct SseReader {
+    body: hyper::body::Incoming,
+    /// Bytes read and not yet split into events.
+    buffer: Vec<u8>,
+    /// Bytes read so far, and the most the whole stream may carry (`None`: no bound, for
+    /// a stream that lives as long as the service).
+    total: usize,
+    limit: Option<usize>,
+}
+
+impl SseReader {
+    fn new(body: hyper::body::Incoming, limit: Option<usize>) -> Self {
+        Self {
+            body,
+            buffer: Vec::new(),
+            total: 0,
+            limit,
         }
-        let is_sse = resp
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.to_ascii_lowercase().starts_with("text/event-stream"));
-        if !status.is_success() || !is_sse {
-            return Err(UpstreamError::Unavailable(format!(
-                "event stream: http status {status}"
-            )));
-        }
-        let mut body = resp.into_body();
-        let mut buffer: Vec<u8> = Vec::new();
-        while let Some(frame) = body.frame().await {
+    }
+
+    /// The next event's (non-empty) data; `None` once the stream has ended.
+    async fn next(&mut self) -> Result<Option<String>, UpstreamError> {
+        loop {
+            if let Some((event, rest)) = split_event(&self.buffer) {
+                self.buffer = rest;
+                let payload = sse_data(&event);
+                if !payload.is_empty() {
+                    return Ok(Some(payload));
+                }
+                continue;
+            }
+            // One event may not grow without bound.
+            if self.buffer.len() > jsonrpc::MAX_MESSAGE_BYTES {
+                return Err(UpstreamError::Protocol("event too large".into()));
+            }
+            let Some(frame) = self.body.frame().await else {
+                return Ok(None);
+            };
             let frame = frame.map_err(|e| UpstreamError::Protocol(format!("event stream: {e}")))?;
             let Ok(data) = frame.into_data() else {
                 continue;
             };
-            buffer.extend_from_slice(&data);
-            while let Some((event, rest)) = split_event(&buffer) {
-                buffer = rest;
-                let payload = sse_data(&event);
-                match jsonrpc::parse(payload.as_bytes()) {
-                    Ok(Message::Notification { method, params }) => {
-                        self.signals.notified(&method, &params);
-                    }
-                    Ok(Message::Request { id, method, .. }) => {
-                        let reply = server_request_reply(&id, &method).to_string();
-                        if let Err(e) = self.post(Bytes::from(reply), None, None).await {
-                            tracing::debug!(error = %e, %method, "could not refuse a server request");
-                        }
-                    }
-                    _ => {}
-                }
+            self.total = self.total.saturating_add(data.len());
+            if self.limit.is_some_and(|limit| self.total > limit) {
+                return Err(UpstreamError::Protocol("event stream too large".into()));
             }
-            // One event may not grow without bound.
-            if buffer.len() > jsonrpc::MAX_MESSAGE_BYTES {
-                return Err(UpstreamError::Protocol("event too large".into()));
-            }
+            self.buffer.extend_from_slice(&data);
         }
-        Ok(Listened::Ended)
     }
 }
 
