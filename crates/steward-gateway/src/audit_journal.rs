@@ -85,10 +85,10 @@ use steward_audit::{
     AuditEvent, AuditRecord, AuditStore, BoxFuture, EncodedRecord, Hash, IndexColumns,
     StoreError as AuditStoreError, StoreHead, hash_with_event_bytes,
 };
-use steward_store::models::{AuditRow, AuditRowRef};
+use steward_store::models::AuditRow;
 use tokio::sync::{Notify, watch};
 
-use crate::audit_sink::{SqlAuditStore, encoded_row, store_err};
+use crate::audit_sink::{SqlAuditStore, encoded_row, encoded_row_refs, store_err};
 use crate::lock;
 
 const MAGIC: &str = "steward-audit-journal v1";
@@ -739,7 +739,7 @@ async fn index_loop(sql: SqlAuditStore, shared: Arc<Shared>) {
                 let records = std::mem::take(&mut pending);
                 let instance = Arc::clone(&instance);
                 match tokio::task::spawn_blocking(move || {
-                    let result = lock(&index).append_refs(&borrowed_rows(&instance, &records));
+                    let result = lock(&index).append_refs(&encoded_row_refs(&instance, &records));
                     (records, result)
                 })
                 .await
@@ -780,28 +780,6 @@ async fn index_loop(sql: SqlAuditStore, shared: Arc<Shared>) {
             }
         }
     }
-}
-
-/// The rows of `records`, borrowing every field: nothing is copied or allocated per row.
-fn borrowed_rows<'a>(instance: &'a str, records: &'a [EncodedRecord]) -> Vec<AuditRowRef<'a>> {
-    records
-        .iter()
-        .map(|e| AuditRowRef {
-            instance_id: instance,
-            seq: i64::try_from(e.seq).unwrap_or(i64::MAX),
-            time_ms: e.time_ms,
-            prev_hash: &e.prev_hash,
-            hash: &e.hash,
-            kind: e.columns.kind.name(),
-            actor_id: Some(&e.columns.actor_id),
-            operation: e.columns.operation.as_deref(),
-            decision: e.columns.decision.map(|d| d.as_str()),
-            request_id: e.columns.request_id.as_deref(),
-            // Queued records come from appends, whose canonical bytes are serde_json
-            // output: UTF-8 (replay inserts its rows itself, through `frame_row`).
-            event: &e.event_bytes,
-        })
-        .collect()
 }
 
 /// Publishes how many durable records the index does not hold yet

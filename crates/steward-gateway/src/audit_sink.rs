@@ -15,7 +15,7 @@ use steward_audit::{
     MerkleFrontier, StoreError as AuditStoreError, StoreHead, VerifyReport,
 };
 use steward_store::Store;
-use steward_store::models::AuditRow;
+use steward_store::models::{AuditRow, AuditRowRef};
 
 /// The audit chain of one instance, stored in the shared database.
 #[derive(Debug, Clone)]
@@ -79,6 +79,32 @@ pub(crate) fn encoded_row(instance_id: &str, encoded: EncodedRecord) -> AuditRow
         request_id: columns.request_id,
         event,
     }
+}
+
+/// The rows of `records`, borrowing every field: nothing is copied or allocated per row
+/// (the borrowed twin of [`encoded_row`]).
+pub(crate) fn encoded_row_refs<'a>(
+    instance: &'a str,
+    records: &'a [EncodedRecord],
+) -> Vec<AuditRowRef<'a>> {
+    records
+        .iter()
+        .map(|e| AuditRowRef {
+            instance_id: instance,
+            seq: i64::try_from(e.seq).unwrap_or(i64::MAX),
+            time_ms: e.time_ms,
+            prev_hash: &e.prev_hash,
+            hash: &e.hash,
+            kind: e.columns.kind.name(),
+            actor_id: Some(&e.columns.actor_id),
+            operation: e.columns.operation.as_deref(),
+            decision: e.columns.decision.map(|d| d.as_str()),
+            request_id: e.columns.request_id.as_deref(),
+            // Queued records come from appends, whose canonical bytes are serde_json
+            // output: UTF-8 (replay inserts its rows itself, through `frame_row`).
+            event: &e.event_bytes,
+        })
+        .collect()
 }
 
 /// Converts a stored row back to a record.
