@@ -565,7 +565,7 @@ async fn supervise(
     starts: Arc<AtomicU64>,
     signals: Arc<Signals>,
 ) {
-    let mut backoff = MIN_BACKOFF;
+    let mut backoff = Backoff::new();
     loop {
         if *shutdown.borrow() {
             break;
@@ -614,14 +614,33 @@ async fn supervise(
                 tracing::warn!(mcp.service = %spec.name, error = %e, "mcp server could not be started")
             }
         }
+        if !backoff.wait(started, &mut shutdown).await {
+            break;
+        }
+    }
+}
+
+/// Exponential backoff between attempts: [`MIN_BACKOFF`] doubling to [`MAX_BACKOFF`],
+/// back to the minimum after an attempt that lasted [`HEALTHY_AFTER`].
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Self {
+        Self(MIN_BACKOFF)
+    }
+
+    /// Waits before the next attempt (the last one began at `started`); `false` if
+    /// `shutdown` changed meanwhile.
+    async fn wait(&mut self, started: Instant, shutdown: &mut watch::Receiver<bool>) -> bool {
         if started.elapsed() >= HEALTHY_AFTER {
-            backoff = MIN_BACKOFF;
+            self.0 = MIN_BACKOFF;
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.changed() => break,
-        }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        let slept = tokio::select! {
+            _ = tokio::time::sleep(self.0) => true,
+            _ = shutdown.changed() => false,
+        };
+        self.0 = (self.0 * 2).min(MAX_BACKOFF);
+        slept
     }
 }
 
@@ -1135,7 +1154,7 @@ enum Listened {
 /// Keeps a Streamable HTTP server's standalone event stream open while the service lives,
 /// passing its notifications to the service's [`Signals`].
 async fn listen_loop(conn: Weak<HttpConn>, mut shutdown: watch::Receiver<bool>) {
-    let mut backoff = MIN_BACKOFF;
+    let mut backoff = Backoff::new();
     loop {
         if *shutdown.borrow() {
             return;
@@ -1161,14 +1180,9 @@ async fn listen_loop(conn: Weak<HttpConn>, mut shutdown: watch::Receiver<bool>) 
             }
         }
         drop(c);
-        if started.elapsed() >= HEALTHY_AFTER {
-            backoff = MIN_BACKOFF;
+        if !backoff.wait(started, &mut shutdown).await {
+            return;
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.changed() => return,
-        }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
